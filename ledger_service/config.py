@@ -1,0 +1,236 @@
+"""The rules in force: one TOML file, validated on load, fixed into the books at genesis.
+
+The file is nested by section (`[sp]`, `[sv]`, `[pack]`, ...), exactly as in
+SPEC §2; in memory and in the journal's genesis entry every parameter has a flat
+name (`sp_cap`, `team_rate_vip`, ...) so a verifier reads the rules from the
+books with no other file. Two profiles ship with the package: `seed-a` (the
+default) and `seed-b`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .amounts import EXACT_CONTEXT, SP, SV, CNY, QUANTUM, fmt
+
+ROLES = ("member", "vip", "shop_owner", "store_owner", "service_provider")
+TEAM_ROLES = ROLES[1:]
+PROFILES = ("seed-a", "seed-b")
+
+
+class ConfigError(ValueError):
+    """A rules file that cannot be used; the message names the key at fault."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """Every parameter of SPEC §2, flat. Amounts and rates are exact Decimals."""
+
+    profile: str
+    sp_cap: Decimal
+    sp_daily_release: Decimal
+    sp_initial_value: Decimal
+    sv_registration_grant: Decimal
+    sv_referrer_registration_grant: Decimal
+    sv_consumer_multiplier: Decimal
+    sv_merchant_multiplier: Decimal
+    pack_activation_price: Decimal
+    pack_activation_sv_ratio: Decimal
+    pack_partner_price: Decimal
+    pack_pool_share: Decimal
+    merchant_deposit_value: Decimal
+    referral_online_sv_rate: Decimal
+    referral_offline_sp_rate: Decimal
+    referral_merchant_sp_rate: Decimal
+    team_rate_vip: Decimal
+    team_rate_shop_owner: Decimal
+    team_rate_store_owner: Decimal
+    team_rate_service_provider: Decimal
+    region_partner_sp_rate: Decimal
+    region_repurchase_days: int
+    calendar_timezone: str
+
+    def team_rate(self, role: str) -> Decimal:
+        if role == "member":
+            return Decimal(0)
+        return getattr(self, f"team_rate_{role}")
+
+    @property
+    def top_team_rate(self) -> Decimal:
+        return max(self.team_rate(role) for role in TEAM_ROLES)
+
+    def pack_price(self, kind: str) -> Decimal:
+        return self.pack_activation_price if kind == "activation" else self.pack_partner_price
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.calendar_timezone)
+
+    def to_meta(self) -> dict[str, str]:
+        """The flat string form written into the genesis entry."""
+        out: dict[str, str] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = fmt(value) if isinstance(value, Decimal) else str(value)
+        return out
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "Params":
+        """Rebuild the rules from a genesis entry's metadata (validated again)."""
+        flat: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            if field.name not in meta:
+                raise ConfigError(field.name, "missing from the genesis entry")
+            flat[field.name] = meta[field.name]
+        return _build(flat)
+
+
+# (flat name, TOML section, TOML key, kind) — the one table of every parameter.
+# kind: "amount:CUR" (>= 0, at most CUR's decimals), "positive:CUR", "rate" (in [0, 1]),
+# "multiplier" (>= 0), "days" (int >= 0), "timezone".
+_SCHEMA: tuple[tuple[str, str, str, str], ...] = (
+    ("sp_cap", "sp", "cap", f"positive:{SP}"),
+    ("sp_daily_release", "sp", "daily_release", f"amount:{SP}"),
+    ("sp_initial_value", "sp", "initial_value", "value"),
+    ("sv_registration_grant", "sv", "registration_grant", f"amount:{SV}"),
+    ("sv_referrer_registration_grant", "sv", "referrer_registration_grant", f"amount:{SV}"),
+    ("sv_consumer_multiplier", "sv", "consumer_multiplier", "multiplier"),
+    ("sv_merchant_multiplier", "sv", "merchant_multiplier", "multiplier"),
+    ("pack_activation_price", "pack", "activation_price", f"positive:{CNY}"),
+    ("pack_activation_sv_ratio", "pack", "activation_sv_ratio", "multiplier"),
+    ("pack_partner_price", "pack", "partner_price", f"positive:{CNY}"),
+    ("pack_pool_share", "pack", "pool_share", "rate"),
+    ("merchant_deposit_value", "merchant", "deposit_value", f"amount:{CNY}"),
+    ("referral_online_sv_rate", "referral", "online_sv_rate", "rate"),
+    ("referral_offline_sp_rate", "referral", "offline_sp_rate", "rate"),
+    ("referral_merchant_sp_rate", "referral", "merchant_sp_rate", "rate"),
+    ("team_rate_vip", "team.rates", "vip", "rate"),
+    ("team_rate_shop_owner", "team.rates", "shop_owner", "rate"),
+    ("team_rate_store_owner", "team.rates", "store_owner", "rate"),
+    ("team_rate_service_provider", "team.rates", "service_provider", "rate"),
+    ("region_partner_sp_rate", "region", "partner_sp_rate", "rate"),
+    ("region_repurchase_days", "region", "repurchase_days", "days"),
+    ("calendar_timezone", "calendar", "timezone", "timezone"),
+)
+
+MAX_MULTIPLIER = Decimal(1000)
+MAX_REPURCHASE_DAYS = 3660
+
+
+def _check(key: str, kind: str, raw: Any) -> Any:
+    if kind == "timezone":
+        if not isinstance(raw, str):
+            raise ConfigError(key, "must be an IANA time zone name like \"Asia/Shanghai\"")
+        try:
+            ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(key, f"unknown time zone {raw!r}") from None
+        return raw
+    if kind == "days":
+        if isinstance(raw, bool) or not isinstance(raw, (int, str, Decimal)):
+            raise ConfigError(key, "must be a whole number of days")
+        try:
+            days = int(Decimal(str(raw)))
+        except Exception:
+            raise ConfigError(key, f"{raw!r} is not a whole number of days") from None
+        if Decimal(str(raw)) != days or not 0 <= days <= MAX_REPURCHASE_DAYS:
+            raise ConfigError(key, f"must be a whole number of days in [0, {MAX_REPURCHASE_DAYS}]")
+        return days
+    if isinstance(raw, bool) or isinstance(raw, float) or not isinstance(raw, (int, str, Decimal)):
+        raise ConfigError(key, f"must be an exact decimal (string or TOML number), got {raw!r}")
+    try:
+        number = Decimal(str(raw))
+    except Exception:
+        raise ConfigError(key, f"{raw!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise ConfigError(key, "must be finite")
+    if kind == "rate":
+        if not Decimal(0) <= number <= 1:
+            raise ConfigError(key, f"a rate must lie in [0, 1], got {raw}")
+        return number
+    if kind == "multiplier":
+        if not Decimal(0) <= number <= MAX_MULTIPLIER:
+            raise ConfigError(key, f"a multiplier must lie in [0, {MAX_MULTIPLIER}], got {raw}")
+        return number
+    if kind == "value":
+        if number <= 0:
+            raise ConfigError(key, "must be greater than zero")
+        return number
+    rule, currency = kind.split(":")
+    if number < 0 or (rule == "positive" and number == 0):
+        raise ConfigError(key, "must be greater than zero" if rule == "positive" else "must not be negative")
+    quantum = QUANTUM[currency]
+    if number != number.quantize(quantum, context=EXACT_CONTEXT):
+        raise ConfigError(key, f"has more decimals than {currency} allows ({quantum})")
+    return number.quantize(quantum, context=EXACT_CONTEXT)
+
+
+def _build(flat: dict[str, Any]) -> Params:
+    values: dict[str, Any] = {"profile": str(flat.get("profile", "custom"))}
+    for name, section, key, kind in _SCHEMA:
+        values[name] = _check(f"{section}.{key}", kind, flat[name])
+    params = Params(**values)
+    # SPEC §2: the SP shares paid out of an order's deducted SP must sum to at most 1.
+    share_sum = (
+        params.referral_offline_sp_rate * params.sv_consumer_multiplier
+        + params.referral_merchant_sp_rate
+        + params.region_partner_sp_rate
+    )
+    if share_sum > 1:
+        raise ConfigError(
+            "referral.offline_sp_rate",
+            "offline_sp_rate x consumer_multiplier + merchant_sp_rate + partner_sp_rate "
+            f"must be at most 1, got {fmt(share_sum)}",
+        )
+    return params
+
+
+def parse_toml(text: str, *, source: str = "<rules>") -> Params:
+    try:
+        doc = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, f"not valid TOML: {exc}") from None
+    known_sections = {section for _, section, _, _ in _SCHEMA} | {"team"}
+    for key in doc:
+        if key != "profile" and key not in known_sections:
+            raise ConfigError(key, "unknown section")
+    flat: dict[str, Any] = {"profile": doc.get("profile", Path(source).stem)}
+    for name, section, key, _ in _SCHEMA:
+        node: Any = doc
+        for part in section.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if not isinstance(node, dict) or key not in node:
+            raise ConfigError(f"{section}.{key}", "missing")
+        flat[name] = node[key]
+    for section in known_sections - {"team"}:
+        node = doc
+        for part in section.split("."):
+            node = node.get(part, {})
+        allowed = {key for _, sec, key, _ in _SCHEMA if sec == section}
+        for key in node:
+            if key not in allowed:
+                raise ConfigError(f"{section}.{key}", "unknown parameter")
+    return _build(flat)
+
+
+def load(profile_or_path: str | Path = "seed-a") -> Params:
+    """Load a shipped profile by name, or a TOML file by path."""
+    name = str(profile_or_path)
+    if name in PROFILES:
+        text = resources.files("ledger_service.profiles").joinpath(f"{name}.toml").read_text("utf-8")
+        return parse_toml(text, source=name)
+    path = Path(name)
+    if not path.is_file():
+        raise ConfigError("profile", f"{name!r} is neither a shipped profile {PROFILES} nor a file")
+    return parse_toml(path.read_text("utf-8"), source=str(path))

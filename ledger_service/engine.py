@@ -1,0 +1,411 @@
+"""The engine: books events through the pure rules into the database and the journal.
+
+One booking, under the books' writer lock (one writer across all processes):
+
+  1. repair: the journal's tail is brought level with the database (see below);
+  2. the rules turn the event into one transaction on an Overlay of the database
+     (days left open before the event's day are closed first, in order);
+  3. each entry is chained (prev, hash) and applied to the Overlay;
+  4. the Overlay and the entries' rows, with their exact text and file offsets,
+     are committed to the database in one transaction: **the commit point**;
+  5. the entries are appended to their day files and fsynced; then the caller is
+     answered.
+
+A refused event raises `Refusal` in step 2: the database transaction is rolled
+back and nothing is written anywhere. If the process dies after step 4, the next
+booking (or the next start) finds the journal shorter than the database says and
+rewrites the missing tail from the rows; a torn entry is cut off first. Bytes in
+the journal that the database does not know are never guessed at: that is a
+`JournalFault` for an auditor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sqlalchemy import desc, func, select
+
+from . import rules
+from .amounts import CNY, SP, ZERO, fmt, quantize
+from .apply import apply_entry
+from .config import Params
+from .entries import Entry, Price, Transaction, entry_hash, render, with_meta
+from .errors import Conflict, Invalid, JournalFault, NotFound
+from .journal import Books, day_file
+from .rules.events import Event, Release
+from .state import Globals, MemoryState, Overlay, State, supply_of
+from .store.db import (DbReader, database_url, ledger_row, load_globals, make_engine, persist,
+                       sessions)
+from .store.migrate import upgrade
+from .store.models import DayRow, EventRow, LedgerRow
+from .subledger import balance
+
+# Limits: a booking closes at most this many days in one database transaction
+# (longer gaps are closed in several), and the books span at most this many days.
+MAX_DAYS_PER_COMMIT = 366
+# A limit on one commit's events (group commit from the API and importers).
+MAX_EVENTS_PER_COMMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """An entry as booked: what the API returns and the CLI prints."""
+
+    seq: int
+    event_id: str | None
+    kind: str
+    day: date
+    hash: str
+    prev: str
+    entry: Entry
+    text: str
+    file: str
+
+    def to_json(self) -> dict:
+        postings = []
+        if isinstance(self.entry, Transaction):
+            for p in self.entry.postings:
+                postings.append({
+                    "account": p.account, "amount": fmt(p.number), "commodity": p.currency,
+                    "holder": p.holder, "leg": p.get("leg"),
+                })
+        return {
+            "id": self.event_id, "kind": self.kind, "date": self.day.isoformat(), "seq": self.seq,
+            "postings": postings, "hash": self.hash, "prev": self.prev, "file": self.file,
+        }
+
+
+def event_id_for(seq: int) -> str:
+    return f"E{seq:09d}"
+
+
+class Engine:
+    """The books (journal + database) of one platform."""
+
+    def __init__(self, books: Path | str, db_url: str | None = None,
+                 clock: Callable[[], date] | None = None) -> None:
+        self.books = Books(books)
+        self.url = database_url(self.books.root, db_url)
+        self.db = make_engine(self.url)
+        self.Session = sessions(self.db)
+        with self.Session() as session:
+            row = session.get(LedgerRow, 1) if self._has_schema() else None
+        if row is None:
+            raise FileNotFoundError(f"no books at {self.books.root} (database {self.url}); run `ledger-service init`")
+        self.params = Params.from_meta(json.loads(row.rules_json))
+        self._clock = clock
+        if not self.books.exists():
+            self.books.write_main(row.genesis_day)
+        with self.books.lock(), self.Session() as session:
+            self._repair(session, deep=True)
+
+    def _has_schema(self) -> bool:
+        from sqlalchemy import inspect
+
+        return inspect(self.db).has_table("ledger")
+
+    # -- set-up --------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, books: Path | str, params: Params, start: date | None = None, db_url: str | None = None,
+             clock: Callable[[], date] | None = None) -> "Engine":
+        """Create the books: schema, genesis entry with the rules, the first day's price."""
+        root = Path(books)
+        url = database_url(root, db_url)
+        today = clock() if clock else _today(params)
+        start = start or today
+        if start > today:
+            raise Invalid("date.future", f"start: {start} is in the future", "start")
+        book = Books(root)
+        if book.exists():
+            raise Conflict("books.exist", f"books: {root} already holds a journal", "books")
+        root.mkdir(parents=True, exist_ok=True)
+        db = make_engine(url)
+        upgrade(db)
+        Session = sessions(db)
+        with book.lock(), Session() as session, session.begin():
+            if session.get(LedgerRow, 1) is not None:
+                raise Conflict("books.exist", f"books: database {url} already holds books", "books")
+            g = Globals(genesis_day=start, open_day=start, value=rules.value_of(Globals(start, start, ZERO), params))
+            state = Overlay(MemoryState(g))
+            seq = 1
+            ctx = rules.Ctx(event_id_for(seq), seq, start, params)
+            booked = [_chain(state, rules.genesis(params, start, ctx), params)]
+            booked.append(_chain(state, rules.price(state.g, start, state.g.seq + 1, params), params))
+            session.add(ledger_row(state.g, json.dumps(params.to_meta(), sort_keys=True)))
+            session.flush()
+            rows = _rows(booked, book, {})
+            persist(session, state, rows)
+        book.write_main(start)
+        book.append([(r.file, r.text.encode("utf-8")) for r in rows])
+        db.dispose()
+        return cls(root, db_url, clock)
+
+    # -- time ------------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self._clock() if self._clock else _today(self.params)
+
+    # -- booking ---------------------------------------------------------------------
+
+    def submit(self, event: Event, day: date | None = None) -> Booked:
+        """Book one event on `day` (default today); days before it are closed first."""
+        booked = self.submit_many([(event, day)])
+        return booked[-1]
+
+    def submit_many(self, events: Iterable[tuple[Event, date | None]]) -> list[Booked]:
+        """Book events in order in one commit; all or none (a refusal books nothing).
+
+        Days left open before an event's day are closed in the same commit, so a
+        refused event leaves the journal as it was. (A gap longer than
+        MAX_DAYS_PER_COMMIT days is first closed in commits of its own.)
+        """
+        events = list(events)
+        assert events and len(events) <= MAX_EVENTS_PER_COMMIT, len(events)
+        with self.books.lock():
+            first_day = events[0][1] or self.today()
+            self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
+            with self.Session() as session:
+                with session.begin():
+                    self._repair(session)
+                    overlay, booked = self._plan(session, events)
+                    rows = self._persist(session, overlay, booked)
+                self.books.append([(r.file, r.text.encode("utf-8")) for r in rows])
+        return [b for b in booked if b.kind not in ("release", "price")]
+
+    def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[EventRow]:
+        rows = _rows(booked, self.books, {})
+        persist(session, overlay, rows)
+        session.flush()
+        for closed in getattr(overlay, "closed_days", []):
+            first, last, count = session.execute(
+                select(func.min(EventRow.seq), func.max(EventRow.seq), func.count()).where(EventRow.day == closed["day"])
+            ).one()
+            session.add(DayRow(
+                day=closed["day"], file=day_file(closed["day"]), first_seq=first, last_seq=last, events=count,
+                closing_hash=closed["closing_hash"], value=closed["value"], supply_json=json.dumps(closed["supply"]),
+            ))
+        return rows
+
+    def _plan(self, session, events) -> tuple[Overlay, list[Booked]]:
+        g = load_globals(session)
+        overlay = Overlay(DbReader(session, g))
+        booked: list[Booked] = []
+        for event, day in events:
+            # Validated and normalised exactly as a verifier will read it back from the journal.
+            event = rules.parse(event.kind, dict(event.to_meta()), by_meta_key=True)
+            day = self._check_day(overlay.g, day or self.today(), event)
+            while overlay.g.open_day < day:
+                booked += self._close(overlay)
+            seq = overlay.g.seq + 1
+            ctx = rules.Ctx(event_id_for(seq), seq, day, self.params)
+            booked.append(_chain(overlay, rules.book(overlay, event, ctx), self.params))
+        return overlay, booked
+
+    def quote(self, event: Event, day: date | None = None) -> Booked:
+        """What `event` would book now, booking nothing."""
+        with self.Session() as session:
+            _overlay, booked = self._plan(session, [(event, day)])
+            session.rollback()
+        return booked[-1]
+
+    def close_days(self, through: date | None = None) -> list[Booked]:
+        """Close every open business day up to `through` (default: yesterday)."""
+        today = self.today()
+        through = through or today - timedelta(days=1)
+        if through >= today:
+            raise Conflict("day.not_ended", f"date: {through} has not ended yet (today is {today})", "date")
+        with self.books.lock():
+            return self._catch_up(through)
+
+    def _catch_up(self, through: date) -> list[Booked]:
+        """Close open days up to `through`, at most MAX_DAYS_PER_COMMIT per commit (lock held)."""
+        out: list[Booked] = []
+        while True:
+            with self.Session() as session:
+                with session.begin():
+                    self._repair(session)
+                    g = load_globals(session)
+                    if g.open_day > through:
+                        return out
+                    overlay = Overlay(DbReader(session, g))
+                    booked: list[Booked] = []
+                    for _ in range(MAX_DAYS_PER_COMMIT):
+                        if overlay.g.open_day > through:
+                            break
+                        booked += self._close(overlay)
+                    rows = self._persist(session, overlay, booked)
+                self.books.append([(r.file, r.text.encode("utf-8")) for r in rows])
+            out += booked
+
+    def _check_day(self, g: Globals, day: date, event: Event) -> date:
+        today = self.today()
+        if day > today:
+            raise Invalid("date.future", f"date: {day} is in the future (today is {today})", "date")
+        if day < g.open_day:
+            raise Conflict("day.closed", f"date: {day} is closed; the first open day is {g.open_day}", "date")
+        return day
+
+    def _close(self, overlay: Overlay) -> list[Booked]:
+        """Book the release of the open day and the next day's price on `overlay`."""
+        day = overlay.g.open_day
+        assert day < self.today(), day  # never close a day that has not ended
+        seq = overlay.g.seq + 1
+        ctx = rules.Ctx(event_id_for(seq), seq, day, self.params)
+        release = _chain(overlay, rules.book(overlay, Release(), ctx), self.params)
+        supply = _supply_json(overlay.g, self.params)
+        supply["value_cny_per_sp"] = release.entry.get("value")
+        price = _chain(overlay, rules.price(overlay.g, day + timedelta(days=1), overlay.g.seq + 1, self.params), self.params)
+        supply["closing_value_cny_per_sp"] = fmt(price.entry.number)
+        if not hasattr(overlay, "closed_days"):
+            overlay.closed_days = []
+        overlay.closed_days.append({"day": day, "closing_hash": release.hash, "value": _dec(release.entry.get("value")),
+                                    "supply": supply})
+        return [release, price]
+
+    # -- repair ----------------------------------------------------------------------
+
+    def _repair(self, session, deep: bool = False) -> None:
+        """Bring the journal level with the committed rows (lock held)."""
+        head = session.scalar(select(EventRow).order_by(desc(EventRow.seq)).limit(1))
+        if head is None:
+            return
+        end = head.offset + head.length
+        size = self.books.size(head.file)
+        if size == end and not deep:
+            return
+        if size > end:
+            raise JournalFault(
+                f"{head.file}: {size - end} bytes after the last entry the database knows (seq {head.seq}); run verify"
+            )
+        if size == end:
+            with open(self.books.path(head.file), "rb") as handle:
+                handle.seek(head.offset)
+                if handle.read(head.length) != head.text.encode("utf-8"):
+                    raise JournalFault(f"{head.file}: the last entry (seq {head.seq}) differs from the database; run verify")
+            return
+        missing: list[EventRow] = []
+        for row in session.scalars(select(EventRow).order_by(desc(EventRow.seq))):
+            if self.books.size(row.file) >= row.offset + row.length:
+                break
+            missing.append(row)
+        missing.reverse()
+        cut: dict[str, int] = {}
+        for row in missing:
+            cut.setdefault(row.file, row.offset)
+        for file, offset in cut.items():
+            self.books.truncate(file, offset)
+        self.books.append([(r.file, r.text.encode("utf-8")) for r in missing])
+
+    # -- reads -----------------------------------------------------------------------
+
+    def state_reader(self, session) -> DbReader:
+        return DbReader(session, load_globals(session))
+
+    def holder(self, holder_id: str) -> dict:
+        with self.Session() as session:
+            reader = self.state_reader(session)
+            found = reader.holder(holder_id)
+            if found is None:
+                raise NotFound("holder.unknown", f"id: no holder {holder_id!r}", "id")
+            held = balance(found, reader.g, reader)
+            from .amounts import CNY, exact_mul, floor
+
+            out = {
+                "id": found.id, "kind": found.kind, "active": found.active, "role": found.role,
+                "referrer": found.referrer, "region": found.region,
+                "sv_locked": held.sv_locked, "sv_active": held.sv_active, "sp": held.sp,
+                "sp_value_cny": floor(exact_mul(held.sp, reader.g.value), CNY),
+                "value_cny_per_sp": reader.g.value,
+            }
+            if found.kind == "merchant":
+                from .rules.orders import can_take_orders
+
+                out.update({
+                    "owner": found.owner, "channel": found.channel, "rebate_rate": found.rebate_rate,
+                    "store_referrer": found.store_referrer, "deposits_cny": found.deposits_cny,
+                    "can_take_orders": can_take_orders(found, self.params),
+                })
+            return out
+
+    def supply(self, day: date | None = None) -> dict:
+        """The supply report at the close of `day` (or now, for an open or absent day)."""
+        with self.Session() as session:
+            g = load_globals(session)
+            if day is not None and day < g.open_day:
+                if day < g.genesis_day:
+                    raise NotFound("day.before_genesis", f"date: the books start on {g.genesis_day}", "date")
+                row = session.get(DayRow, day)
+                data = json.loads(row.supply_json)
+                data["date"] = day.isoformat()
+                data["closed"] = True
+                return data
+            if day is not None and day > self.today():
+                raise Invalid("date.future", f"date: {day} is in the future", "date")
+            data = _supply_json(g, self.params)
+            data["value_cny_per_sp"] = fmt(g.value)
+            data["closing_value_cny_per_sp"] = fmt(rules.value_of(g, self.params))
+            return {**data, "date": (day or self.today()).isoformat(), "closed": False}
+
+    def event(self, event_id: str) -> dict:
+        with self.Session() as session:
+            row = session.scalar(select(EventRow).where(EventRow.id == event_id))
+            if row is None:
+                raise NotFound("event.unknown", f"id: no event {event_id!r}", "id")
+            return {"id": row.id, "seq": row.seq, "kind": row.kind, "date": row.day.isoformat(),
+                    "file": row.file, "hash": row.hash, "prev": row.prev, "entry": row.text,
+                    "reversed_by": row.reversed_by}
+
+    def head(self) -> dict:
+        with self.Session() as session:
+            g = load_globals(session)
+            return {"seq": g.seq, "hash": g.head, "open_day": g.open_day.isoformat(), "value_cny_per_sp": fmt(g.value)}
+
+    def dispose(self) -> None:
+        self.db.dispose()
+
+
+def _today(params: Params) -> date:
+    return datetime.now(params.timezone).date()
+
+
+def _dec(text: str):
+    from decimal import Decimal
+
+    return Decimal(text)
+
+
+def _chain(state: State, entry: Entry, params: Params) -> Booked:
+    """Give `entry` its place in the chain and apply it to `state`."""
+    prev = state.g.head
+    digest = entry_hash(entry, prev)
+    full = with_meta(entry, [("prev", prev), ("hash", digest)])
+    apply_entry(state, full)
+    kind = "price" if isinstance(full, Price) else full.kind
+    event_id = full.get("event") if isinstance(full, Transaction) else None
+    return Booked(int(full.get("seq")), event_id, kind, full.date, digest, prev, full, render(full), day_file(full.date))
+
+
+def _rows(booked: list[Booked], books: Books, sizes: dict[str, int]) -> list[EventRow]:
+    rows = []
+    for b in booked:
+        data = b.text.encode("utf-8")
+        offset = sizes.get(b.file)
+        if offset is None:
+            offset = books.size(b.file)
+        sizes[b.file] = offset + len(data)
+        rows.append(EventRow(
+            seq=b.seq, id=b.event_id or f"P{b.seq:09d}", kind=b.kind, day=b.day, file=b.file, offset=offset,
+            length=len(data), prev=b.prev, hash=b.hash, text=b.text, reversible=False,
+        ))
+    return rows
+
+
+def _supply_json(g: Globals, params: Params) -> dict:
+    supply = supply_of(g, params.sp_cap)
+    out = {key: fmt(quantize(value, CNY if key == "pool_cny" else SP)) for key, value in supply.items()}
+    return out

@@ -1,0 +1,231 @@
+"""The journal's entries as plain data: their text, their canonical form, their hash.
+
+Two kinds of entry are chained: transactions (every event) and `price` directives
+(the value of a point, one per business day). Both are immutable values. The same
+entry has exactly one text (`render`) and one canonical form (`canonical`); the
+canonical form is also computed from what Beancount's parser reads back
+(`from_beancount`), so an edit to any field of the file changes the hash.
+
+Canonical form (UTF-8, lines joined by "\\n", no trailing newline):
+
+    ledger-entry-v1
+    prev:<hex of the previous entry's hash, 64 zeros for the first>
+    type:transaction | type:price
+    date:YYYY-MM-DD
+    flag:*                          (transaction)
+    payee:<JSON string>             (transaction)
+    narration:<JSON string>         (transaction)
+    price:SP <number> CNY           (price)
+    meta:<key>=<JSON string>        one per key, sorted, without `prev` and `hash`
+    posting:<account> <number> <currency>
+    pmeta:<key>=<JSON string>       the posting's metadata, sorted
+
+Numbers appear exactly as written (`5.0000` and `5` differ). The hash is the
+SHA-256 hex digest of that text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, Iterable, Union
+
+from .amounts import fmt
+
+GENESIS_PREV = "0" * 64
+FLAG = "*"
+# Metadata Beancount adds by itself, or that the hash covers rather than contains.
+_IGNORED_META = frozenset({"filename", "lineno", "prev", "hash", "__tolerances__", "__automatic__"})
+META_KEY_RE = re.compile(r"^[a-z][a-zA-Z0-9_-]{0,63}$")
+# Characters a journal string may hold: printable, no quote-breaking controls.
+_FORBIDDEN_TEXT = re.compile(r"[\x00-\x1f\x7f]")
+
+
+Meta = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    account: str
+    number: Decimal
+    currency: str
+    meta: Meta = ()
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        for k, v in self.meta:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def holder(self) -> str | None:
+        return self.get("holder")
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    date: date
+    payee: str
+    narration: str
+    meta: Meta
+    postings: tuple[Posting, ...] = ()
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        for k, v in self.meta:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def kind(self) -> str:
+        return self.get("kind") or ""
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    date: date
+    number: Decimal  # CNY per SP
+    meta: Meta = ()
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        for k, v in self.meta:
+            if k == key:
+                return v
+        return default
+
+
+Entry = Union[Transaction, Price]
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """Where an entry stands in the journal (for reporting faults)."""
+
+    filename: str
+    lineno: int
+
+
+def meta_tuple(items: Iterable[tuple[str, Any]]) -> Meta:
+    """Metadata as an ordered tuple of string pairs, dropping empty values."""
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        if value is None:
+            continue
+        assert META_KEY_RE.match(key), key
+        text = fmt(value) if isinstance(value, Decimal) else str(value)
+        assert not _FORBIDDEN_TEXT.search(text), (key, text)
+        out.append((key, text))
+    return tuple(out)
+
+
+def _json(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def canonical(entry: Entry, prev: str) -> str:
+    lines = ["ledger-entry-v1", f"prev:{prev}"]
+    if isinstance(entry, Transaction):
+        lines += [
+            "type:transaction",
+            f"date:{entry.date.isoformat()}",
+            f"flag:{FLAG}",
+            f"payee:{_json(entry.payee)}",
+            f"narration:{_json(entry.narration)}",
+        ]
+    else:
+        lines += [
+            "type:price",
+            f"date:{entry.date.isoformat()}",
+            f"price:SP {fmt(entry.number)} CNY",
+        ]
+    lines += [f"meta:{k}={_json(v)}" for k, v in sorted(entry.meta) if k not in _IGNORED_META]
+    if isinstance(entry, Transaction):
+        for posting in entry.postings:
+            lines.append(f"posting:{posting.account} {fmt(posting.number)} {posting.currency}")
+            lines += [f"pmeta:{k}={_json(v)}" for k, v in sorted(posting.meta) if k not in _IGNORED_META]
+    return "\n".join(lines)
+
+
+def entry_hash(entry: Entry, prev: str) -> str:
+    return hashlib.sha256(canonical(entry, prev).encode("utf-8")).hexdigest()
+
+
+def _string(text: str) -> str:
+    """A Beancount string literal."""
+    assert not _FORBIDDEN_TEXT.search(text), text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(entry: Entry) -> str:
+    """The entry's one text in the journal, ending with a blank line."""
+    out: list[str] = []
+    if isinstance(entry, Transaction):
+        out.append(f"{entry.date.isoformat()} {FLAG} {_string(entry.payee)} {_string(entry.narration)}")
+    else:
+        out.append(f"{entry.date.isoformat()} price SP {fmt(entry.number)} CNY")
+    out += [f"  {k}: {_string(v)}" for k, v in entry.meta]
+    if isinstance(entry, Transaction):
+        for posting in entry.postings:
+            out.append(f"  {posting.account}  {fmt(posting.number)} {posting.currency}")
+            out += [f"    {k}: {_string(v)}" for k, v in posting.meta]
+    return "\n".join(out) + "\n\n"
+
+
+def with_meta(entry: Entry, extra: Iterable[tuple[str, str]]) -> Entry:
+    """A copy of `entry` with metadata appended (used to add `prev` and `hash`)."""
+    meta = entry.meta + tuple(extra)
+    if isinstance(entry, Transaction):
+        return Transaction(entry.date, entry.payee, entry.narration, meta, entry.postings)
+    return Price(entry.date, entry.number, meta)
+
+
+def _meta_from(raw: dict[str, Any] | None) -> Meta:
+    if not raw:
+        return ()
+    out = []
+    for key, value in raw.items():
+        if key in ("filename", "lineno") or key.startswith("__"):
+            continue
+        if isinstance(value, Decimal):
+            value = fmt(value)
+        elif isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, bool):
+            value = "TRUE" if value else "FALSE"
+        out.append((key, str(value)))
+    return tuple(out)
+
+
+def from_beancount(directive: Any) -> Entry | None:
+    """Our entry from a parsed Beancount directive (None for directives we do not chain)."""
+    from beancount.core import data
+
+    if isinstance(directive, data.Transaction):
+        postings = []
+        for p in directive.postings:
+            units = p.units
+            number = units.number if units is not None else None
+            if not isinstance(number, Decimal):
+                number = Decimal("NaN")  # an elided amount: never matches a hash
+            postings.append(Posting(p.account, number, units.currency if units else "", _meta_from(p.meta)))
+        return Transaction(
+            directive.date,
+            directive.payee or "",
+            directive.narration or "",
+            _meta_from(directive.meta),
+            tuple(postings),
+        )
+    if isinstance(directive, data.Price):
+        if directive.currency != "SP" or directive.amount.currency != "CNY":
+            return None
+        return Price(directive.date, directive.amount.number, _meta_from(directive.meta))
+    return None
+
+
+def location(directive: Any) -> Located:
+    meta = getattr(directive, "meta", None) or {}
+    return Located(str(meta.get("filename", "?")), int(meta.get("lineno", 0) or 0))

@@ -1,0 +1,142 @@
+"""The books on disk: `main.beancount` and one journal file per business day.
+
+    BOOKS/
+      main.beancount                      options, the plugin, commodities, accounts,
+                                          include "journal/*/*.beancount"
+      journal/2026-01/2026-01-05.beancount  every entry of that business day, in order
+      ledger.sqlite                       the operational database (default engine)
+
+Writes are whole entries appended with O_APPEND and flushed with fsync (and the
+directory fsynced when a file is created) before an event is reported booked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+from . import accounts
+from .amounts import COMMODITIES
+
+MAIN = "main.beancount"
+JOURNAL_GLOB = "journal/*/*.beancount"
+LOCK = ".lock"
+PLUGIN = "ledger_service.plugin"
+
+_COMMODITY_NAMES = {"CNY": "人民币 Chinese yuan", "SV": "共享值 share value", "SP": "共享积分 share points"}
+
+
+def day_file(day: date) -> str:
+    """The journal file of a business day, relative to the books."""
+    return f"journal/{day:%Y-%m}/{day.isoformat()}.beancount"
+
+
+def main_text(genesis_day: date, title: str = "共享购 points ledger — journal") -> str:
+    d = genesis_day.isoformat()
+    lines = [
+        "; The journal: every event of the points platform, one transaction each, hash-chained.",
+        "; Written by ledger-service. Check it with: bean-check main.beancount",
+        f'option "title" "{title}"',
+        'option "operating_currency" "CNY"',
+        'option "booking_method" "STRICT"',
+        f'plugin "{PLUGIN}"',
+        "",
+    ]
+    for currency in COMMODITIES:
+        lines += [f"{d} commodity {currency}", f'  name: "{_COMMODITY_NAMES[currency]}"']
+    lines.append("")
+    for account, currency, purpose in accounts.CHART:
+        lines += [f"{d} open {account} {currency}", f'  purpose: "{purpose}"']
+    lines += ["", f'include "{JOURNAL_GLOB}"', ""]
+    return "\n".join(lines)
+
+
+class Books:
+    """A books folder: paths, the writer lock, whole-entry appends."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    @property
+    def main(self) -> Path:
+        return self.root / MAIN
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def exists(self) -> bool:
+        return self.main.is_file()
+
+    def journal_files(self) -> list[Path]:
+        return sorted(self.root.glob(JOURNAL_GLOB))
+
+    def size(self, relative: str) -> int:
+        try:
+            return self.path(relative).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """The one writer at a time, across processes (gunicorn workers, CLI)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def append(self, chunks: list[tuple[str, bytes]]) -> None:
+        """Append byte chunks to their files, in order, and make them durable."""
+        by_file: dict[str, list[bytes]] = {}
+        for relative, data in chunks:
+            by_file.setdefault(relative, []).append(data)
+        for relative, parts in by_file.items():
+            path = self.path(relative)
+            created = not path.exists()
+            if created:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                data = b"".join(parts)
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if created:
+                _fsync_dir(path.parent)
+                _fsync_dir(path.parent.parent)
+
+    def truncate(self, relative: str, size: int) -> None:
+        path = self.path(relative)
+        if not path.exists():
+            return
+        with open(path, "r+b") as handle:
+            handle.truncate(size)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def write_main(self, genesis_day: date) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.main.with_suffix(".tmp")
+        tmp.write_text(main_text(genesis_day), encoding="utf-8")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.main)
+        _fsync_dir(self.root)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,96 @@
+"""What every rule shares: the booking context, the transaction builder, the lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from ..accounts import COMMODITY_OF, HOLDER_ACCOUNTS
+from ..amounts import ZERO, fmt
+from ..config import Params
+from ..entries import Posting, Transaction, meta_tuple
+from ..errors import Conflict, NotFound
+from ..state import MEMBER, MERCHANT, Holder, State
+from ..subledger import balance
+from .events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """Where the event is booked: its id and sequence number, its business day, the rules."""
+
+    event_id: str
+    seq: int
+    day: date
+    params: Params
+
+
+class Builder:
+    """Collects one transaction's postings; zero amounts are left out."""
+
+    def __init__(self, ctx: Ctx, kind: str, narration: str, inputs: list[tuple[str, str]]) -> None:
+        self.ctx = ctx
+        self.kind = kind
+        self.narration = narration
+        self.meta: list[tuple[str, object]] = [("event", ctx.event_id), ("kind", kind), ("seq", str(ctx.seq))]
+        self.meta += inputs
+        self.postings: list[Posting] = []
+
+    def note(self, key: str, value: object) -> None:
+        self.meta.append((key, value))
+
+    def post(self, account: str, number: Decimal, *, holder: str | None = None, leg: str | None = None,
+             aggregate: bool = False, **extra: str) -> None:
+        """Add a posting. A holder control account needs the holder's id, unless
+        `aggregate` (the daily release moves the control totals, not a holder)."""
+        if number == 0:
+            return
+        assert account in COMMODITY_OF, account
+        assert (holder is not None) == (account in HOLDER_ACCOUNTS and not aggregate), (account, holder)
+        meta = meta_tuple([("holder", holder), ("leg", leg), *extra.items()])
+        self.postings.append(Posting(account, number, COMMODITY_OF[account], meta))
+
+    def build(self) -> Transaction:
+        sums: dict[str, Decimal] = {}
+        for p in self.postings:
+            sums[p.currency] = sums.get(p.currency, ZERO) + p.number
+        assert all(v == 0 for v in sums.values()), (self.kind, sums)  # balanced per commodity
+        meta = meta_tuple([*self.meta, ("postings", str(len(self.postings)))])
+        return Transaction(self.ctx.day, self.kind, self.narration, meta, tuple(self.postings))
+
+
+def inputs_of(event: Event) -> list[tuple[str, str]]:
+    return event.to_meta()
+
+
+def member(state: State, holder_id: str, field: str) -> Holder:
+    found = state.holder(holder_id)
+    if found is None or found.kind != MEMBER:
+        raise NotFound("member.unknown", f"{field}: no member {holder_id!r}", field)
+    return found
+
+
+def merchant(state: State, holder_id: str, field: str) -> Holder:
+    found = state.holder(holder_id)
+    if found is None or found.kind != MERCHANT:
+        raise NotFound("merchant.unknown", f"{field}: no merchant {holder_id!r}", field)
+    return found
+
+
+def any_holder(state: State, holder_id: str, field: str) -> Holder:
+    found = state.holder(holder_id)
+    if found is None:
+        raise NotFound("holder.unknown", f"{field}: no holder {holder_id!r}", field)
+    return found
+
+
+def new_id(state: State, holder_id: str, field: str) -> None:
+    if state.holder(holder_id) is not None:
+        raise Conflict("holder.duplicate_id", f"{field}: holder {holder_id!r} already exists", field)
+
+
+def require_sp(state: State, holder: Holder, sp: Decimal, field: str, rule: str) -> None:
+    held = balance(holder, state.g, state).sp
+    if held < sp:
+        raise Conflict(rule, f"{field}: {holder.id} holds {fmt(held)} SP, {fmt(sp)} SP needed", field)

@@ -1,0 +1,277 @@
+"""The events of SPEC §4 as typed, validated inputs.
+
+An event is what the storefront or finance asks for; it carries no computed
+amount. `parse(kind, fields)` builds one from strings (an API body, a CSV row or
+a journal entry's metadata) and refuses malformed input with `Invalid` naming
+the field; `to_meta` gives the exact strings written into the entry, so the
+journal alone says what was asked and a verifier can recompute what was booked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, ClassVar, Mapping
+
+from ..amounts import CNY, SP, AmountError, fmt, parse_amount, parse_rate
+from ..config import ROLES
+from ..errors import Invalid
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+REGION_RE = re.compile(r"^[0-9]{6}$")
+TEXT_MAX = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# Field types: how a field is parsed from text and written back.
+def _id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise Invalid("input.bad_id", f"{field}: ids are 1 to 64 characters of A-Z a-z 0-9 _ -, got {value!r}", field)
+    return value
+
+
+def _region(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not REGION_RE.match(value):
+        raise Invalid("input.bad_region", f"{field}: a region is a 6-digit division code like 441900, got {value!r}", field)
+    return value
+
+
+def _cny(value: Any, field: str) -> Decimal:
+    try:
+        return parse_amount(value, CNY, field=field)
+    except AmountError as exc:
+        raise Invalid("input.bad_amount", str(exc), field) from None
+
+
+def _sp(value: Any, field: str) -> Decimal:
+    try:
+        return parse_amount(value, SP, field=field)
+    except AmountError as exc:
+        raise Invalid("input.bad_amount", str(exc), field) from None
+
+
+def _rebate(value: Any, field: str) -> Decimal:
+    try:
+        rate = parse_rate(value, field=field)
+    except AmountError as exc:
+        raise Invalid("input.bad_rate", str(exc), field) from None
+    if rate == 0:
+        raise Invalid("input.bad_rate", f"{field}: a rebate rate must be greater than zero", field)
+    return rate
+
+
+def _choice(*options: str):
+    def parse(value: Any, field: str) -> str:
+        if value not in options:
+            raise Invalid("input.bad_choice", f"{field}: must be one of {', '.join(options)}, got {value!r}", field)
+        return value
+
+    return parse
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > TEXT_MAX or _CONTROL.search(value):
+        raise Invalid("input.bad_text", f"{field}: 1 to {TEXT_MAX} printable characters on one line", field)
+    return value
+
+
+def _flag(value: Any, field: str) -> bool:
+    if value in (True, "true", "TRUE"):
+        return True
+    if value in (False, None, "false", "FALSE"):
+        return False
+    raise Invalid("input.bad_flag", f"{field}: must be true or false", field)
+
+
+_PARSERS = {
+    "id": _id,
+    "region": _region,
+    "cny": _cny,
+    "sp": _sp,
+    "rebate": _rebate,
+    "role": _choice(*ROLES),
+    "pack": _choice("activation", "partner"),
+    "channel": _choice("online", "offline"),
+    "text": _text,
+    "flag": _flag,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: ClassVar[str] = ""
+    # field name -> (meta key, type, required)
+    FIELDS: ClassVar[dict[str, tuple[str, str, bool]]] = {}
+
+    def to_meta(self) -> list[tuple[str, str]]:
+        out = []
+        for name, (key, _kind, _required) in self.FIELDS.items():
+            value = getattr(self, name)
+            if value is None or value is False:
+                continue
+            if value is True:
+                value = "true"
+            out.append((key, fmt(value) if isinstance(value, Decimal) else str(value)))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Register(Event):
+    kind: ClassVar[str] = "register"
+    FIELDS: ClassVar = {"member": ("member", "id", True), "referrer": ("referrer", "id", False), "region": ("region", "region", False)}
+    member: str
+    referrer: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetRole(Event):
+    kind: ClassVar[str] = "set_role"
+    FIELDS: ClassVar = {"member": ("member", "id", True), "role": ("role", "role", True)}
+    member: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuyPack(Event):
+    kind: ClassVar[str] = "buy_pack"
+    FIELDS: ClassVar = {"member": ("member", "id", True), "pack": ("pack", "pack", True), "region": ("region", "region", False)}
+    member: str
+    pack: str
+    region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenStore(Event):
+    kind: ClassVar[str] = "open_store"
+    FIELDS: ClassVar = {
+        "merchant": ("merchant", "id", True),
+        "owner": ("owner", "id", True),
+        "region": ("region", "region", True),
+        "channel": ("channel", "channel", True),
+        "rebate_rate": ("rebate_rate", "rebate", True),
+        "referrer": ("referrer", "id", False),
+    }
+    merchant: str
+    owner: str
+    region: str
+    channel: str
+    rebate_rate: Decimal
+    referrer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit(Event):
+    kind: ClassVar[str] = "deposit"
+    FIELDS: ClassVar = {"amount_cny": ("amount_cny", "cny", True), "merchant": ("merchant", "id", False), "platform": ("platform", "flag", False)}
+    amount_cny: Decimal
+    merchant: str | None = None
+    platform: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Order(Event):
+    kind: ClassVar[str] = "order"
+    FIELDS: ClassVar = {
+        "order_id": ("order_id", "id", True),
+        "buyer": ("buyer", "id", True),
+        "merchant": ("merchant", "id", True),
+        "amount_cny": ("amount_cny", "cny", True),
+        "ship_region": ("ship_region", "region", False),
+    }
+    order_id: str
+    buyer: str
+    merchant: str
+    amount_cny: Decimal
+    ship_region: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(Event):
+    kind: ClassVar[str] = "transfer"
+    FIELDS: ClassVar = {"from_holder": ("from", "id", True), "to_holder": ("to", "id", True), "sp": ("sp", "sp", True)}
+    from_holder: str
+    to_holder: str
+    sp: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRequest(Event):
+    kind: ClassVar[str] = "payout"
+    FIELDS: ClassVar = {"holder": ("holder", "id", True), "sp": ("sp", "sp", True)}
+    holder: str
+    sp: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutSettle(Event):
+    kind: ClassVar[str] = "payout_settle"
+    FIELDS: ClassVar = {"payout": ("payout", "id", True), "bank_reference": ("bank_reference", "text", True)}
+    payout: str
+    bank_reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutCancel(Event):
+    kind: ClassVar[str] = "payout_cancel"
+    FIELDS: ClassVar = {"payout": ("payout", "id", True)}
+    payout: str
+
+
+@dataclass(frozen=True, slots=True)
+class Redeem(Event):
+    kind: ClassVar[str] = "redeem"
+    FIELDS: ClassVar = {"holder": ("holder", "id", True), "sp": ("sp", "sp", True), "goods": ("goods", "text", True)}
+    holder: str
+    sp: Decimal
+    goods: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reverse(Event):
+    kind: ClassVar[str] = "reverse"
+    FIELDS: ClassVar = {"event": ("reverses", "id", True)}
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release(Event):
+    """The daily close of one business day (not posted by clients: see `Engine.close_days`)."""
+
+    kind: ClassVar[str] = "release"
+    FIELDS: ClassVar = {}
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (Register, SetRole, BuyPack, OpenStore, Deposit, Order, Transfer, PayoutRequest,
+                PayoutSettle, PayoutCancel, Redeem, Reverse, Release)
+}
+
+
+def parse(kind: str, fields: Mapping[str, Any], *, by_meta_key: bool = False) -> Event:
+    """Build and validate an event of `kind` from a mapping of field names (or meta keys)."""
+    cls = EVENT_TYPES.get(kind)
+    if cls is None:
+        raise Invalid("input.unknown_kind", f"kind: unknown event kind {kind!r}", "kind")
+    values: dict[str, Any] = {}
+    for name, (key, ftype, required) in cls.FIELDS.items():
+        source = key if by_meta_key else name
+        raw = fields.get(source)
+        if raw is None or (raw == "" and ftype != "flag"):
+            if required:
+                raise Invalid("input.missing_field", f"{source}: required", source)
+            values[name] = False if ftype == "flag" else None
+            continue
+        values[name] = _PARSERS[ftype](raw, source)
+    return cls(**values)
+
+
+def field_names(kind: str) -> list[str]:
+    return list(EVENT_TYPES[kind].FIELDS)
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    return {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}

@@ -1,0 +1,134 @@
+"""An order and every split of its rebate (SPEC §4.4, worked examples §8).
+
+    R = amount × merchant's rebate rate                  (CNY, to 0.01)
+    D = R ÷ value of the day                             (SP deducted from the merchant)
+
+If the buyer is active:
+    buyer             consumer_multiplier × R            SV
+    merchant          merchant_multiplier × R            SV
+    direct referrer   online:  online_sv_rate × G        SV      (G = buyer's SV gain)
+    (if active)       offline: offline_sp_rate × G ÷ v   SP out of D
+    team (级差)        (r − highest paid below) × G       SV, walking up from the referrer
+    store referrer    merchant_sp_rate × D               SP out of D   (offline stores)
+    region partner    partner_sp_rate × D                SP out of D   (purchase in last N days)
+    burn              the rest of D
+An inactive buyer earns nothing, and then all of D is burned.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from .. import accounts as A
+from ..amounts import CNY, SP, SV, ZERO, div, exact_mul, fmt, quantize
+from ..config import Params
+from ..entries import Transaction
+from ..errors import Conflict
+from ..state import Holder, State
+from .base import Builder, Ctx, inputs_of, member, merchant, require_sp
+from .events import Order
+
+# A limit on the 级差 walk: no referral chain is followed further than this.
+MAX_TEAM_DEPTH = 10_000
+
+
+def can_take_orders(store: Holder, params: Params) -> bool:
+    return store.deposits_cny >= params.merchant_deposit_value
+
+
+def partner_qualifies(partner: Holder, day, params: Params) -> bool:
+    """SPEC §4.4: a partner earns only with a purchase in the last `repurchase_days` days.
+
+    A purchase on day p qualifies on days p .. p + repurchase_days (inclusive).
+    """
+    if partner.last_purchase is None or not partner.active:
+        return False
+    return (day - partner.last_purchase).days <= params.region_repurchase_days
+
+
+def team_rewards(state: State, first: str | None, gain_sv: Decimal, params: Params) -> list[tuple[str, Decimal]]:
+    """The differential walk: each active ancestor whose rate beats the highest paid below."""
+    top = params.top_team_rate
+    highest = ZERO
+    paid: list[tuple[str, Decimal]] = []
+    node = first
+    for _ in range(MAX_TEAM_DEPTH):
+        if node is None or highest >= top:
+            break
+        ancestor = state.holder(node)
+        assert ancestor is not None, node  # referrers are checked to exist at registration
+        rate = params.team_rate(ancestor.role)
+        if ancestor.active and rate > highest:
+            paid.append((ancestor.id, quantize((rate - highest) * gain_sv, SV)))
+            highest = rate
+        node = ancestor.referrer
+    return paid
+
+
+def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
+    p = ctx.params
+    if state.order_event(ev.order_id) is not None:
+        raise Conflict("order.duplicate_id", f"order_id: order {ev.order_id!r} is already booked", "order_id")
+    buyer = member(state, ev.buyer, "buyer")
+    store = merchant(state, ev.merchant, "merchant")
+    if not can_take_orders(store, p):
+        raise Conflict(
+            "merchant.deposit_short",
+            f"merchant: {store.id} has deposited {fmt(store.deposits_cny)} CNY, "
+            f"{fmt(p.merchant_deposit_value)} CNY needed before taking orders",
+            "merchant",
+        )
+    value = state.g.value
+    rebate_cny = quantize(exact_mul(ev.amount_cny, store.rebate_rate), CNY)
+    deducted_sp = quantize(div(rebate_cny, value), SP)
+    require_sp(state, store, deducted_sp, "merchant", "order.insufficient_sp")
+
+    b = Builder(ctx, ev.kind, f"order {ev.order_id}: {fmt(ev.amount_cny)} CNY at {store.id}", inputs_of(ev))
+    b.note("channel", store.channel)
+    b.note("value", value)
+    b.note("rebate_cny", rebate_cny)
+    b.note("deducted_sp", deducted_sp)
+    b.post(A.HOLDERS_SP, deducted_sp, holder=store.id, leg="deduct")
+
+    left_sp = deducted_sp
+    granted_sv: list[tuple[str, str, Decimal]] = []  # (holder, leg, SV)
+    if buyer.active:
+        gain_sv = quantize(p.sv_consumer_multiplier * rebate_cny, SV)
+        granted_sv.append((buyer.id, "buyer", gain_sv))
+        granted_sv.append((store.id, "merchant", quantize(p.sv_merchant_multiplier * rebate_cny, SV)))
+
+        referrer = state.holder(buyer.referrer) if buyer.referrer else None
+        if referrer is not None and referrer.active:
+            if store.channel == "online":
+                granted_sv.append((referrer.id, "referrer", quantize(p.referral_online_sv_rate * gain_sv, SV)))
+            else:
+                share = min(left_sp, quantize(div(p.referral_offline_sp_rate * gain_sv, value), SP))
+                b.post(A.HOLDERS_SP, -share, holder=referrer.id, leg="referrer")
+                left_sp -= share
+
+        for ancestor, reward_sv in team_rewards(state, buyer.referrer, gain_sv, p):
+            granted_sv.append((ancestor, "team", reward_sv))
+
+        if store.channel == "offline" and store.store_referrer:
+            store_referrer = state.holder(store.store_referrer)
+            if store_referrer is not None and store_referrer.active:
+                share = min(left_sp, quantize(p.referral_merchant_sp_rate * deducted_sp, SP))
+                b.post(A.HOLDERS_SP, -share, holder=store_referrer.id, leg="store_referrer")
+                left_sp -= share
+
+        region = store.region if store.channel == "offline" else ev.ship_region
+        partner_id = state.partner_of(region) if region else None
+        partner = state.holder(partner_id) if partner_id else None
+        if partner is not None and partner_qualifies(partner, ctx.day, p):
+            share = min(left_sp, quantize(p.region_partner_sp_rate * deducted_sp, SP))
+            b.post(A.HOLDERS_SP, -share, holder=partner.id, leg="partner", region=region)
+            left_sp -= share
+
+    assert left_sp >= 0, (ev, left_sp)
+    b.post(A.SP_BURNED, -left_sp, leg="burn", merchant=store.id)
+    total_sv = ZERO
+    for holder_id, leg, sv in granted_sv:
+        b.post(A.HOLDERS_SV_ACTIVE, -sv, holder=holder_id, leg=leg)
+        total_sv += sv
+    b.post(A.SV_GRANTED, total_sv)
+    return b.build()

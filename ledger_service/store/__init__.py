@@ -1,0 +1,1 @@
+"""The operational database: models, the State over it, Alembic migrations."""
