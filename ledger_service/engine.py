@@ -360,6 +360,10 @@ class Engine:
                     "file": row.file, "hash": row.hash, "prev": row.prev, "entry": row.text,
                     "reversed_by": row.reversed_by}
 
+    def event_for_order(self, order_id: str) -> str | None:
+        with self.Session() as session:
+            return session.scalar(select(EventRow.id).where(EventRow.order_id == order_id))
+
     def head(self) -> dict:
         with self.Session() as session:
             g = load_globals(session)

@@ -1,0 +1,32 @@
+# Two commands for a newcomer:  `make demo` (the platform) and `make test` (the tests).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BOOKS ?= books/demo
+
+.PHONY: setup test demo verify bench clean-books
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/ledger-service demo --books $(BOOKS)
+	$(VENV)/bin/bean-check $(BOOKS)/main.beancount
+	$(VENV)/bin/ledger-service verify --books $(BOOKS)
+
+verify: setup
+	$(VENV)/bin/ledger-service verify --books $(BOOKS)
+
+bench: setup
+	$(PY) benchmarks/close_day.py --sizes 1000,10000,100000,1000000
+
+clean-books:
+	rm -rf $(BOOKS)

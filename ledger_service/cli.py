@@ -1,0 +1,180 @@
+"""`ledger-service`: the command line of the books."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import config
+from .errors import JournalFault, Refusal
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _date(_ctx, _param, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+books_option = click.option("--books", "books", required=True, type=click.Path(path_type=Path),
+                            help="The books folder (holds main.beancount).")
+db_option = click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default: $DATABASE_URL, else SQLite in the books).")
+
+
+@click.group()
+def main() -> None:
+    """Double-entry, hash-chained books of a shared-purchase points platform."""
+
+
+def _fail(exc: Exception) -> None:
+    if isinstance(exc, Refusal):
+        err.print(f"[red]refused[/red] [{exc.rule}] {exc.detail}")
+    else:
+        err.print(f"[red]error[/red] {exc}")
+    sys.exit(2)
+
+
+@main.command()
+@books_option
+@click.option("--profile", default="seed-a", show_default=True, help="seed-a, seed-b or a TOML file.")
+@click.option("--start", callback=_date, help="First business day (default: today).")
+@db_option
+def init(books: Path, profile: str, start: date | None, db_url: str | None) -> None:
+    """Create the books: database, main.beancount, the genesis entry with the rules."""
+    from .engine import Engine
+
+    try:
+        engine = Engine.init(books, config.load(profile), start=start, db_url=db_url)
+    except (Refusal, config.ConfigError) as exc:
+        _fail(exc)
+    head = engine.head()
+    console.print(f"books initialised at {books} (rules {engine.params.profile}), open day {head['open_day']}")
+
+
+@main.command("close-day")
+@books_option
+@click.option("--date", "day", callback=_date, help="Close every open day up to this one (default: yesterday).")
+@db_option
+def close_day(books: Path, day: date | None, db_url: str | None) -> None:
+    """Book the daily release of every open business day up to DATE."""
+    from .engine import Engine
+
+    try:
+        engine = Engine(books, db_url)
+        booked = engine.close_days(day)
+    except (Refusal, JournalFault, FileNotFoundError) as exc:
+        _fail(exc)
+    releases = [b for b in booked if b.kind == "release"]
+    for b in releases:
+        console.print(f"closed {b.day}: released {b.entry.get('released_sp')} SP at {b.entry.get('value')} CNY/SP")
+    if not releases:
+        console.print("nothing to close: every ended day is closed")
+
+
+@main.command()
+@books_option
+@click.option("--date", "day", callback=_date, help="The report at the close of this day (default: now).")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def supply(books: Path, day: date | None, db_url: str | None, as_json: bool) -> None:
+    """Cap, issued, released, sold, burned, redeemed, circulating, pool, value."""
+    from .engine import Engine
+
+    try:
+        report = Engine(books, db_url).supply(day)
+    except (Refusal, FileNotFoundError) as exc:
+        _fail(exc)
+    if as_json:
+        console.print_json(json.dumps(report))
+    else:
+        _print_supply(report)
+
+
+def _print_supply(report: dict) -> None:
+    table = Table(title=f"SP supply {'at the close of ' if report.get('closed') else 'as of '}{report.get('date', '')}")
+    table.add_column("figure")
+    table.add_column("amount", justify="right")
+    labels = [("cap", "cap", "SP"), ("issued", "issued", "SP"), ("released", "  released", "SP"),
+              ("sold", "  sold", "SP"), ("burned", "burned", "SP"), ("redeemed", "redeemed", "SP"),
+              ("circulating", "circulating", "SP"), ("pool_cny", "pool", "CNY"),
+              ("value_cny_per_sp", "value of the day", "CNY/SP"),
+              ("closing_value_cny_per_sp", "pool ÷ circulating now", "CNY/SP")]
+    for key, label, unit in labels:
+        if key in report:
+            table.add_row(label, f"{report[key]} {unit}")
+    console.print(table)
+
+
+@main.command()
+@books_option
+@db_option
+@click.option("--no-db", is_flag=True, help="Check the journal alone (no database needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
+    """Re-derive everything from the journal alone; exit 1 on any fault, each located."""
+    from .audit.verify import verify as run_verify
+    from .journal import Books
+
+    files = len(Books(books).journal_files())
+    with Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=as_json) as bar:
+        task = bar.add_task("files", total=files)
+        report = run_verify(books, db_url, use_db=not no_db, progress=lambda _p: bar.advance(task))
+    if as_json:
+        console.print_json(json.dumps(report.to_json()))
+        sys.exit(0 if report.ok else 1)
+    for fault in report.faults:
+        console.print(f"[red]FAULT[/red] {fault}", markup=True, highlight=False)
+    if report.supply:
+        _print_supply({**report.supply, "date": report.open_day})
+        console.print(f"entries {report.entries} in {report.files} files; holders {report.holders}; "
+                      f"chain head seq {report.head_seq} {report.head_hash}")
+        console.print("rounding residue (control account − Σ holders): "
+                      + ", ".join(f"{k} {v}" for k, v in report.residue.items()))
+        console.print("database: " + ("agrees with the journal" if report.db_checked and report.ok
+                                      else "checked" if report.db_checked else "not checked (--no-db)"))
+    console.print("[green]books verify[/green]" if report.ok else f"[red]{len(report.faults)} fault(s)[/red]")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@books_option
+@click.option("--members", default=300, show_default=True)
+@click.option("--merchants", default=20, show_default=True)
+@click.option("--days", default=10, show_default=True)
+@click.option("--orders-per-day", type=int, default=None, help="Default: members ÷ 2.")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--profile", default="seed-a", show_default=True)
+@db_option
+def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: int | None, seed: int,
+         profile: str, db_url: str | None) -> None:
+    """Simulate a platform through the engine (initialises the books if needed)."""
+    from . import demo as demo_module
+
+    with Progress(TextColumn("simulating day {task.fields[day]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("days", total=days, day="")
+        engine, stats = demo_module.run(
+            books, config.load(profile), members, merchants, days, seed, orders_per_day,
+            progress=lambda d: bar.update(task, advance=1, day=d.isoformat()), db_url=db_url,
+        )
+    console.print(f"booked: {dict(sorted(stats.booked.items()))}")
+    console.print(f"refused by the rules (nothing booked): {dict(sorted(stats.refused.items()))}")
+    _print_supply(engine.supply())
+    console.print(f"check it: bean-check {books}/main.beancount && ledger-service verify --books {books}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
