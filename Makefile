@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BOOKS ?= books/demo
+FAVA_PORT ?= 5000
 
 .PHONY: setup test demo verify bench clean-books
 
@@ -18,9 +19,11 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(VENV)/bin/ledger-service demo --books $(BOOKS)
+	@test -f $(BOOKS)/main.beancount || $(VENV)/bin/ledger-service demo --books $(BOOKS)
+	$(VENV)/bin/ledger-service close-day --books $(BOOKS)
 	$(VENV)/bin/bean-check $(BOOKS)/main.beancount
 	$(VENV)/bin/ledger-service verify --books $(BOOKS)
+	$(VENV)/bin/ledger-service fava --books $(BOOKS) --port $(FAVA_PORT)
 
 verify: setup
 	$(VENV)/bin/ledger-service verify --books $(BOOKS)

@@ -176,5 +176,23 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
     console.print(f"check it: bean-check {books}/main.beancount && ledger-service verify --books {books}")
 
 
+@main.command()
+@books_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def fava(books: Path, host: str, port: int) -> None:
+    """Browse the books in Fava, read-only (the journal; the summary ledger comes with issue 4)."""
+    import os
+
+    from .journal import Books
+
+    main_file = Books(books).main
+    if not main_file.is_file():
+        _fail(FileNotFoundError(f"no books at {books}: run `ledger-service demo --books {books}` first"))
+    console.print(f"Fava (read-only) on http://{host}:{port}/ for {main_file}")
+    fava_bin = Path(sys.executable).with_name("fava")
+    os.execv(str(fava_bin), [str(fava_bin), "--read-only", "--host", host, "--port", str(port), str(main_file)])
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -141,7 +141,7 @@ class Engine:
             rows = _rows(booked, book, {})
             persist(session, state, rows)
         book.write_main(start)
-        book.append([(r.file, r.text.encode("utf-8")) for r in rows])
+        book.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
         db.dispose()
         return cls(root, db_url, clock)
 
@@ -174,10 +174,10 @@ class Engine:
                     self._repair(session)
                     overlay, booked = self._plan(session, events)
                     rows = self._persist(session, overlay, booked)
-                self.books.append([(r.file, r.text.encode("utf-8")) for r in rows])
+                self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
         return [b for b in booked if b.kind not in ("release", "price")]
 
-    def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[EventRow]:
+    def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[dict]:
         rows = _rows(booked, self.books, {})
         persist(session, overlay, rows)
         session.flush()
@@ -239,7 +239,7 @@ class Engine:
                             break
                         booked += self._close(overlay)
                     rows = self._persist(session, overlay, booked)
-                self.books.append([(r.file, r.text.encode("utf-8")) for r in rows])
+                self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
             out += booked
 
     def _check_day(self, g: Globals, day: date, event: Event) -> date:
@@ -394,7 +394,7 @@ def _chain(state: State, entry: Entry, params: Params) -> Booked:
     return Booked(int(full.get("seq")), event_id, kind, full.date, digest, prev, full, render(full), day_file(full.date))
 
 
-def _rows(booked: list[Booked], books: Books, sizes: dict[str, int]) -> list[EventRow]:
+def _rows(booked: list[Booked], books: Books, sizes: dict[str, int]) -> list[dict]:
     rows = []
     for b in booked:
         data = b.text.encode("utf-8")
@@ -402,9 +402,9 @@ def _rows(booked: list[Booked], books: Books, sizes: dict[str, int]) -> list[Eve
         if offset is None:
             offset = books.size(b.file)
         sizes[b.file] = offset + len(data)
-        rows.append(EventRow(
-            seq=b.seq, id=b.event_id or f"P{b.seq:09d}", kind=b.kind, day=b.day, file=b.file, offset=offset,
-            length=len(data), prev=b.prev, hash=b.hash, text=b.text, reversible=False,
+        rows.append(dict(
+            seq=b.seq, id=b.event_id or f"P{b.seq:09d}", kind=b.kind, day=b.day, order_id=None, file=b.file,
+            offset=offset, length=len(data), prev=b.prev, hash=b.hash, text=b.text, reversible=False, reversed_by=None,
         ))
     return rows
 

@@ -184,6 +184,7 @@ class Overlay:
         self.base = base
         self.g = base.g.copy()
         self._holders: dict[str, Holder | None] = {}
+        self._new_holders: set[str] = set()  # ids the base did not have
         self._partners: dict[str, str] = {}
         self._epochs: dict[int, Epoch] = {}
         self._payouts: dict[str, Payout] = {}
@@ -194,9 +195,13 @@ class Overlay:
         if holder_id not in self._holders:
             found = self.base.holder(holder_id)
             self._holders[holder_id] = replace(found) if found is not None else None
+            if found is None:
+                self._new_holders.add(holder_id)
         return self._holders[holder_id]
 
     def put_holder(self, holder: Holder) -> None:
+        if holder.id not in self._holders and self.base.holder(holder.id) is None:
+            self._new_holders.add(holder.id)
         self._holders[holder.id] = holder
 
     def partner_of(self, region: str) -> str | None:

@@ -7,7 +7,7 @@ from dataclasses import fields
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import bindparam, create_engine, event, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +18,8 @@ from .models import (BalanceRow, Base, EpochRow, EventRow, HolderRow, LedgerRow,
 
 DB_FILENAME = "ledger.sqlite"
 _HOLDER_FIELDS = [f.name for f in fields(Holder)]
+_HOLDER_TABLE = HolderRow.__table__
+_HOLDER_BY_ID = select(*(_HOLDER_TABLE.c[name] for name in _HOLDER_FIELDS)).where(_HOLDER_TABLE.c.id == bindparam("id"))
 _PAYOUT_FIELDS = [f.name for f in fields(Payout)]
 
 
@@ -87,8 +89,8 @@ class DbReader:
         self.g = g
 
     def holder(self, holder_id: str) -> Holder | None:
-        row = self.session.get(HolderRow, holder_id)
-        return _holder(row) if row is not None else None
+        row = self.session.connection().execute(_HOLDER_BY_ID, {"id": holder_id}).first()
+        return Holder(**row._mapping) if row is not None else None
 
     def partner_of(self, region: str) -> str | None:
         row = self.session.get(PartnerRow, region)
@@ -131,7 +133,7 @@ def parse_entry_text(text: str):
     return from_beancount(directives[0])
 
 
-def persist(session: Session, overlay: Overlay, new_rows: list[EventRow]) -> None:
+def persist(session: Session, overlay: Overlay, new_rows: list[dict]) -> None:
     """Write an overlay's changes and the new event rows into the session (not committed)."""
     g = overlay.g
     ledger = session.get(LedgerRow, 1)
@@ -141,28 +143,33 @@ def persist(session: Session, overlay: Overlay, new_rows: list[EventRow]) -> Non
     for account, amount in g.balances.items():
         if base_balances.get(account) != amount:
             session.merge(BalanceRow(account=account, amount=amount))
-    for holder in overlay._holders.values():
+    new_holders, changed_holders = [], []
+    for holder_id, holder in overlay._holders.items():
         if holder is None:
             continue
-        session.merge(HolderRow(**{name: getattr(holder, name) for name in _HOLDER_FIELDS}))
+        values = {name: getattr(holder, name) for name in _HOLDER_FIELDS}
+        (new_holders if holder_id in overlay._new_holders else changed_holders).append(values)
+    if new_holders:
+        session.execute(insert(HolderRow), new_holders)
+    if changed_holders:
+        session.execute(update(HolderRow), changed_holders)
     for region, holder_id in overlay._partners.items():
         session.add(PartnerRow(region=region, holder=holder_id))
     for epoch in overlay._epochs.values():
         session.add(EpochRow(number=epoch.number, sp_index_end=epoch.sp_index_end, factor=epoch.factor))
     for payout in overlay._payouts.values():
         session.merge(PayoutRow(**{n: getattr(payout, n) for n in _PAYOUT_FIELDS}))
-    new_ids = {row.id: row for row in new_rows}
-    for row in new_rows:
-        session.add(row)
+    new_ids = {row["id"]: row for row in new_rows}
     for order_id, event_id in overlay._orders.items():
-        new_ids[event_id].order_id = order_id
+        new_ids[event_id]["order_id"] = order_id
     for record in overlay._records.values():
         if record.id in new_ids:
-            new_ids[record.id].reversible = True
-            new_ids[record.id].reversed_by = record.reversed_by
+            new_ids[record.id]["reversible"] = True
+            new_ids[record.id]["reversed_by"] = record.reversed_by
         else:
-            row = session.scalar(select(EventRow).where(EventRow.id == record.id))
-            row.reversed_by = record.reversed_by
+            session.execute(update(EventRow).where(EventRow.id == record.id).values(reversed_by=record.reversed_by))
+    if new_rows:
+        session.execute(insert(EventRow), new_rows)
 
 
 def ledger_row(g: Globals, rules_json: str) -> LedgerRow:
