@@ -179,6 +179,82 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
 @main.command()
 @books_option
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@db_option
+def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -> None:
+    """Serve the API with gunicorn: N worker processes on the same books and database."""
+    import os
+
+    from .journal import Books
+
+    if not Books(books).exists():
+        _fail(FileNotFoundError(f"no books at {books}: run `ledger-service init --books {books}` first"))
+    if not 1 <= workers <= 64:
+        _fail(ValueError("--workers must be between 1 and 64"))
+    env = dict(os.environ, LEDGER_BOOKS=str(Path(books).resolve()))
+    if db_url:
+        env["DATABASE_URL"] = db_url
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    args = [str(gunicorn), "--workers", str(workers), "--bind", f"{host}:{port}", "--timeout", "120",
+            "--graceful-timeout", "10", "--access-logfile", "-", "ledger_service.api.wsgi:app"]
+    console.print(f"API on http://{host}:{port}/ (docs /docs, OpenAPI /openapi.json), {workers} workers")
+    os.execve(str(gunicorn), args, env)
+
+
+@main.group()
+def keys() -> None:
+    """API keys: create (the secret is printed once), list, revoke."""
+
+
+def _key_session(books: Path, db_url: str | None):
+    from .store.db import database_url, make_engine, sessions
+
+    return sessions(make_engine(database_url(books, db_url)))()
+
+
+@keys.command("create")
+@books_option
+@click.option("--role", required=True, type=click.Choice(["storefront", "finance", "auditor", "admin"]))
+@click.option("--name", default="", help="Who the key is for.")
+@db_option
+def keys_create(books: Path, role: str, name: str, db_url: str | None) -> None:
+    from .store import keys as key_store
+
+    with _key_session(books, db_url) as session, session.begin():
+        key_id, secret = key_store.create(session, role, name)
+    console.print(f"key {key_id} ({role}) — keep this secret, it is not shown again:")
+    print(secret)
+
+
+@keys.command("list")
+@books_option
+@db_option
+def keys_list(books: Path, db_url: str | None) -> None:
+    from .store import keys as key_store
+
+    with _key_session(books, db_url) as session:
+        for row in key_store.listing(session):
+            state = f"revoked {row.revoked:%Y-%m-%d %H:%M}" if row.revoked else "live"
+            print(f"{row.id}  {row.role:<10}  {state:<24}  {row.name}")
+
+
+@keys.command("revoke")
+@books_option
+@click.argument("key_id")
+@db_option
+def keys_revoke(books: Path, key_id: str, db_url: str | None) -> None:
+    from .store import keys as key_store
+
+    with _key_session(books, db_url) as session, session.begin():
+        if not key_store.revoke(session, key_id):
+            _fail(KeyError(f"no live key {key_id}"))
+    console.print(f"key {key_id} revoked")
+
+
+@main.command()
+@books_option
+@click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def fava(books: Path, host: str, port: int) -> None:
     """Browse the books in Fava, read-only (the journal; the summary ledger comes with issue 4)."""

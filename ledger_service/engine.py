@@ -41,7 +41,7 @@ from .state import Globals, MemoryState, Overlay, State, supply_of
 from .store.db import (DbReader, database_url, ledger_row, load_globals, make_engine, persist,
                        sessions)
 from .store.migrate import upgrade
-from .store.models import DayRow, EventRow, LedgerRow
+from .store.models import DayRow, EventRow, IdempotencyRow, LedgerRow
 from .subledger import balance
 
 # Limits: a booking closes at most this many days in one database transaction
@@ -77,6 +77,47 @@ class Booked:
             "id": self.event_id, "kind": self.kind, "date": self.day.isoformat(), "seq": self.seq,
             "postings": postings, "hash": self.hash, "prev": self.prev, "file": self.file,
         }
+
+
+def closed_days_json(booked: list[Booked], through: date) -> dict:
+    return {
+        "through": through.isoformat(),
+        "closed": [
+            {"date": b.day.isoformat(), "id": b.event_id, "released_sp": b.entry.get("released_sp"),
+             "value_cny_per_sp": b.entry.get("value"), "hash": b.hash}
+            for b in booked if b.kind == "release"
+        ],
+    }
+
+
+class IdempotentReplay(Exception):
+    """The same Idempotency-Key and body came again: here is the first response."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__("replay")
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An Idempotency-Key and the hash of its request, checked and stored in the booking's transaction."""
+
+    key: str
+    request_hash: str
+
+    def check(self, session) -> None:
+        row = session.get(IdempotencyRow, self.key)
+        if row is None:
+            return
+        if row.request_hash != self.request_hash:
+            raise Conflict("idempotency.key_reused",
+                           "Idempotency-Key: this key was used with another request", "Idempotency-Key")
+        raise IdempotentReplay(row.status, row.response)
+
+    def store(self, session, status: int, body: dict) -> None:
+        session.add(IdempotencyRow(key=self.key, request_hash=self.request_hash, status=status,
+                                   response=json.dumps(body).encode("utf-8"), created=datetime.utcnow()))
 
 
 def event_id_for(seq: int) -> str:
@@ -152,12 +193,13 @@ class Engine:
 
     # -- booking ---------------------------------------------------------------------
 
-    def submit(self, event: Event, day: date | None = None) -> Booked:
+    def submit(self, event: Event, day: date | None = None, idempotency: Idempotency | None = None) -> Booked:
         """Book one event on `day` (default today); days before it are closed first."""
-        booked = self.submit_many([(event, day)])
+        booked = self.submit_many([(event, day)], idempotency)
         return booked[-1]
 
-    def submit_many(self, events: Iterable[tuple[Event, date | None]]) -> list[Booked]:
+    def submit_many(self, events: Iterable[tuple[Event, date | None]],
+                    idempotency: Idempotency | None = None) -> list[Booked]:
         """Book events in order in one commit; all or none (a refusal books nothing).
 
         Days left open before an event's day are closed in the same commit, so a
@@ -172,10 +214,15 @@ class Engine:
             with self.Session() as session:
                 with session.begin():
                     self._repair(session)
+                    if idempotency is not None:
+                        idempotency.check(session)
                     overlay, booked = self._plan(session, events)
                     rows = self._persist(session, overlay, booked)
+                    events_booked = [b for b in booked if b.kind not in ("release", "price")]
+                    if idempotency is not None:
+                        idempotency.store(session, 201, events_booked[-1].to_json())
                 self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
-        return [b for b in booked if b.kind not in ("release", "price")]
+        return events_booked
 
     def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[dict]:
         rows = _rows(booked, self.books, {})
@@ -213,14 +260,21 @@ class Engine:
             session.rollback()
         return booked[-1]
 
-    def close_days(self, through: date | None = None) -> list[Booked]:
+    def close_days(self, through: date | None = None, idempotency: Idempotency | None = None) -> list[Booked]:
         """Close every open business day up to `through` (default: yesterday)."""
         today = self.today()
         through = through or today - timedelta(days=1)
         if through >= today:
             raise Conflict("day.not_ended", f"date: {through} has not ended yet (today is {today})", "date")
         with self.books.lock():
-            return self._catch_up(through)
+            if idempotency is not None:
+                with self.Session() as session, session.begin():
+                    idempotency.check(session)
+            booked = self._catch_up(through)
+            if idempotency is not None:
+                with self.Session() as session, session.begin():
+                    idempotency.store(session, 201, closed_days_json(booked, through))
+            return booked
 
     def _catch_up(self, through: date) -> list[Booked]:
         """Close open days up to `through`, at most MAX_DAYS_PER_COMMIT per commit (lock held)."""

@@ -1,0 +1,199 @@
+"""Request and response shapes of the storefront API (SPEC §7), for validation and OpenAPI.
+
+Amounts and rates are strings ("1000.00"): a JSON number is refused before it
+can become a float. The values themselves are validated by the engine's event
+parser, so the API and the journal's verifier accept exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Regexp
+from marshmallow import RAISE
+
+ID = Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="ids are 1 to 64 characters of A-Z a-z 0-9 _ -")
+REGION = Regexp(r"^[0-9]{6}$", error="a region is a 6-digit division code like 441900")
+AMOUNT = Regexp(r"^[0-9]{1,14}(\.[0-9]{1,8})?$", error="an amount is a decimal string like \"10.00\"")
+DATE = Regexp(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", error="a date is YYYY-MM-DD")
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _date():
+    return String(validate=DATE, metadata={"description": "business day YYYY-MM-DD (default: today)"})
+
+
+class MemberIn(Strict):
+    id = String(required=True, validate=ID)
+    referrer = String(validate=ID)
+    region = String(validate=REGION)
+    date = _date()
+
+
+class PackIn(Strict):
+    kind = String(required=True, validate=OneOf(["activation", "partner"]))
+    region = String(validate=REGION)
+    date = _date()
+
+
+class RoleIn(Strict):
+    role = String(required=True, validate=OneOf(["member", "vip", "shop_owner", "store_owner", "service_provider"]))
+    date = _date()
+
+
+class MerchantIn(Strict):
+    id = String(required=True, validate=ID)
+    owner = String(required=True, validate=ID)
+    region = String(required=True, validate=REGION)
+    channel = String(required=True, validate=OneOf(["online", "offline"]))
+    rebate_rate = String(required=True, validate=AMOUNT, metadata={"description": "fraction, e.g. \"0.10\""})
+    referrer = String(validate=ID)
+    date = _date()
+
+
+class DepositIn(Strict):
+    amount_cny = String(required=True, validate=AMOUNT)
+    merchant = String(validate=ID)
+    platform = Boolean(metadata={"description": "true for a platform injection (buys nothing)"})
+    date = _date()
+
+
+class OrderIn(Strict):
+    id = String(required=True, validate=ID)
+    buyer = String(required=True, validate=ID)
+    merchant = String(required=True, validate=ID)
+    amount_cny = String(required=True, validate=AMOUNT)
+    ship_region = String(validate=REGION)
+    date = _date()
+
+
+class TransferIn(Strict):
+    from_ = String(required=True, validate=ID, data_key="from")
+    to = String(required=True, validate=ID)
+    sp = String(required=True, validate=AMOUNT)
+    date = _date()
+
+
+class PayoutIn(Strict):
+    holder = String(required=True, validate=ID)
+    sp = String(required=True, validate=AMOUNT)
+    date = _date()
+
+
+class SettleIn(Strict):
+    bank_reference = String(required=True, validate=Length(1, 200))
+    date = _date()
+
+
+class DateOnlyIn(Strict):
+    date = _date()
+
+
+class RedeemIn(Strict):
+    holder = String(required=True, validate=ID)
+    sp = String(required=True, validate=AMOUNT)
+    goods = String(required=True, validate=Length(1, 200))
+    date = _date()
+
+
+class SupplyQuery(Strict):
+    date = _date()
+
+
+class PostingOut(Schema):
+    account = String()
+    amount = String()
+    commodity = String()
+    holder = String(allow_none=True)
+    leg = String(allow_none=True)
+
+
+class EventOut(Schema):
+    id = String()
+    kind = String()
+    date = String()
+    seq = Integer()
+    hash = String()
+    prev = String()
+    file = String()
+    postings = List(Nested(PostingOut))
+
+
+class ClosedDayOut(Schema):
+    date = String()
+    id = String()
+    released_sp = String()
+    value_cny_per_sp = String()
+    hash = String()
+
+
+class CloseOut(Schema):
+    through = String()
+    closed = List(Nested(ClosedDayOut))
+
+
+class HolderOut(Schema):
+    id = String()
+    kind = String()
+    active = Boolean()
+    role = String()
+    referrer = String(allow_none=True)
+    region = String(allow_none=True)
+    sv_locked = String()
+    sv_active = String()
+    sp = String()
+    sp_value_cny = String()
+    value_cny_per_sp = String()
+
+
+class MerchantOut(HolderOut):
+    owner = String(allow_none=True)
+    channel = String(allow_none=True)
+    rebate_rate = String(allow_none=True)
+    store_referrer = String(allow_none=True)
+    deposits_cny = String()
+    can_take_orders = Boolean()
+
+
+class SupplyOut(Schema):
+    cap = String()
+    issued = String()
+    released = String()
+    sold = String()
+    burned = String()
+    redeemed = String()
+    circulating = String()
+    pool_cny = String()
+    value_cny_per_sp = String()
+    closing_value_cny_per_sp = String()
+    date = String()
+    closed = Boolean()
+
+
+class EventDetailOut(Schema):
+    id = String()
+    seq = Integer()
+    kind = String()
+    date = String()
+    file = String()
+    hash = String()
+    prev = String()
+    entry = String()
+    reversed_by = String(allow_none=True)
+
+
+class HealthOut(Schema):
+    status = String()
+    journal_head = Nested(lambda: HeadOut())
+    database = String()
+
+
+class HeadOut(Schema):
+    seq = Integer()
+    hash = String()
+    open_day = String()
+    value_cny_per_sp = String()

@@ -1,0 +1,52 @@
+"""API keys: roles, stored as SHA-256 digests; the secret is shown once at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import ApiKeyRow
+
+ROLES = ("storefront", "finance", "auditor", "admin")
+PREFIX = "lsk_"
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create(session: Session, role: str, name: str = "") -> tuple[str, str]:
+    """A new key for `role`: returns (key id, secret). Only the digest is stored."""
+    if role not in ROLES:
+        raise ValueError(f"role: must be one of {', '.join(ROLES)}")
+    key_id = secrets.token_hex(6)
+    secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
+    session.add(ApiKeyRow(id=key_id, name=name or role, role=role, key_hash=digest(secret),
+                          created=datetime.utcnow(), revoked=None))
+    return key_id, secret
+
+
+def role_of(session: Session, secret: str) -> str | None:
+    """The role of a live key, or None for an unknown or revoked one."""
+    if not secret.startswith(PREFIX) or len(secret) > 200:
+        return None
+    row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest(secret)))
+    if row is None or row.revoked is not None:
+        return None
+    return row.role
+
+
+def listing(session: Session) -> list[ApiKeyRow]:
+    return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created)))
+
+
+def revoke(session: Session, key_id: str) -> bool:
+    row = session.get(ApiKeyRow, key_id)
+    if row is None or row.revoked is not None:
+        return False
+    row.revoked = datetime.utcnow()
+    return True
