@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BOOKS ?= books/demo
 FAVA_PORT ?= 5000
+API_PORT ?= 8000
 
 .PHONY: setup test demo verify bench clean-books
 
@@ -19,11 +20,7 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	@test -f $(BOOKS)/main.beancount || $(VENV)/bin/ledger-service demo --books $(BOOKS)
-	$(VENV)/bin/ledger-service close-day --books $(BOOKS)
-	$(VENV)/bin/bean-check $(BOOKS)/main.beancount
-	$(VENV)/bin/ledger-service verify --books $(BOOKS)
-	$(VENV)/bin/ledger-service fava --books $(BOOKS) --port $(FAVA_PORT)
+	$(VENV)/bin/ledger-service platform --books $(BOOKS) --api-port $(API_PORT) --fava-port $(FAVA_PORT)
 
 verify: setup
 	$(VENV)/bin/ledger-service verify --books $(BOOKS)

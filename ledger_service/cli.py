@@ -197,7 +197,8 @@ def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -
         env["DATABASE_URL"] = db_url
     gunicorn = Path(sys.executable).with_name("gunicorn")
     args = [str(gunicorn), "--workers", str(workers), "--bind", f"{host}:{port}", "--timeout", "120",
-            "--graceful-timeout", "10", "--access-logfile", "-", "ledger_service.api.wsgi:app"]
+            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
+            "ledger_service.api.wsgi:app"]
     console.print(f"API on http://{host}:{port}/ (docs /docs, OpenAPI /openapi.json), {workers} workers")
     os.execve(str(gunicorn), args, env)
 
@@ -268,6 +269,59 @@ def fava(books: Path, host: str, port: int) -> None:
     console.print(f"Fava (read-only) on http://{host}:{port}/ for {main_file}")
     fava_bin = Path(sys.executable).with_name("fava")
     os.execv(str(fava_bin), [str(fava_bin), "--read-only", "--host", host, "--port", str(port), str(main_file)])
+
+
+@main.command()
+@books_option
+@click.option("--api-port", default=8000, show_default=True, type=int)
+@click.option("--fava-port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@db_option
+def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: str | None) -> None:
+    """The demo platform: demo books if absent, checked; the API and Fava side by side."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from . import demo as demo_module
+    from .audit.verify import verify as run_verify
+    from .engine import Engine
+    from .journal import Books
+    from .store import keys as key_store
+
+    if not Books(books).exists():
+        console.print(f"simulating a platform into {books} …")
+        demo_module.run(books, config.load("seed-a"), 300, 20, 10, 1, db_url=db_url)
+    engine = Engine(books, db_url)
+    engine.close_days()
+    report = run_verify(books, db_url)
+    console.print("books verify" if report.ok else f"[red]{len(report.faults)} fault(s): run ledger-service verify[/red]")
+    with engine.Session() as session, session.begin():
+        _, storefront = key_store.create(session, "storefront", "demo storefront")
+        _, finance = key_store.create(session, "finance", "demo finance")
+    engine.dispose()
+    me = [sys.executable, "-m", "ledger_service.cli"]
+    db = ["--db", db_url] if db_url else []
+    api = subprocess.Popen(me + ["serve", "--books", str(books), "--port", str(api_port), "--workers", str(workers)] + db)
+    fava_proc = subprocess.Popen(me + ["fava", "--books", str(books), "--port", str(fava_port)])
+    console.print(f"API   http://127.0.0.1:{api_port}/docs   storefront key: {storefront}")
+    console.print(f"                                      finance key:    {finance}")
+    console.print(f"Fava  http://127.0.0.1:{fava_port}/   (read-only)     Ctrl-C stops both")
+    try:
+        while api.poll() is None and fava_proc.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in (api, fava_proc):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in (api, fava_proc):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 if __name__ == "__main__":  # pragma: no cover
