@@ -208,9 +208,12 @@ class Engine:
         """
         events = list(events)
         assert events and len(events) <= MAX_EVENTS_PER_COMMIT, len(events)
+        first_day = events[0][1] or self.today()
         with self.books.lock():
-            first_day = events[0][1] or self.today()
-            self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
+            with self.Session() as session:
+                open_day = session.scalar(select(LedgerRow.open_day))
+            if (first_day - open_day).days > MAX_DAYS_PER_COMMIT:  # rare: close the gap in commits of its own
+                self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
             with self.Session() as session:
                 with session.begin():
                     self._repair(session)
@@ -238,8 +241,8 @@ class Engine:
             ))
         return rows
 
-    def _plan(self, session, events) -> tuple[Overlay, list[Booked]]:
-        g = load_globals(session)
+    def _plan(self, session, events, g: Globals | None = None) -> tuple[Overlay, list[Booked]]:
+        g = g or load_globals(session)
         overlay = Overlay(DbReader(session, g))
         booked: list[Booked] = []
         for event, day in events:
