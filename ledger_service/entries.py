@@ -48,6 +48,13 @@ _FORBIDDEN_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 Meta = tuple[tuple[str, str], ...]
 
 
+def meta_get(meta: Meta, key: str, default: str | None = None) -> str | None:
+    for k, v in meta:
+        if k == key:
+            return v
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class Posting:
     account: str
@@ -56,10 +63,7 @@ class Posting:
     meta: Meta = ()
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        for k, v in self.meta:
-            if k == key:
-                return v
-        return default
+        return meta_get(self.meta, key, default)
 
     @property
     def holder(self) -> str | None:
@@ -75,10 +79,7 @@ class Transaction:
     postings: tuple[Posting, ...] = ()
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        for k, v in self.meta:
-            if k == key:
-                return v
-        return default
+        return meta_get(self.meta, key, default)
 
     @property
     def kind(self) -> str:
@@ -92,10 +93,7 @@ class Price:
     meta: Meta = ()
 
     def get(self, key: str, default: str | None = None) -> str | None:
-        for k, v in self.meta:
-            if k == key:
-                return v
-        return default
+        return meta_get(self.meta, key, default)
 
 
 Entry = Union[Transaction, Price]

@@ -40,18 +40,25 @@ def _cash_value(state: State, sp: Decimal, rule: str) -> Decimal:
     return cny
 
 
-def payout_request(state: State, ev: PayoutRequest, ctx: Ctx) -> Transaction:
-    holder = any_holder(state, ev.holder, "holder")
-    require_sp(state, holder, ev.sp, "sp", "payout.insufficient_sp")
-    cny = _cash_value(state, ev.sp, "payout.too_small")
-    b = Builder(ctx, ev.kind, f"payout {ctx.event_id}: {fmt(ev.sp)} SP of {holder.id} for {fmt(cny)} CNY", inputs_of(ev))
+def _retire(state: State, holder_id: str, sp: Decimal, ctx: Ctx, kind: str, inputs, narration) -> tuple[Builder, Decimal]:
+    """SP leaving circulation at the day's value: the shared half of payouts and redemptions."""
+    holder = any_holder(state, holder_id, "holder")
+    require_sp(state, holder, sp, "sp", f"{kind}.insufficient_sp")
+    cny = _cash_value(state, sp, f"{kind}.too_small")
+    b = Builder(ctx, kind, narration(holder.id, cny), inputs)
     b.note("value", state.g.value)
     b.note("amount_cny", cny)
-    b.post(A.HOLDERS_SP, ev.sp, holder=holder.id, leg="redeemed")
-    b.post(A.SP_REDEEMED, -ev.sp)
+    b.post(A.HOLDERS_SP, sp, holder=holder.id, leg="redeemed")
+    b.post(A.SP_REDEEMED, -sp)
     b.post(A.POOL, -cny)
-    b.post(A.POOL_PAYOUTS, cny)
     b.post(A.POOL_EQUITY, cny)
+    return b, cny
+
+
+def payout_request(state: State, ev: PayoutRequest, ctx: Ctx) -> Transaction:
+    b, cny = _retire(state, ev.holder, ev.sp, ctx, ev.kind, inputs_of(ev),
+                     lambda who, cny: f"payout {ctx.event_id}: {fmt(ev.sp)} SP of {who} for {fmt(cny)} CNY")
+    b.post(A.POOL_PAYOUTS, cny)  # still in the pool's bank account, reserved for this payout
     b.post(A.PAYOUTS_PAYABLE, -cny)
     return b.build()
 
@@ -90,16 +97,8 @@ def payout_cancel(state: State, ev: PayoutCancel, ctx: Ctx) -> Transaction:
 
 
 def redeem(state: State, ev: Redeem, ctx: Ctx) -> Transaction:
-    holder = any_holder(state, ev.holder, "holder")
-    require_sp(state, holder, ev.sp, "sp", "redeem.insufficient_sp")
-    cny = _cash_value(state, ev.sp, "redeem.too_small")
-    b = Builder(ctx, ev.kind, f"{holder.id} redeems {fmt(ev.sp)} SP for goods", inputs_of(ev))
-    b.note("value", state.g.value)
-    b.note("amount_cny", cny)
-    b.post(A.HOLDERS_SP, ev.sp, holder=holder.id, leg="redeemed")
-    b.post(A.SP_REDEEMED, -ev.sp)
-    b.post(A.POOL, -cny)
+    b, cny = _retire(state, ev.holder, ev.sp, ctx, ev.kind, inputs_of(ev),
+                     lambda who, cny: f"{who} redeems {fmt(ev.sp)} SP for goods")
     b.post(A.PLATFORM_CASH, cny)
-    b.post(A.POOL_EQUITY, cny)
     b.post(A.REDEMPTION_INCOME, -cny)
     return b.build()
