@@ -136,7 +136,7 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
         console.print_json(json.dumps(report.to_json()))
         sys.exit(0 if report.ok else 1)
     for fault in report.faults:
-        console.print(f"[red]FAULT[/red] {fault}", markup=True, highlight=False)
+        click.echo(f"FAULT {fault}")  # one line each, never wrapped: grep- and click-able
     if report.supply:
         _print_supply({**report.supply, "date": report.open_day})
         console.print(f"entries {report.entries} in {report.files} files; holders {report.holders}; "

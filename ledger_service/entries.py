@@ -15,6 +15,8 @@ Canonical form (UTF-8, lines joined by "\\n", no trailing newline):
     flag:*                          (transaction)
     payee:<JSON string>             (transaction)
     narration:<JSON string>         (transaction)
+    tags:<sorted, comma-separated>  (transaction; empty for the service's entries)
+    links:<sorted, comma-separated> (transaction; empty for the service's entries)
     price:SP <number> CNY           (price)
     meta:<key>=<JSON string>        one per key, sorted, without `prev` and `hash`
     posting:<account> <number> <currency>
@@ -77,6 +79,9 @@ class Transaction:
     narration: str
     meta: Meta
     postings: tuple[Posting, ...] = ()
+    flag: str = FLAG
+    tags: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return meta_get(self.meta, key, default)
@@ -130,9 +135,11 @@ def canonical(entry: Entry, prev: str) -> str:
         lines += [
             "type:transaction",
             f"date:{entry.date.isoformat()}",
-            f"flag:{FLAG}",
+            f"flag:{entry.flag}",
             f"payee:{_json(entry.payee)}",
             f"narration:{_json(entry.narration)}",
+            f"tags:{','.join(sorted(entry.tags))}",
+            f"links:{','.join(sorted(entry.links))}",
         ]
     else:
         lines += [
@@ -162,7 +169,8 @@ def render(entry: Entry) -> str:
     """The entry's one text in the journal, ending with a blank line."""
     out: list[str] = []
     if isinstance(entry, Transaction):
-        out.append(f"{entry.date.isoformat()} {FLAG} {_string(entry.payee)} {_string(entry.narration)}")
+        marks = "".join(f" #{t}" for t in entry.tags) + "".join(f" ^{l}" for l in entry.links)
+        out.append(f"{entry.date.isoformat()} {entry.flag} {_string(entry.payee)} {_string(entry.narration)}{marks}")
     else:
         out.append(f"{entry.date.isoformat()} price SP {fmt(entry.number)} CNY")
     out += [f"  {k}: {_string(v)}" for k, v in entry.meta]
@@ -177,7 +185,8 @@ def with_meta(entry: Entry, extra: Iterable[tuple[str, str]]) -> Entry:
     """A copy of `entry` with metadata appended (used to add `prev` and `hash`)."""
     meta = entry.meta + tuple(extra)
     if isinstance(entry, Transaction):
-        return Transaction(entry.date, entry.payee, entry.narration, meta, entry.postings)
+        return Transaction(entry.date, entry.payee, entry.narration, meta, entry.postings, entry.flag,
+                           entry.tags, entry.links)
     return Price(entry.date, entry.number, meta)
 
 
@@ -216,6 +225,9 @@ def from_beancount(directive: Any) -> Entry | None:
             directive.narration or "",
             _meta_from(directive.meta),
             tuple(postings),
+            directive.flag or "",
+            tuple(sorted(directive.tags or ())),
+            tuple(sorted(directive.links or ())),
         )
     if isinstance(directive, data.Price):
         if directive.currency != "SP" or directive.amount.currency != "CNY":

@@ -210,7 +210,8 @@ class Replay:
 def _without_chain(entry: Entry) -> Entry:
     meta = tuple((k, v) for k, v in entry.meta if k not in ("prev", "hash"))
     if isinstance(entry, Transaction):
-        return Transaction(entry.date, entry.payee, entry.narration, meta, entry.postings)
+        return Transaction(entry.date, entry.payee, entry.narration, meta, entry.postings, entry.flag,
+                           entry.tags, entry.links)
     return Price(entry.date, entry.number, meta)
 
 
@@ -234,6 +235,9 @@ def _diff(expected: Entry, found: Entry) -> str:
     if isinstance(expected, Transaction) and isinstance(found, Transaction):
         if (expected.payee, expected.narration) != (found.payee, found.narration):
             notes.append(f"description: found {found.narration!r}, the rules give {expected.narration!r}")
+        if (expected.flag, expected.tags, expected.links) != (found.flag, found.tags, found.links):
+            notes.append(f"flag, tags or links: found {found.flag} {found.tags} {found.links}, the rules give "
+                         f"{expected.flag} with none")
         for i in range(max(len(expected.postings), len(found.postings))):
             e = expected.postings[i] if i < len(expected.postings) else None
             f = found.postings[i] if i < len(found.postings) else None

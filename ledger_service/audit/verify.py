@@ -20,10 +20,16 @@ from beancount.parser import parser
 from .. import accounts as A
 from .. import rules
 from ..amounts import CNY, SP, SV, ZERO, fmt, quantize
-from ..journal import Books
+from ..journal import Books, main_text
 from ..state import supply_of
 from ..subledger import balance
 from .replay import Fault, Replay
+
+
+@dataclass(frozen=True)
+class _Foreign:
+    source: dict
+    message: str
 
 
 @dataclass
@@ -53,11 +59,24 @@ class Report:
 
 
 def journal_directives(books: Books, progress=None) -> Iterator[tuple[Path, object | None, list]]:
-    """(file, directive or None, parse errors) for every journal file, in order."""
+    """(file, directive or None, parse errors) for every journal file, in order.
+
+    A journal file holds the service's transactions and prices and nothing else: an
+    `include`, `option` or `plugin` in one, or any other directive, is reported.
+    """
     files = books.journal_files()
     for path in files:
-        directives, errors, _ = parser.parse_file(str(path))
+        directives, errors, options = parser.parse_file(str(path))
         directives.sort(key=lambda d: d.meta.get("lineno", 0))
+        foreign = [f"include {name}" for name in options.get("include", [])]
+        foreign += [f"plugin {name}" for name, _ in options.get("plugin", [])]
+        if foreign:
+            errors = list(errors) + [_Foreign({"filename": str(path), "lineno": 0},
+                                              f"a journal file may not hold {', '.join(foreign)}")]
+        for directive in directives:
+            if type(directive).__name__ not in ("Transaction", "Price"):
+                errors = list(errors) + [_Foreign(directive.meta, f"a journal file holds only transactions and "
+                                                                  f"prices, not a {type(directive).__name__}")]
         yield path, None, errors
         for directive in directives:
             yield path, directive, []
@@ -78,8 +97,9 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
         for path, directive, errors in journal_directives(books, progress):
             for error in errors:
                 source = getattr(error, "source", None) or {}
+                rule = "file.foreign" if isinstance(error, _Foreign) else "syntax"
                 report.faults.append(Fault(str(source.get("filename", path)), int(source.get("lineno", 0) or 0), "-",
-                                           "syntax", str(getattr(error, "message", error)).strip()))
+                                           rule, str(getattr(error, "message", error)).strip()))
             if directive is None:
                 continue
             if hasattr(directive, "date") and path.stem != directive.date.isoformat():
@@ -100,12 +120,30 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
         report.holders = len(state.holders)
         report.supply = supply_report(g, replay.params)
         report.residue = _residue(state, report)
+        _check_main(books, g.genesis_day, report)
         if db is not None:
             db.check_position(replay)
     finally:
         if db is not None:
             db.close()
     return report
+
+
+def _check_main(books: Books, genesis_day: date, report: Report) -> None:
+    """main.beancount is exactly what `init` wrote: no forged entry, option or plugin in it."""
+    expected = main_text(genesis_day).splitlines()
+    found = books.main.read_text(encoding="utf-8").splitlines()
+    for lineno, (want, have) in enumerate(zip(expected, found), start=1):
+        if want != have:
+            report.faults.append(Fault(str(books.main), lineno, "-", "main.altered",
+                                       f"line differs from what the service writes: {have!r}"))
+            return
+    if len(expected) != len(found):
+        lineno = min(len(expected), len(found)) + 1
+        while lineno <= len(found) and not found[lineno - 1].strip():  # point at the first added text
+            lineno += 1
+        report.faults.append(Fault(str(books.main), lineno, "-", "main.altered",
+                                   f"{abs(len(found) - len(expected))} line(s) added or removed at the end"))
 
 
 def supply_report(g, params) -> dict[str, str]:
