@@ -117,7 +117,7 @@ class Idempotency:
 
     def store(self, session, status: int, body: dict) -> None:
         session.add(IdempotencyRow(key=self.key, request_hash=self.request_hash, status=status,
-                                   response=json.dumps(body).encode("utf-8"), created=datetime.utcnow()))
+                                   response=json.dumps(body).encode("utf-8"), created=_utcnow()))
 
 
 def event_id_for(seq: int) -> str:
@@ -470,3 +470,10 @@ def _supply_json(g: Globals, params: Params) -> dict:
     supply = supply_of(g, params.sp_cap)
     out = {key: fmt(quantize(value, CNY if key == "pool_cny" else SP)) for key, value in supply.items()}
     return out
+
+
+def _utcnow() -> datetime:
+    """Naive UTC now, as stored in the database's DateTime columns."""
+    from datetime import timezone
+
+    return datetime.now(timezone.utc).replace(tzinfo=None)

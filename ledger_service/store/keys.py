@@ -26,7 +26,7 @@ def create(session: Session, role: str, name: str = "") -> tuple[str, str]:
     key_id = secrets.token_hex(6)
     secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
     session.add(ApiKeyRow(id=key_id, name=name or role, role=role, key_hash=digest(secret),
-                          created=datetime.utcnow(), revoked=None))
+                          created=_utcnow(), revoked=None))
     return key_id, secret
 
 
@@ -48,5 +48,12 @@ def revoke(session: Session, key_id: str) -> bool:
     row = session.get(ApiKeyRow, key_id)
     if row is None or row.revoked is not None:
         return False
-    row.revoked = datetime.utcnow()
+    row.revoked = _utcnow()
     return True
+
+
+def _utcnow() -> datetime:
+    """Naive UTC now, as stored in the database's DateTime columns."""
+    from datetime import timezone
+
+    return datetime.now(timezone.utc).replace(tzinfo=None)
