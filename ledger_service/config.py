@@ -205,6 +205,9 @@ def parse_toml(text: str, *, source: str = "<rules>") -> Params:
     for key in doc:
         if key != "profile" and key not in known_sections:
             raise ConfigError(key, "unknown section")
+    for key in doc.get("team", {}):
+        if key != "rates":
+            raise ConfigError(f"team.{key}", "unknown parameter (the team section holds only [team.rates])")
     flat: dict[str, Any] = {"profile": doc.get("profile", Path(source).stem)}
     for name, section, key, _ in _SCHEMA:
         node: Any = doc

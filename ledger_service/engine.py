@@ -155,6 +155,7 @@ class Engine:
     def init(cls, books: Path | str, params: Params, start: date | None = None, db_url: str | None = None,
              clock: Callable[[], date] | None = None) -> "Engine":
         """Create the books: schema, genesis entry with the rules, the first day's price."""
+        params = Params.from_meta(params.to_meta())  # validated and normalised before anything is written
         root = Path(books)
         url = database_url(root, db_url)
         today = clock() if clock else _today(params)

@@ -113,6 +113,8 @@ class Event:
                 continue
             if value is True:
                 value = "true"
+            if isinstance(value, float):  # a float has already lost the exact amount
+                raise Invalid("input.bad_amount", f"{key}: amounts are decimal strings, not floats", key)
             out.append((key, fmt(value) if isinstance(value, Decimal) else str(value)))
         return out
 
