@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import desc, func, select
+from sqlalchemy import desc, select
 
 from . import rules
 from .amounts import CNY, SP, ZERO, fmt, quantize
@@ -232,14 +232,18 @@ class Engine:
         rows = _rows(booked, self.books, {})
         persist(session, overlay, rows)
         session.flush()
+        previous_last: int | None = None
         for closed in getattr(overlay, "closed_days", []):
-            first, last, count = session.execute(
-                select(func.min(EventRow.seq), func.max(EventRow.seq), func.count()).where(EventRow.day == closed["day"])
-            ).one()
+            day = closed["day"]
+            if previous_last is None:  # the day before's last entry (none before the genesis day)
+                before = session.get(DayRow, day - timedelta(days=1))
+                previous_last = before.last_seq if before is not None else 0
+            first, last = previous_last + 1, closed["last_seq"]
             session.add(DayRow(
-                day=closed["day"], file=day_file(closed["day"]), first_seq=first, last_seq=last, events=count,
+                day=day, file=day_file(day), first_seq=first, last_seq=last, events=last - first + 1,
                 closing_hash=closed["closing_hash"], value=closed["value"], supply_json=json.dumps(closed["supply"]),
             ))
+            previous_last = last
         return rows
 
     def _plan(self, session, events, g: Globals | None = None) -> tuple[Overlay, list[Booked]]:
@@ -271,25 +275,21 @@ class Engine:
         if through >= today:
             raise Conflict("day.not_ended", f"date: {through} has not ended yet (today is {today})", "date")
         with self.books.lock():
-            if idempotency is not None:
-                with self.Session() as session, session.begin():
-                    idempotency.check(session)
-            booked = self._catch_up(through)
-            if idempotency is not None:
-                with self.Session() as session, session.begin():
-                    idempotency.store(session, 201, closed_days_json(booked, through))
-            return booked
+            return self._catch_up(through, idempotency)
 
-    def _catch_up(self, through: date) -> list[Booked]:
-        """Close open days up to `through`, at most MAX_DAYS_PER_COMMIT per commit (lock held)."""
+    def _catch_up(self, through: date, idempotency: Idempotency | None = None) -> list[Booked]:
+        """Close open days up to `through`, at most MAX_DAYS_PER_COMMIT per commit (lock held).
+
+        An idempotency key is checked first and stored in the commit that closes the last day.
+        """
         out: list[Booked] = []
         while True:
             with self.Session() as session:
                 with session.begin():
                     self._repair(session)
+                    if idempotency is not None and not out:
+                        idempotency.check(session)
                     g = load_globals(session)
-                    if g.open_day > through:
-                        return out
                     overlay = Overlay(DbReader(session, g))
                     booked: list[Booked] = []
                     for _ in range(MAX_DAYS_PER_COMMIT):
@@ -297,8 +297,13 @@ class Engine:
                             break
                         booked += self._close(overlay)
                     rows = self._persist(session, overlay, booked)
+                    done = overlay.g.open_day > through
+                    if done and idempotency is not None:
+                        idempotency.store(session, 201, closed_days_json(out + booked, through))
                 self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
             out += booked
+            if done:
+                return out
 
     def _check_day(self, g: Globals, day: date, event: Event) -> date:
         today = self.today()
@@ -321,7 +326,8 @@ class Engine:
         supply["closing_value_cny_per_sp"] = fmt(price.entry.number)
         if not hasattr(overlay, "closed_days"):
             overlay.closed_days = []
-        overlay.closed_days.append({"day": day, "closing_hash": release.hash, "value": _dec(release.entry.get("value")),
+        overlay.closed_days.append({"day": day, "closing_hash": release.hash, "last_seq": release.seq,
+                                    "value": _dec(release.entry.get("value")),
                                     "supply": supply})
         return [release, price]
 

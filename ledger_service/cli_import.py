@@ -1,0 +1,120 @@
+"""`ledger-service reconcile` and `ledger-service import-orders` (issue #5).
+
+Registered in cli.py with `main.add_command(reconcile)` and `main.add_command(import_orders)`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .errors import JournalFault, Refusal
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+books_option = click.option("--books", "books", required=True, type=click.Path(path_type=Path),
+                            help="The books folder (holds main.beancount).")
+db_option = click.option("--db", "db_url", default=None,
+                         help="SQLAlchemy URL (default: $DATABASE_URL, else SQLite in the books).")
+
+
+def open_engine(books: Path, db_url: str | None):
+    """The engine on the books (a seam for tests, which run on a fixed clock)."""
+    from .engine import Engine
+
+    return Engine(books, db_url)
+
+
+def _fail(exc: Exception) -> None:
+    if isinstance(exc, Refusal):
+        err.print(f"[red]refused[/red] [{exc.rule}] {exc.detail}", highlight=False)
+    else:
+        err.print(f"[red]error[/red] {exc}", highlight=False, markup=False)
+    sys.exit(2)
+
+
+def _payers(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, holder = value.rpartition("=")
+        if not sep or not name.strip() or not holder.strip():
+            raise click.BadParameter(f"{value!r}: expected BANK-NAME=MERCHANT-ID (or =platform)", param_hint="--payer")
+        out[name.strip()] = holder.strip()
+    return out
+
+
+@click.command("reconcile")
+@books_option
+@click.argument("statement", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report as JSON here and as text beside it (.txt).")
+@click.option("--window-days", default=3, show_default=True, type=click.IntRange(0, 366),
+              help="How many days a bank line may lie from its payout request or deposit.")
+@click.option("--payer", "payers", multiple=True, metavar="NAME=ID",
+              help="A bank 对方户名 that pays for merchant ID (or =platform); repeatable.")
+@click.option("--dry-run", is_flag=True, help="Match and report only: settle nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the text.")
+@db_option
+def reconcile(books: Path, statement: Path, report_path: Path | None, window_days: int, payers: tuple[str, ...],
+              dry_run: bool, as_json: bool, db_url: str | None) -> None:
+    """Match the pool's bank STATEMENT (CSV) to the books and settle the payouts it shows paid.
+
+    Prints the report: matched lines, payouts settled now, unmatched statement lines,
+    unmatched book items, and the bank's balance against Backing + PayoutReserve at
+    the end of each day. Running it again on the same statement books nothing.
+    """
+    from importers.common import FormatError
+
+    from .importing import reconcile as run
+
+    try:
+        engine = open_engine(books, db_url)
+        report = run(engine, statement, window_days, payers=_payers(payers), settle=not dry_run)
+    except (Refusal, JournalFault, FileNotFoundError, FormatError) as exc:
+        _fail(exc)
+    if report_path is not None:
+        report.write(report_path)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(report.to_text(), nl=False)
+        if report_path is not None:
+            click.echo(f"report written to {report_path} and {report_path.with_suffix('.txt')}")
+
+
+@click.command("import-orders")
+@books_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the per-row results as JSON here and as text beside it (.txt).")
+@db_option
+def import_orders(books: Path, file: Path, report_path: Path | None, db_url: str | None) -> None:
+    """Book every order of an order export FILE (CSV) through the rules.
+
+    Columns: order_id,date,buyer,merchant,amount_cny,ship_region (date and
+    ship_region optional). An order id already booked is skipped ("already booked");
+    a refused row books nothing and is listed with its line and reason. Exit code 1
+    when any row was rejected.
+    """
+    from importers.common import FormatError
+
+    from .importing import import_orders as run
+
+    try:
+        engine = open_engine(books, db_url)
+        with Progress(TextColumn("orders"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("rows", total=None)
+            report = run(engine, file, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except (Refusal, JournalFault, FileNotFoundError, FormatError) as exc:
+        _fail(exc)
+    if report_path is not None:
+        report.write(report_path)
+    click.echo(report.to_text(), nl=False)
+    sys.exit(0 if report.ok else 1)

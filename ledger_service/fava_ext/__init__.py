@@ -1,0 +1,224 @@
+"""The project's Fava extension: three report pages on the ledger tier (issue 4).
+
+Declared in every ledger file by ``custom "fava-extension" "ledger_service.fava_ext"``:
+
+- **Supply** (`SupplyPage`): cap, issued, released, sold, burned, redeemed, circulating, pool,
+  the value of the day; charts over time of the value, of circulating supply and the pool,
+  and of SP released vs burned per day (inline SVG). From the ledger Fava has loaded.
+- **Holder** (`HolderPage`): a holder's locked and active SV, SP and its CNY value, role,
+  referrer, region, and their events (50 a page), derived from the journal the ledger cites
+  (a replay built in the background at first use, cached by the chain head) — never from
+  the service's database.
+- **Audit** (`AuditPage`): the chain head, whether the books verify (`verify --no-db` and the
+  ledger-tier check, in the background, once per head), the ledger's plugin errors, every
+  journal day with its event count and closing hash, and a drill-down into one day's entries.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fava.ext import FavaExtensionBase
+from flask import request
+
+from ..ledger_tier import books_root_of, journal_head
+from . import figures, jobs, svg
+
+PER_PAGE = 50
+_HOLDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _int_arg(name: str, default: int = 1) -> int:
+    try:
+        return max(1, int(request.args.get(name, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def _date_arg(name: str) -> date | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def link(**params) -> str:
+    """A relative link to the current page with these query parameters (others kept)."""
+    args = {k: v for k, v in request.args.items() if k not in params}
+    args.update({k: v for k, v in params.items() if v not in (None, "")})
+    return "?" + urlencode(args)
+
+
+class _Books:
+    """What every page knows: the books folder behind the ledger Fava has loaded."""
+
+    ledger: object
+
+    @property
+    def books_root(self) -> Path:
+        return books_root_of(self.ledger.beancount_file_path)
+
+    @property
+    def has_journal(self) -> bool:
+        return (self.books_root / "main.beancount").is_file()
+
+    def link(self, **params) -> str:
+        return link(**params)
+
+
+class SupplyPage(_Books, FavaExtensionBase):
+    """Supply of SP, the pool and the value of a point, with charts over time."""
+
+    report_title = "Supply"
+
+    def __init__(self, ledger, config=None) -> None:
+        super().__init__(ledger, config)
+        self._supply: figures.Supply | None = None
+
+    def after_load_file(self) -> None:
+        self._supply = None
+
+    @property
+    def supply(self) -> figures.Supply:
+        if self._supply is None:
+            self._supply = figures.supply_of_entries(self.ledger.all_entries)
+        return self._supply
+
+    def page(self) -> dict:
+        supply = self.supply
+        day = _date_arg("date")
+        report = supply.report(day)
+        points = [p for p in supply.points if day is None or p.day <= day]
+        prices = [(d, v) for d, v in supply.prices if day is None or d <= day]
+        charts = []
+        if points:
+            charts.append(svg.line_chart("Value of a point (CNY per SP)", [
+                {"label": "value", "color": "#2a7ab0", "unit": "CNY/SP", "axis": "left", "points": prices},
+            ], chart_id="chart-value"))
+            charts.append(svg.line_chart("Circulating supply and pool at each day's close", [
+                {"label": "circulating SP", "color": "#c0392b", "unit": "SP", "axis": "left",
+                 "points": [(p.day, p.circulating) for p in points]},
+                {"label": "pool CNY", "color": "#27ae60", "unit": "CNY", "axis": "right",
+                 "points": [(p.day, p.pool) for p in points]},
+            ], chart_id="chart-supply"))
+            charts.append(svg.bar_chart("SP released vs burned per day", [p.day for p in points], [
+                {"label": "released", "color": "#2a7ab0", "values": [p.released for p in points]},
+                {"label": "burned", "color": "#c0392b", "values": [p.burned for p in points]},
+            ], chart_id="chart-flows", unit="SP"))
+        rows = [
+            ("cap", "cap", "SP", "total SP that may ever be issued"),
+            ("issued", "issued", "SP", "released + sold"),
+            ("released", "released", "SP", "daily releases"),
+            ("sold", "sold", "SP", "against merchant deposits"),
+            ("burned", "burned", "SP", "destroyed by orders, net of reversals"),
+            ("redeemed", "redeemed", "SP", "payouts (net of cancellations) and redemptions"),
+            ("circulating", "circulating", "SP", "issued − burned − redeemed = SP held by everyone"),
+            ("pool_cny", "pool", "CNY", "the backing pool"),
+            ("value_cny_per_sp", "value of the day", "CNY/SP",
+             f"the price written for {report.get('value_date') or '—'}"),
+            ("closing_value_cny_per_sp", "pool ÷ circulating at the close", "CNY/SP", "the next day's value"),
+        ]
+        return {"report": report, "rows": rows, "charts": charts, "day": day,
+                "first": supply.points[0].day if supply.points else None, "last": supply.last_day,
+                "days": len(supply.points), "rules": supply.rules}
+
+
+class HolderPage(_Books, FavaExtensionBase):
+    """One holder's balances and events, derived from the journal."""
+
+    report_title = "Holder"
+
+    def page(self) -> dict:
+        holder_id = request.args.get("holder", "").strip()
+        out: dict = {"holder_id": holder_id, "valid": bool(_HOLDER_ID.match(holder_id)), "has_journal": self.has_journal}
+        if not self.has_journal:
+            return out
+        index = jobs.journal_index(self.books_root)
+        index.ensure(wait=3.0 if holder_id else 0.0)
+        out.update(building=index.building, progress=index.progress, error=index.error,
+                   ready=index.snapshot is not None)
+        if index.snapshot is not None:
+            snap = index.snapshot
+            out.update(head=snap.head, holders=len(snap.replay.state.holders) if snap.replay.state else 0,
+                       entries=snap.replay.entries, built_s=snap.built_s, replay_faults=snap.faults)
+        if holder_id and out["valid"] and index.snapshot is not None:
+            out["holder"] = index.holder(holder_id)
+            if out["holder"] is not None:
+                events, pages = index.events(holder_id, _int_arg("page"), PER_PAGE)
+                out.update(events=events, page=min(_int_arg("page"), pages), pages=pages)
+        return out
+
+
+class AuditPage(_Books, FavaExtensionBase):
+    """Chain head, verification, plugin errors, the journal's days and a drill-down into one."""
+
+    report_title = "Audit"
+
+    def __init__(self, ledger, config=None) -> None:
+        super().__init__(ledger, config)
+        self._days: list[figures.DayRow] | None = None
+
+    def after_load_file(self) -> None:
+        self._days = None
+
+    @property
+    def days(self) -> list[figures.DayRow]:
+        if self._days is None:
+            self._days = figures.days_of_entries(self.ledger.all_entries)
+        return self._days
+
+    def page(self) -> dict:
+        out: dict = {"has_journal": self.has_journal, "root": str(self.books_root)}
+        days = self.days
+        closed = [d for d in days if d.closed]
+        out["ledger_head"] = closed[0] if closed else None
+        out["errors"] = list(self.ledger.errors)[:100]
+        out["error_count"] = len(self.ledger.errors)
+        page = _int_arg("days_page")
+        pages = max(1, -(-len(days) // PER_PAGE))
+        page = min(page, pages)
+        out.update(day_rows=days[(page - 1) * PER_PAGE: page * PER_PAGE], days_page=page, days_pages=pages,
+                   day_count=len(days))
+        if not self.has_journal:
+            return out
+        out["head"] = journal_head(self.books_root)
+        job = jobs.verify_job(self.books_root)
+        job.ensure(wait=3.0)
+        out.update(verify=job.result, verify_running=job.running, verify_progress=job.progress,
+                   verify_error=job.error, verify_stale=bool(job.result and out["head"].get("hash") != job.result.head))
+        day = _date_arg("day")
+        if day is not None:
+            out["drill"] = self._drill(day)
+        return out
+
+    def _drill(self, day: date) -> dict:
+        from ..journal import day_file
+
+        rel = day_file(day)
+        path = self.books_root / rel
+        row = next((d for d in self.days if d.journal == rel), None)
+        if not path.is_file():
+            return {"day": day, "file": rel, "missing": True}
+        entries = jobs.day_entries(path)
+        event = request.args.get("event", "").strip()
+        page = _int_arg("page")
+        if event and "page" not in request.args:
+            found = next((i for i, e in enumerate(entries) if e.event == event), None)
+            if found is not None:
+                page = found // PER_PAGE + 1
+        pages = max(1, -(-len(entries) // PER_PAGE))
+        page = min(page, pages)
+        last_hash = ""
+        if entries:
+            from ..ledger_tier import _entry_meta
+
+            last_hash = _entry_meta(entries[-1].text).get("hash", "")
+        return {"day": day, "file": rel, "missing": False, "entries": entries[(page - 1) * PER_PAGE: page * PER_PAGE],
+                "count": len(entries), "page": page, "pages": pages, "event": event, "row": row,
+                "last_hash": last_hash}
