@@ -40,9 +40,9 @@ def main() -> None:
 
 def _fail(exc: Exception) -> None:
     if isinstance(exc, Refusal):
-        err.print(f"[red]refused[/red] [{exc.rule}] {exc.detail}")
+        click.echo(f"refused [{exc.rule}] {exc.detail}", err=True)
     else:
-        err.print(f"[red]error[/red] {exc}")
+        click.echo(f"error: {exc}", err=True)
     sys.exit(2)
 
 

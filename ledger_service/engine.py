@@ -131,6 +131,9 @@ class Engine:
                  clock: Callable[[], date] | None = None) -> None:
         self.books = Books(books)
         self.url = database_url(self.books.root, db_url)
+        if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
+                and not Path(self.url[len("sqlite:///"):]).is_file():
+            raise FileNotFoundError(f"no books at {self.books.root}; run `ledger-service init --books {self.books.root}`")
         self.db = make_engine(self.url)
         self.Session = sessions(self.db)
         with self.Session() as session:

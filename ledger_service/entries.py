@@ -42,7 +42,7 @@ GENESIS_PREV = "0" * 64
 FLAG = "*"
 # Metadata Beancount adds by itself, or that the hash covers rather than contains.
 _IGNORED_META = frozenset({"filename", "lineno", "prev", "hash", "__tolerances__", "__automatic__"})
-META_KEY_RE = re.compile(r"^[a-z][a-zA-Z0-9_-]{0,63}$")
+META_KEY_RE = re.compile(r"^[a-z][a-zA-Z0-9_-]{1,63}$")  # Beancount needs two characters
 # Characters a journal string may hold: printable, no quote-breaking controls.
 _FORBIDDEN_TEXT = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -218,7 +218,8 @@ def from_beancount(directive: Any) -> Entry | None:
             number = units.number if units is not None else None
             if not isinstance(number, Decimal):
                 number = Decimal("NaN")  # an elided amount: never matches a hash
-            postings.append(Posting(p.account, number, units.currency if units else "", _meta_from(p.meta)))
+            postings.append(Posting(p.account, number, units.currency if units is not None else "",
+                                    _meta_from(p.meta)))
         return Transaction(
             directive.date,
             directive.payee or "",

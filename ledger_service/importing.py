@@ -49,7 +49,6 @@ from .amounts import ZERO, fmt
 from .engine import Engine
 from .errors import Refusal
 from .rules.events import Order, PayoutSettle
-from .store.db import parse_entry_text
 from .store.models import DayRow, EventRow, PayoutRow
 
 from importers.bank import DEFAULT_COLUMNS, Statement, StatementColumns, StatementLine, parse_statement
@@ -426,6 +425,11 @@ def reconcile(engine: Engine, statement_path: str | Path, window_days: int = 3, 
             todo.append(line)
             continue
         by_ref = books.by_reference.get(line.serial)
+        if by_ref is not None and by_ref.cny != -line.amount:
+            report.unmatched_lines.append(Unmatched(
+                line, f"payout {by_ref.id} was settled with this serial as reference, but it is "
+                      f"{fmt(by_ref.cny)} CNY and the line {fmt(-line.amount)} CNY"))
+            continue
         if by_ref is not None and by_ref.id not in matched_payouts:
             matched_payouts.add(by_ref.id)
             report.matched.append(Match(line, "payout", by_ref.id, "reference", "settled before", by_ref.settled_on,

@@ -74,8 +74,13 @@ def period_file(month: str) -> str:
 
 
 def books_root_of(ledger_file: Path | str) -> Path:
-    """The books folder of a ledger file (main or period): the ledger folder's parent."""
-    return Path(ledger_file).resolve().parent.parent
+    """The books folder of a file Fava opens: the ledger folder's parent for the ledger tier
+    (main or period file), the file's own folder for a file beside the journal's main.beancount."""
+    path = Path(ledger_file).resolve()
+    for candidate in (path.parent.parent, path.parent):
+        if (candidate / "main.beancount").is_file() and (candidate / "journal").is_dir():
+            return candidate
+    return path.parent.parent
 
 
 def _month(day: date) -> str:
@@ -740,11 +745,18 @@ def ledger_file(books_root: Path | str, period: str | None = None) -> Path:
     return path
 
 
-def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000, period: str | None = None) -> None:
-    """Bring the ledger up to date, then exec Fava read-only on it (or on one period)."""
+def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000, period: str | None = None,
+              announce=None) -> None:
+    """Bring the ledger up to date, then exec Fava read-only on it (or on one period).
+
+    Raises FileNotFoundError (no books, no such period) or ValueError (a malformed period)
+    before anything is started; `announce(path)` is called with the file Fava will open.
+    """
     root = Path(books_root)
     update(root)
     target = ledger_file(root, period)
+    if announce is not None:
+        announce(target)
     fava_bin = Path(sys.executable).with_name("fava")
     args = [str(fava_bin), "--read-only", "--host", host, "--port", str(port), str(target)]
     os.execv(str(fava_bin), args)

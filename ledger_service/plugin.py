@@ -25,15 +25,18 @@ def check_books(entries, options_map, config=None):
     replay = Replay()
     by_location = {}
     chained = []
+    errors = []
     for entry in entries:
-        if isinstance(entry, (data.Transaction, data.Price)):
+        if isinstance(entry, data.Price) and (entry.currency, entry.amount.currency) != ("SP", "CNY"):
+            errors.append(LedgerError(entry.meta, f"[file.foreign] a price of {entry.currency} in "
+                                                  f"{entry.amount.currency}: the books price SP in CNY only", entry))
+        elif isinstance(entry, (data.Transaction, data.Price)):
             chained.append(entry)
     # The loader sorts by date, then line; the journal's order is file, then line.
     chained.sort(key=lambda e: (e.date, e.meta.get("filename", ""), e.meta.get("lineno", 0)))
     for entry in chained:
         by_location[(entry.meta.get("filename"), entry.meta.get("lineno"))] = entry
         replay.feed(entry)
-    errors = []
     for fault in replay.faults:
         entry = by_location.get((fault.filename, fault.lineno))
         source = {"filename": fault.filename, "lineno": fault.lineno}

@@ -20,6 +20,7 @@ from beancount.parser import parser
 from .. import accounts as A
 from .. import rules
 from ..amounts import CNY, SP, SV, ZERO, fmt, quantize
+from ..entries import from_beancount
 from ..journal import Books, main_text
 from ..state import supply_of
 from ..subledger import balance
@@ -74,7 +75,10 @@ def journal_directives(books: Books, progress=None) -> Iterator[tuple[Path, obje
             errors = list(errors) + [_Foreign({"filename": str(path), "lineno": 0},
                                               f"a journal file may not hold {', '.join(foreign)}")]
         for directive in directives:
-            if type(directive).__name__ not in ("Transaction", "Price"):
+            if type(directive).__name__ == "Price" and from_beancount(directive) is None:
+                errors = list(errors) + [_Foreign(directive.meta, f"a price of {directive.currency} in "
+                                                                  f"{directive.amount.currency}: the journal prices SP in CNY only")]
+            elif type(directive).__name__ not in ("Transaction", "Price"):
                 errors = list(errors) + [_Foreign(directive.meta, f"a journal file holds only transactions and "
                                                                   f"prices, not a {type(directive).__name__}")]
         yield path, None, errors

@@ -140,7 +140,7 @@ class HolderPage(_Books, FavaExtensionBase):
         if not self.has_journal:
             return out
         index = jobs.journal_index(self.books_root)
-        index.ensure(wait=3.0 if holder_id else 0.0)
+        index.ensure(wait=2.0 if holder_id else 0.0)
         out.update(building=index.building, progress=index.progress, error=index.error,
                    ready=index.snapshot is not None)
         if index.snapshot is not None:
@@ -189,7 +189,7 @@ class AuditPage(_Books, FavaExtensionBase):
             return out
         out["head"] = journal_head(self.books_root)
         job = jobs.verify_job(self.books_root)
-        job.ensure(wait=3.0)
+        job.ensure(wait=2.0)
         out.update(verify=job.result, verify_running=job.running, verify_progress=job.progress,
                    verify_error=job.error, verify_stale=bool(job.result and out["head"].get("hash") != job.result.head))
         day = _date_arg("day")

@@ -81,13 +81,15 @@ class JournalIndex:
         snap = self.snapshot
         if snap is not None and snap.head == head:
             return
+        started = False
         with self.lock:
             if self.thread is None or not self.thread.is_alive():
                 self.done.clear()
                 self.error = None
                 self.thread = threading.Thread(target=self._run, name=f"ledger-index {self.root}", daemon=True)
                 self.thread.start()
-        if wait:
+                started = True
+        if wait and started:  # small books answer at once; large ones say "building…"
             self.done.wait(wait)
 
     @property
@@ -281,6 +283,7 @@ class VerifyJob:
         head = _head_hash(self.root)
         if self.result is not None and self.result.head == head:
             return
+        started = False
         with self.lock:
             if not self.running:
                 self.done.clear()
@@ -289,7 +292,8 @@ class VerifyJob:
                 self.thread = threading.Thread(target=self._run, args=(head,), name=f"ledger-verify {self.root}",
                                                daemon=True)
                 self.thread.start()
-        if wait:
+                started = True
+        if wait and started:
             self.done.wait(wait)
 
     def _run(self, head: str) -> None:

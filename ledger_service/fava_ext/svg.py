@@ -10,7 +10,7 @@ from typing import Sequence
 from markupsafe import Markup
 
 WIDTH, HEIGHT = 760, 250
-LEFT, RIGHT, TOP, BOTTOM = 78, 78, 30, 40
+LEFT, RIGHT, TOP, BOTTOM = 78, 78, 50, 40
 
 
 def _nice_max(value: float) -> float:
@@ -55,7 +55,7 @@ class _Frame:
 
     def axes(self, out: list[str], left_top: float, left_unit: str, right_top: float | None, right_unit: str | None,
              color_left: str = "#333", color_right: str = "#333") -> None:
-        out.append(f'<text x="{self.x0}" y="16" class="ls-title" font-weight="bold">{escape(self.title)}</text>')
+        out.append(f'<text x="{self.x0}" y="15" class="ls-title" font-weight="bold">{escape(self.title)}</text>')
         for i in range(5):
             value = left_top * i / 4
             yy = self.y(value, left_top, self)
@@ -80,6 +80,12 @@ class _Frame:
                            f'{day.isoformat()}</text>')
 
 
+def _legend(frame: _Frame, i: int, s: dict) -> str:
+    lx = frame.x0 + i * 170
+    return (f'<rect x="{lx}" y="22" width="12" height="12" fill="{s["color"]}"/>'
+            f'<text x="{lx + 16}" y="32" font-size="12">{escape(s["label"])}</text>')
+
+
 def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
     """series: dicts with label, color, unit, axis ('left' | 'right'), points [(date, Decimal)]."""
     days = [d for s in series for d, _ in s["points"]]
@@ -99,7 +105,6 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
            f'xmlns="http://www.w3.org/2000/svg">']
     frame.axes(out, tops["left"], units["left"], tops.get("right"), units.get("right"),
                colors.get("left", "#333"), colors.get("right", "#333"))
-    legend_x = frame.x0 + 260
     for i, s in enumerate(series):
         top = tops[s.get("axis", "left")]
         pts = [(frame.x(d), frame.y(float(v), top, frame), d, v) for d, v in s["points"]]
@@ -110,9 +115,7 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
             for px, py, d, v in pts:
                 out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{s["color"]}"><title>'
                            f'{d.isoformat()}: {escape(str(v))} {escape(s["unit"])}</title></circle>')
-        lx = legend_x + i * 190
-        out.append(f'<rect x="{lx}" y="6" width="12" height="12" fill="{s["color"]}"/>'
-                   f'<text x="{lx + 16}" y="16" font-size="12">{escape(s["label"])}</text>')
+        out.append(_legend(frame, i, s))
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -141,8 +144,6 @@ def bar_chart(title: str, days: Sequence[date], series: Sequence[dict], *, chart
                        f'fill="{s["color"]}"><title>{day.isoformat()}: {escape(str(v))} {escape(unit)} '
                        f'{escape(s["label"])}</title></rect>')
         out.append("</g>")
-        lx = frame.x0 + 260 + i * 150
-        out.append(f'<rect x="{lx}" y="6" width="12" height="12" fill="{s["color"]}"/>'
-                   f'<text x="{lx + 16}" y="16" font-size="12">{escape(s["label"])}</text>')
+        out.append(_legend(frame, i, s))
     out.append("</svg>")
     return Markup("".join(out))

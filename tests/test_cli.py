@@ -1,0 +1,209 @@
+"""The console script, as an operator runs it: `python -m ledger_service.cli ...` in a subprocess.
+
+`demo` uses the real clock (today in Asia/Shanghai) and simulates the `days` days before
+today, so the books here start `days` days ago.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from beancount.parser import parser
+
+TODAY = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+DAYS = 3
+
+
+def cli(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "COLUMNS", "LINES")}
+    return subprocess.run([sys.executable, "-m", "ledger_service.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def flat(text: str) -> str:
+    """Console output with its folding and table borders undone."""
+    return re.sub(r"\s+", " ", re.sub(r"[\u2500-\u257f]", " ", text))
+
+
+@pytest.fixture(scope="module")
+def demo_books(tmp_path_factory) -> Path:
+    books = tmp_path_factory.mktemp("cli") / "books"
+    start = TODAY - timedelta(days=DAYS)
+    done = ok(cli("init", "--books", books, "--start", start.isoformat()))
+    assert "books initialised" in done.stdout and start.isoformat() in done.stdout
+    done = ok(cli("demo", "--books", books, "--members", "40", "--merchants", "4", "--days", str(DAYS)))
+    assert "booked:" in done.stdout
+    booked = re.search(r"booked: (\{[^}]*\})", flat(done.stdout)).group(1)
+    assert "'order'" in booked and "'register'" in booked, booked
+    return books
+
+
+@pytest.fixture(scope="module")
+def supply_now(demo_books: Path) -> dict:
+    return json.loads(ok(cli("supply", "--books", demo_books, "--json")).stdout)
+
+
+@pytest.fixture(scope="module")
+def close_tomorrow(demo_books: Path) -> tuple[subprocess.CompletedProcess, bool]:
+    """`close-day --date tomorrow`, and whether the journal stayed byte for byte the same."""
+    before = {p: p.read_bytes() for p in demo_books.glob("journal/*/*.beancount")}
+    done = cli("close-day", "--books", demo_books, "--date", (TODAY + timedelta(days=1)).isoformat())
+    return done, {p: p.read_bytes() for p in demo_books.glob("journal/*/*.beancount")} == before
+
+
+def test_demo_books_every_day_up_to_yesterday(demo_books: Path):
+    files = sorted(p.stem for p in demo_books.glob("journal/*/*.beancount"))
+    expected = [(TODAY - timedelta(days=DAYS - i)).isoformat() for i in range(DAYS + 1)]
+    assert files == expected, files  # each simulated day, and today's open file with its price
+    today_file = next(demo_books.glob(f"journal/*/{TODAY.isoformat()}.beancount"))
+    entries, errors, _ = parser.parse_file(str(today_file))
+    assert not errors
+    assert entries and all(e.meta.get("kind") == "price" for e in entries[:1])
+    releases = []
+    for path in sorted(demo_books.glob("journal/*/*.beancount")):
+        found, errors, _ = parser.parse_file(str(path))
+        releases += [e for e in found if e.meta.get("kind") == "release"]
+    assert [r.date for r in releases] == [TODAY - timedelta(days=DAYS - i) for i in range(DAYS)]
+
+
+def test_verify_passes_and_prints_the_supply_report(demo_books: Path, supply_now: dict):
+    done = ok(cli("verify", "--books", demo_books))
+    out = flat(done.stdout)
+    assert "FAULT" not in out
+    assert "books verify" in out
+    supply = supply_now
+    assert re.search(r"cap .*390000\.0000 SP", out), out
+    assert f"circulating {supply['circulating']} SP" in out, out
+    assert re.search(r"value of the day [0-9.]+ CNY/SP", out), out
+    assert "database: agrees with the journal" in out
+
+
+def test_verify_without_the_database_passes(demo_books: Path):
+    done = ok(cli("verify", "--books", demo_books, "--no-db"))
+    assert "books verify" in flat(done.stdout)
+    assert "not checked (--no-db)" in flat(done.stdout)
+
+
+def test_verify_json_report(demo_books: Path):
+    report = json.loads(ok(cli("verify", "--books", demo_books, "--json")).stdout)
+    assert report["ok"] is True and report["faults"] == []
+    assert report["database_checked"] is True
+    assert report["files"] == DAYS + 1 and report["entries"] > 50
+    assert report["open_day"] == TODAY.isoformat()
+
+
+def test_supply_json_is_consistent(demo_books: Path, supply_now: dict):
+    supply = supply_now
+    n = {k: Decimal(v) for k, v in supply.items() if k not in ("date", "closed")}
+    assert n["cap"] == Decimal("390000")
+    assert n["circulating"] == n["issued"] - n["burned"] - n["redeemed"]
+    assert n["issued"] == n["released"] + n["sold"] <= n["cap"]
+    assert 0 < n["released"] <= 500 * DAYS
+    assert n["circulating"] > 0 and n["pool_cny"] > 0
+    assert supply["date"] == TODAY.isoformat() and supply["closed"] is False
+    # The value of a point in force today: pool ÷ circulating at yesterday's close.
+    closed = json.loads(ok(cli("supply", "--books", demo_books, "--json",
+                               "--date", (TODAY - timedelta(days=1)).isoformat())).stdout)
+    assert closed["closed"] is True
+    expected = (Decimal(closed["pool_cny"]) / Decimal(closed["circulating"])).quantize(Decimal("0.00000001"))
+    assert Decimal(supply["value_cny_per_sp"]) == expected
+
+
+def test_close_day_refuses_a_future_day(demo_books: Path, close_tomorrow):
+    done, unchanged = close_tomorrow
+    assert done.returncode == 2, done.stdout + done.stderr
+    message = flat(done.stderr)
+    day = (TODAY + timedelta(days=1)).isoformat()
+    assert "refused" in message and day in message and "not ended" in message, message
+    assert "Traceback" not in done.stderr
+    assert unchanged
+
+
+def test_close_day_refuses_today(demo_books: Path):
+    """Today has not ended either (the business day of Asia/Shanghai)."""
+    done = cli("close-day", "--books", demo_books, "--date", TODAY.isoformat())
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "not ended" in flat(done.stderr)
+
+
+def test_close_day_with_nothing_to_close(demo_books: Path):
+    done = ok(cli("close-day", "--books", demo_books))
+    assert "nothing to close" in done.stdout
+
+
+def test_refusal_names_its_rule(close_tomorrow):
+    """`_fail` prints `refused [rule] detail`; the rule is the stable code an operator looks up."""
+    done, _ = close_tomorrow
+    assert done.returncode == 2
+    assert "[day.not_ended]" in done.stderr, done.stderr
+
+
+def test_close_day_rejects_a_malformed_date(demo_books: Path):
+    done = cli("close-day", "--books", demo_books, "--date", "2026-13-40")
+    assert done.returncode == 2
+    assert "YYYY-MM-DD" in done.stderr
+
+
+def test_verify_of_missing_books_is_a_fault(tmp_path: Path):
+    done = cli("verify", "--books", tmp_path / "none", "--no-db")
+    assert done.returncode == 1 and "main.beancount" in flat(done.stdout)
+
+
+@pytest.mark.parametrize("command", ["supply"])
+def test_commands_on_a_folder_that_does_not_exist_fail_cleanly(tmp_path: Path, command: str):
+    """A mistyped --books: the message the engine has for it ("no books at ...; run
+    `ledger-service init`", exit 2), not a SQLAlchemy traceback."""
+    done = cli(command, "--books", tmp_path / "none")
+    assert "Traceback" not in done.stderr, done.stderr[-800:]
+    assert done.returncode == 2 and "init" in done.stderr
+
+
+@pytest.mark.parametrize("command", ["close-day"])
+def test_commands_on_an_empty_folder_write_nothing(tmp_path: Path, command: str):
+    """Reading or closing books that do not exist must not leave a database file behind."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    done = cli(command, "--books", folder)
+    assert done.returncode == 2 and "init" in flat(done.stderr)
+    assert sorted(p.name for p in folder.iterdir()) == [], "files created in a folder without books"
+
+
+def test_init_seed_b_writes_its_rules_into_genesis(tmp_path: Path):
+    books = tmp_path / "books"
+    start = TODAY - timedelta(days=1)
+    ok(cli("init", "--books", books, "--profile", "seed-b", "--start", start.isoformat()))
+    genesis_file = books / "journal" / f"{start:%Y-%m}" / f"{start.isoformat()}.beancount"
+    entries, errors, _ = parser.parse_file(str(genesis_file))
+    assert not errors
+    genesis = sorted(entries, key=lambda e: e.meta["lineno"])[0]
+    assert genesis.meta["kind"] == "genesis" and genesis.meta["seq"] == "1"
+    assert genesis.meta["profile"] == "seed-b"
+    assert Decimal(genesis.meta["sp_daily_release"]) == 888
+    assert Decimal(genesis.meta["sv_registration_grant"]) == 200
+    assert Decimal(genesis.meta["sv_referrer_registration_grant"]) == 200
+    # The same books again: refused, nothing overwritten.
+    before = genesis_file.read_bytes()
+    done = cli("init", "--books", books, "--profile", "seed-a", "--start", start.isoformat())
+    assert done.returncode == 2 and "already" in done.stderr
+    assert genesis_file.read_bytes() == before
+
+
+def test_init_refuses_a_start_in_the_future(tmp_path: Path):
+    books = tmp_path / "books"
+    done = cli("init", "--books", books, "--start", (TODAY + timedelta(days=2)).isoformat())
+    assert done.returncode == 2 and "future" in done.stderr
+    assert not (books / "main.beancount").exists()
