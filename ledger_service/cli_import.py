@@ -15,8 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import JournalFault, Refusal
 
-console = Console(stderr=False)
-err = Console(stderr=True)
+err = Console(stderr=True)  # the progress bar
 
 books_option = click.option("--books", "books", required=True, type=click.Path(path_type=Path),
                             help="The books folder (holds main.beancount).")
@@ -32,10 +31,11 @@ def open_engine(books: Path, db_url: str | None):
 
 
 def _fail(exc: Exception) -> None:
+    """As cli.py: one unstyled line on stderr, exit code 2."""
     if isinstance(exc, Refusal):
-        err.print(f"[red]refused[/red] [{exc.rule}] {exc.detail}", highlight=False)
+        click.echo(f"refused [{exc.rule}] {exc.detail}", err=True)
     else:
-        err.print(f"[red]error[/red] {exc}", highlight=False, markup=False)
+        click.echo(f"error: {exc}", err=True)
     sys.exit(2)
 
 

@@ -212,7 +212,11 @@ class Engine:
         """
         events = list(events)
         assert events and len(events) <= MAX_EVENTS_PER_COMMIT, len(events)
-        first_day = events[0][1] or self.today()
+        today = self.today()
+        for _event, day in events:
+            if day is not None and day > today:
+                raise Invalid("date.future", f"date: {day} is in the future (today is {today})", "date")
+        first_day = events[0][1] or today
         with self.books.lock():
             with self.Session() as session:
                 open_day = session.scalar(select(LedgerRow.open_day))
@@ -272,6 +276,7 @@ class Engine:
         return booked[-1]
 
     def close_days(self, through: date | None = None, idempotency: Idempotency | None = None) -> list[Booked]:
+        # (a gap of days is closed in commits of at most MAX_DAYS_PER_COMMIT days)
         """Close every open business day up to `through` (default: yesterday)."""
         today = self.today()
         through = through or today - timedelta(days=1)
@@ -394,7 +399,7 @@ class Engine:
 
                 out.update({
                     "owner": found.owner, "channel": found.channel, "rebate_rate": found.rebate_rate,
-                    "store_referrer": found.store_referrer, "deposits_cny": found.deposits_cny,
+                    "store_referrer": found.store_referrer, "deposits_cny": quantize(found.deposits_cny, CNY),
                     "can_take_orders": can_take_orders(found, self.params),
                 })
             return out

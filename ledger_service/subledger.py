@@ -70,7 +70,7 @@ def balance(holder: Holder, g: Globals, epochs: State) -> Balance:
 
     view = replace(holder)
     settle(view, g, epochs)
-    return Balance(view.sv_locked, spendable(sv_active(view, g), SV), spendable(view.sp_exact, SP))
+    return Balance(floor(view.sv_locked, SV), spendable(sv_active(view, g), SV), spendable(view.sp_exact, SP))
 
 
 def spendable(exact: Decimal, currency: str) -> Decimal:

@@ -803,3 +803,24 @@ MALFORMED = [
 def test_engine_refuses_malformed_events(shop):
     for event, rule in MALFORMED:
         assert_refused(shop, event, START, Invalid, rule, ["s1", "b1"])
+
+
+def test_an_empty_pool_with_points_in_circulation_refuses_deposits_and_orders_until_injected(engine):
+    """Releases with nothing in the pool make a point worth 0 CNY (pool ÷ circulating = 0).
+    Buying SP or deducting SP at a value of 0 would divide by zero: both are refused by the
+    rule `value.zero`, and a platform injection restores a value."""
+    day2 = START + timedelta(days=1)
+    engine.submit(Register("m1"), START)
+    engine.submit(BuyPack("m1", "activation"), START)
+    engine.submit(OpenStore("s1", "m1", "441900", "offline", Decimal("0.10")), START)
+    engine.close_days(START)  # releases 500 SP against an empty pool
+    assert Decimal(engine.supply()["value_cny_per_sp"]) == 0
+    assert_refused(engine, Deposit(Decimal("500.00"), merchant="s1"), day2, Conflict, "value.zero", holders=("s1",))
+    assert_refused(engine, Order("o1", "m1", "s1", Decimal("100.00")), day2, Conflict, "merchant.deposit_short")
+    engine.submit(Deposit(Decimal("100.00"), platform=True), day2)
+    engine.close_days(day2)
+    # pool 100.00 CNY over the 1000.0000 SP released in two days: 0.1 CNY per SP
+    assert Decimal(engine.supply()["value_cny_per_sp"]) == Decimal("0.1")
+    booked = engine.submit(Deposit(Decimal("500.00"), merchant="s1"), day2 + timedelta(days=1))
+    sold = [p for p in booked.entry.postings if p.account == A.SP_SOLD]
+    assert sold[0].number == Decimal("5000.0000")  # 500 CNY ÷ 0.1 CNY/SP

@@ -106,20 +106,26 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
     def _fault(exc: JournalFault):
         return problem(503, "journal.fault", f"the books need an audit before booking: {exc}")
 
-    @app.before_request
-    def _content_type():
-        if request.method == "POST" and request.content_length and request.mimetype != "application/json":
+    def body_problem() -> Response | None:
+        """A POST body that is not JSON, or too large (checked after auth: 401/403 come first)."""
+        if request.content_length and request.mimetype != "application/json":
             return problem(422, "input.content_type", "send the body as application/json")
-        if request.method == "POST" and request.content_length and request.content_length > MAX_BODY_BYTES:
+        if request.content_length and request.content_length > MAX_BODY_BYTES:
             return problem(422, "input.too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
         return None
 
-    def write(role: str):
-        """Auth for `role`, then a required Idempotency-Key bound to this exact request."""
+    def write(role: str, idempotent: bool = True):
+        """Auth for `role`, the body's type and size, then (for writes) a required
+        Idempotency-Key bound to this exact request."""
 
         def decorate(view):
             @wraps(view)
             def wrapper(*args, **kwargs):
+                bad_body = body_problem()
+                if bad_body is not None:
+                    return bad_body
+                if not idempotent:
+                    return view(*args, **kwargs)
                 key = request.headers.get("Idempotency-Key", "")
                 if not key or len(key) > 200:
                     return problem(422, "idempotency.key_required",
@@ -195,7 +201,7 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
         return book(_order(data), data)
 
     @app.post("/v1/orders/quote")
-    @app.auth_required(auth, roles=["storefront"])
+    @write("storefront", idempotent=False)
     @app.input(s.OrderIn, arg_name="data")
     @app.output(s.EventOut, status_code=200)
     @app.doc(summary="What an order would book, booking nothing")

@@ -12,10 +12,10 @@ from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
 from marshmallow import RAISE
 
-ID = Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="ids are 1 to 64 characters of A-Z a-z 0-9 _ -")
-REGION = Regexp(r"^[0-9]{6}$", error="a region is a 6-digit division code like 441900")
-AMOUNT = Regexp(r"^[0-9]{1,14}(\.[0-9]{1,8})?$", error="an amount is a decimal string like \"10.00\"")
-DATE = Regexp(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", error="a date is YYYY-MM-DD")
+ID = Regexp(r"^[A-Za-z0-9_-]{1,64}\Z", error="ids are 1 to 64 characters of A-Z a-z 0-9 _ -")
+REGION = Regexp(r"^[0-9]{6}\Z", error="a region is a 6-digit division code like 441900")
+AMOUNT = Regexp(r"^[0-9]{1,14}(\.[0-9]{1,8})?\Z", error="an amount is a decimal string like \"10.00\"")
+DATE = Regexp(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", error="a date is YYYY-MM-DD")
 
 
 class Strict(Schema):

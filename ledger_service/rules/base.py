@@ -90,6 +90,15 @@ def new_id(state: State, holder_id: str, field: str) -> None:
         raise Conflict("holder.duplicate_id", f"{field}: holder {holder_id!r} already exists", field)
 
 
+def require_value(state: State, field: str) -> Decimal:
+    """The day's value, refused when it is zero (an empty pool while points circulate)."""
+    value = state.g.value
+    if value <= 0:
+        raise Conflict("value.zero", f"{field}: the pool is empty while points circulate, so a point is worth 0 CNY "
+                                     "today; a platform injection must back the points first", field)
+    return value
+
+
 def require_sp(state: State, holder: Holder, sp: Decimal, field: str, rule: str) -> None:
     held = balance(holder, state.g, state).sp
     if held < sp:

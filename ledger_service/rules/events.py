@@ -19,8 +19,8 @@ from ..amounts import CNY, SP, AmountError, fmt, parse_amount, parse_rate
 from ..config import ROLES
 from ..errors import Invalid
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-REGION_RE = re.compile(r"^[0-9]{6}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # \Z: "$" would let a trailing newline through
+REGION_RE = re.compile(r"^[0-9]{6}\Z")
 TEXT_MAX = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

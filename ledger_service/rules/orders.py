@@ -25,7 +25,7 @@ from ..config import Params
 from ..entries import Transaction
 from ..errors import Conflict
 from ..state import Holder, State
-from .base import Builder, Ctx, inputs_of, member, merchant, require_sp
+from .base import Builder, Ctx, inputs_of, member, merchant, require_sp, require_value
 from .events import Order
 
 # A limit on the 级差 walk: no referral chain is followed further than this.
@@ -78,7 +78,7 @@ def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
             f"{fmt(p.merchant_deposit_value)} CNY needed before taking orders",
             "merchant",
         )
-    value = state.g.value
+    value = require_value(state, "merchant")
     rebate_cny = quantize(exact_mul(ev.amount_cny, store.rebate_rate), CNY)
     deducted_sp = quantize(div(rebate_cny, value), SP)
     require_sp(state, store, deducted_sp, "merchant", "order.insufficient_sp")

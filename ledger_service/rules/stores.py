@@ -7,7 +7,7 @@ from ..amounts import SP, div, floor, fmt
 from ..entries import Transaction
 from ..errors import Conflict, Invalid
 from ..state import State, supply_of
-from .base import Builder, Ctx, inputs_of, member, merchant, new_id
+from .base import Builder, Ctx, inputs_of, member, merchant, new_id, require_value
 from .events import Deposit, OpenStore
 
 
@@ -32,7 +32,7 @@ def deposit(state: State, ev: Deposit, ctx: Ctx) -> Transaction:
         b.narration = f"platform injects {fmt(ev.amount_cny)} CNY into the pool"
         return b.build()
     store = merchant(state, ev.merchant, "merchant")
-    value = state.g.value
+    value = require_value(state, "amount_cny")
     sold_sp = floor(div(ev.amount_cny, value), SP)  # rounded down: the pool keeps the crumb
     if sold_sp == 0:
         raise Invalid("deposit.too_small", f"amount_cny: buys no SP at {fmt(value)} CNY/SP", "amount_cny")

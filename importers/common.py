@@ -1,0 +1,173 @@
+"""What the two CSV formats share: decoding, strict dates and amounts, located errors.
+
+Every number is a `decimal.Decimal` parsed from the cell's text (never a float).
+A malformed cell raises `FormatError` naming the file, the line (1 = the first
+line of the file, as an editor shows it) and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+# Encodings tried in order. GB18030 is a superset of GBK (and of GB2312): any GBK
+# export decodes to the same text, and the rare characters GBK lacks do too.
+ENCODINGS = ("utf-8-sig", "gb18030")
+
+# The most a header is looked for (bank exports may open with a few lines about the account).
+HEADER_SEARCH_LINES = 20
+
+_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$|^(\d{4})(\d{2})(\d{2})$")
+_TIME_RE = re.compile(r"^(\d{2}):?(\d{2})(?::?(\d{2}))?$")
+# 1234.50, 1,234.50, 1,234,567 — thousands separators only where they belong.
+_AMOUNT_RE = re.compile(r"^([+-]?)((?:\d{1,3}(?:,\d{3})+)|\d+)(?:\.(\d+))?$")
+_EMPTY_AMOUNTS = {"", "-", "--", "—"}
+_CURRENCY_MARKS = ("¥", "￥", "CNY", "RMB", "元")
+CNY_PLACES = 2
+MAX_CNY = Decimal("10000000000000")
+
+
+class FormatError(ValueError):
+    """A file that is not in the expected format, located to its line and column."""
+
+    def __init__(self, path: str | Path, line: int | None, column: str | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.column = column
+        self.message = message
+        where = self.path
+        if line is not None:
+            where += f": line {line}"
+        if column:
+            where += f", column {column}"
+        super().__init__(f"{where}: {message}")
+
+
+def decode(data: bytes, path: str | Path = "<data>") -> tuple[str, str]:
+    """(text, encoding): UTF-8 (with or without BOM) first, then GBK/GB18030."""
+    for encoding in ENCODINGS:
+        try:
+            return data.decode(encoding), ("gbk" if encoding == "gb18030" else "utf-8")
+        except UnicodeDecodeError:
+            continue
+    raise FormatError(path, None, None, "neither UTF-8 nor GBK text")
+
+
+def read_text(path: str | Path) -> tuple[str, str]:
+    return decode(Path(path).read_bytes(), path)
+
+
+def head_lines(path: str | Path, limit: int = HEADER_SEARCH_LINES, max_bytes: int = 65536) -> list[str]:
+    """The first lines of a file, decoded; [] if it is not text. Never raises (for identify)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes)
+    except OSError:
+        return []
+    if b"\x00" in data:
+        return []
+    raw_lines = data.split(b"\n")
+    if len(data) == max_bytes and len(raw_lines) > 1:
+        raw_lines = raw_lines[:-1]  # the last one may be cut mid-character
+    out = []
+    for raw in raw_lines[:limit]:
+        try:
+            text, _ = decode(raw)
+        except FormatError:
+            return out
+        out.append(text.rstrip("\r"))
+    if out and out[0].startswith("\ufeff"):
+        out[0] = out[0][1:]
+    return out
+
+
+def split_row(line: str) -> list[str]:
+    """One CSV line's cells, stripped."""
+    try:
+        rows = list(csv.reader(io.StringIO(line)))
+    except csv.Error:
+        return []
+    return [cell.strip() for cell in rows[0]] if rows else []
+
+
+def rows_of(text: str, path="<csv>"):
+    """(line number, cells) for every non-blank CSV record of `text`."""
+    reader = csv.reader(io.StringIO(text))
+    start = 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise FormatError(path, reader.line_num, None, f"not CSV: {exc}") from None
+        line = start
+        start = reader.line_num + 1
+        cells = [cell.strip() for cell in cells]
+        if any(cells):
+            yield line, cells
+
+
+def parse_day(text: str, *, path, line: int, column: str) -> date:
+    """YYYY-MM-DD or YYYYMMDD, a real calendar date."""
+    value = text.strip()
+    match = _DATE_RE.match(value)
+    if not match:
+        raise FormatError(path, line, column, f"{text!r} is not a date (YYYY-MM-DD or YYYYMMDD)")
+    y, m, d = [g for g in match.groups() if g is not None]
+    try:
+        return date(int(y), int(m), int(d))
+    except ValueError:
+        raise FormatError(path, line, column, f"{text!r} is not a calendar date") from None
+
+
+def parse_time(text: str, *, path, line: int, column: str) -> str:
+    """HH:MM:SS, HHMMSS or HH:MM, as 'HH:MM:SS'; '' when empty."""
+    value = text.strip()
+    if not value:
+        return ""
+    match = _TIME_RE.match(value)
+    if not match:
+        raise FormatError(path, line, column, f"{text!r} is not a time (HH:MM:SS or HHMMSS)")
+    h, m, s = match.group(1), match.group(2), match.group(3) or "00"
+    if int(h) > 23 or int(m) > 59 or int(s) > 59:
+        raise FormatError(path, line, column, f"{text!r} is not a time of day")
+    return f"{h}:{m}:{s}"
+
+
+def parse_cny(text: str, *, path, line: int, column: str, signed: bool = False,
+              empty_is_zero: bool = True) -> Decimal:
+    """A CNY amount: at most 2 decimals, thousands separators allowed ("1,234.50").
+
+    Empty cells ('', '-', '--') are zero when `empty_is_zero`. A sign is refused
+    unless `signed`.
+    """
+    value = text.strip().replace(" ", "").replace("\u00a0", "")
+    for mark in _CURRENCY_MARKS:
+        if value.startswith(mark):
+            value = value[len(mark):]
+        elif value.endswith(mark):
+            value = value[: -len(mark)]
+    if value in _EMPTY_AMOUNTS:
+        if empty_is_zero:
+            return Decimal("0.00")
+        raise FormatError(path, line, column, "an amount is required")
+    match = _AMOUNT_RE.match(value)
+    if not match:
+        raise FormatError(path, line, column, f"{text!r} is not an amount (like 1234.50 or 1,234.50)")
+    sign, whole, places = match.groups()
+    if sign and not signed:
+        raise FormatError(path, line, column, f"{text!r}: a sign is not expected in this column")
+    if places is not None and len(places.rstrip("0")) > CNY_PLACES:
+        raise FormatError(path, line, column, f"{text!r} has more than {CNY_PLACES} decimals")
+    try:
+        number = Decimal(f"{sign}{whole.replace(',', '')}.{places or '0'}")
+    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
+        raise FormatError(path, line, column, f"{text!r} is not an amount") from None
+    if abs(number) > MAX_CNY:
+        raise FormatError(path, line, column, f"{text!r} exceeds the limit of {MAX_CNY}")
+    return number.quantize(Decimal("0.01"))

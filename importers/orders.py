@@ -1,0 +1,208 @@
+"""The storefront's order export: orders to book in bulk (`ledger-service import-orders`).
+
+CSV, UTF-8 (with or without BOM) or GBK, one header row naming the columns (in any
+order), then one order per line:
+
+    order_id,date,buyer,merchant,amount_cny,ship_region
+    o1001,2026-03-05,m1,s1,1000.00,
+    o1002,2026-03-05,m2,s2,88.50,441900
+
+| column       | required | what                                                            |
+|--------------|----------|-----------------------------------------------------------------|
+| order_id     | yes      | the storefront's order id (`[A-Za-z0-9_-]{1,64}`), unique for ever |
+| date         | no       | business day to book on, `YYYY-MM-DD` or `YYYYMMDD`; empty: today |
+| buyer        | yes      | the buyer's member id                                           |
+| merchant     | yes      | the store's merchant id                                         |
+| amount_cny   | yes      | the order's amount, a plain decimal with at most 2 decimals (`1000.00`) |
+| ship_region  | no       | 6-digit region code the goods ship to (online stores' partner)  |
+
+Each line is one `order` event, validated and booked by the same rules as
+`POST /v1/orders` (`ledger_service.importing.import_orders`). This module reads the
+file; `OrderExportImporter` is its beangulp importer (identify, archive, and a
+preview of the orders not yet booked, as `custom "order"` directives: an order's
+postings depend on the books, so only the engine books it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import beangulp
+from beancount.core import amount as bc_amount
+from beancount.core import data
+from beancount.parser.grammar import ValueType
+
+from .common import FormatError, head_lines, parse_day, read_text, rows_of, split_row
+
+COLUMNS = ("order_id", "date", "buyer", "merchant", "amount_cny", "ship_region")
+REQUIRED = ("order_id", "buyer", "merchant", "amount_cny")
+ORDER_META = "order_id"
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    line: int
+    fields: dict[str, str]  # column -> the cell's text, stripped ('' when empty)
+
+    @property
+    def order_id(self) -> str:
+        return self.fields.get("order_id", "")
+
+
+@dataclass
+class OrderFile:
+    path: str
+    encoding: str
+    rows: list[OrderRow]
+
+
+def header_ok(cells: list[str]) -> bool:
+    return bool(cells) and set(REQUIRED) <= set(cells) and set(cells) <= set(COLUMNS) and len(set(cells)) == len(cells)
+
+
+def looks_like_orders(path: str | Path) -> bool:
+    lines = head_lines(path, limit=1)
+    return bool(lines) and header_ok(split_row(lines[0]))
+
+
+def read_orders(path: str | Path) -> OrderFile:
+    """The rows of an order export, as text. A wrong header is a `FormatError`;
+    the cells are checked when each row is booked (a bad row is rejected alone)."""
+    text, encoding = read_text(path)
+    rows = list(rows_of(text, path))
+    if not rows:
+        raise FormatError(path, 1, None, "empty file: expected the header row " + ",".join(COLUMNS))
+    header_line, header = rows[0]
+    if not header_ok(header):
+        missing = [c for c in REQUIRED if c not in header]
+        unknown = [c for c in header if c not in COLUMNS]
+        why = []
+        if missing:
+            why.append("missing " + ",".join(missing))
+        if unknown:
+            why.append("unknown " + ",".join(repr(c) for c in unknown))
+        if len(set(header)) != len(header):
+            why.append("a column is repeated")
+        raise FormatError(path, header_line, None, "not an order export header (" + "; ".join(why)
+                          + f"); expected the columns {','.join(COLUMNS)}")
+    out = []
+    for line, cells in rows[1:]:
+        extra = cells[len(header):]
+        fields = {name: (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}
+        if any(extra):
+            fields["__extra__"] = ",".join(extra)
+        out.append(OrderRow(line, fields))
+    return OrderFile(str(path), encoding, out)
+
+
+def row_day(row: OrderRow, path: str | Path = "") -> date | None:
+    """The row's business day (None: today). FormatError names line and column."""
+    text = row.fields.get("date", "")
+    if not text:
+        return None
+    return parse_day(text, path=path, line=row.line, column="date")
+
+
+def row_event(row: OrderRow):
+    """The row as an `Order` event, validated like an API body (raises `Refusal`)."""
+    from ledger_service.errors import Invalid
+    from ledger_service.rules.events import parse
+
+    if "__extra__" in row.fields:
+        raise Invalid("input.bad_row", f"more cells than the header has columns: {row.fields['__extra__']!r}", None)
+    fields = {name: row.fields.get(name) or None for name in ("order_id", "buyer", "merchant", "amount_cny",
+                                                             "ship_region")}
+    return parse("order", fields)
+
+
+class OrderExportImporter(beangulp.Importer):
+    """beangulp importer of the order export (see the module docstring).
+
+    extract() previews each order the books do not hold yet (no entry with its
+    `order_id`) as a `custom "order"` directive; booking is `ledger-service
+    import-orders`, through the rules. A malformed row raises `FormatError` with its
+    line and column.
+    """
+
+    def __init__(self, account: str = "Liabilities:Holders:SP", name: str | None = None,
+                 filename: str = "orders.csv") -> None:
+        self._account = account
+        self._name = name
+        self._filename = filename
+
+    @property
+    def name(self) -> str:
+        return self._name or f"{self.__class__.__module__}.{self.__class__.__name__}"
+
+    def identify(self, filepath: str) -> bool:
+        return looks_like_orders(filepath)
+
+    def account(self, filepath: str) -> data.Account:
+        return self._account
+
+    def date(self, filepath: str) -> date | None:
+        """The export's latest order date; None when there is none or the file is unreadable."""
+        days = []
+        try:
+            for row in read_orders(filepath).rows:
+                try:
+                    found = row_day(row, filepath)
+                except FormatError:
+                    continue
+                if found is not None:
+                    days.append(found)
+        except FormatError:
+            return None
+        return max(days) if days else None
+
+    def filename(self, filepath: str) -> str | None:
+        return self._filename
+
+    def extract(self, filepath: str, existing: data.Entries) -> data.Entries:
+        from ledger_service.errors import Refusal
+
+        held = {e.meta.get(ORDER_META) for e in existing or () if isinstance(e, data.Transaction) and e.meta}
+        held.discard(None)
+        orders = read_orders(filepath)
+        entries = []
+        seen: dict[str, data.Custom] = {}
+        fallback = date.today()
+        for row in orders.rows:
+            try:
+                event = row_event(row)
+            except Refusal as refusal:
+                raise FormatError(filepath, row.line, refusal.field, f"[{refusal.rule}] {refusal.detail}") from None
+            day = row_day(row, filepath) or fallback
+            if event.order_id in held:
+                continue
+            meta = data.new_metadata(filepath, row.line)
+            values = [ValueType(event.order_id, str), ValueType(event.buyer, str), ValueType(event.merchant, str),
+                      ValueType(bc_amount.Amount(event.amount_cny, "CNY"), bc_amount.Amount)]
+            if event.ship_region:
+                values.append(ValueType(event.ship_region, str))
+            custom = data.Custom(meta, day, "order", values)
+            if event.order_id in seen:
+                custom.meta["__duplicate__"] = seen[event.order_id]
+            else:
+                seen[event.order_id] = custom
+            entries.append(custom)
+        return entries
+
+    def deduplicate(self, entries: data.Entries, existing: data.Entries) -> None:
+        """Mark previews whose order id is already booked or previewed (by id, not by likeness)."""
+        held: dict[str, object] = {}
+        for entry in existing or ():
+            if isinstance(entry, data.Transaction) and entry.meta and entry.meta.get(ORDER_META):
+                held.setdefault(entry.meta[ORDER_META], entry)
+            elif isinstance(entry, data.Custom) and entry.type == "order" and entry.values:
+                held.setdefault(entry.values[0][0], entry)
+        for entry in entries:
+            if not isinstance(entry, data.Custom) or "__duplicate__" in entry.meta:
+                continue
+            order_id = entry.values[0][0]
+            if order_id in held:
+                entry.meta["__duplicate__"] = held[order_id]
+            else:
+                held[order_id] = entry
