@@ -92,6 +92,10 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
             return problem(422, "input.malformed", "the body is not valid JSON")
         return problem(error.status_code, f"http.{error.status_code}", str(error.message))
 
+    @app.spec_processor
+    def _document_errors(spec: dict) -> dict:
+        return document_errors(spec)
+
     @app.errorhandler(Refusal)
     def _refusal(exc: Refusal):
         return problem(STATUS_OF[exc.kind], exc.rule, exc.detail, exc.field)
@@ -312,6 +316,55 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
         return {"status": "ok", "journal_head": engine.head(), "database": "ok"}
 
     return app
+
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "An RFC 9457 problem document; `type` is stable per rule",
+    "required": ["type", "title", "status", "detail", "rule"],
+    "properties": {
+        "type": {"type": "string", "example": "/problems/order.insufficient_sp"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "rule": {"type": "string"},
+        "field": {"type": "string"},
+    },
+}
+_ERROR_TEXT = {"401": "no, unknown or revoked API key", "403": "this key's role may not use this path",
+               "404": "an unknown id (or a date before the books began)", "409": "refused by the rules",
+               "422": "malformed input"}
+
+
+def document_errors(spec: dict) -> dict:
+    """Every operation's error answers as problem+json, and each write's Idempotency-Key header."""
+    spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    for schema in ("HTTPError", "ValidationError"):
+        spec["components"]["schemas"].pop(schema, None)
+    problem_ref = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in spec.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for status in [s for s in responses if s.startswith("4")]:
+                del responses[status]
+            if path == "/health":
+                continue
+            wanted = {"401"}
+            if method == "post":
+                wanted |= {"403", "409", "422"} | ({"404"} if path != "/v1/days/{day}/close" else set())
+            elif "{" in path:
+                wanted |= {"404"}
+            if path == "/v1/supply":
+                wanted |= {"404", "422"}
+            for status in sorted(wanted):
+                responses[status] = {"description": _ERROR_TEXT[status], "content": problem_ref}
+            if method == "post" and path != "/v1/orders/quote":
+                operation.setdefault("parameters", []).append({
+                    "name": "Idempotency-Key", "in": "header", "required": True,
+                    "description": "the same key and body return the first response; another body is a 409",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                })
+    return spec
 
 
 def _order(data: dict) -> ev.Order:
