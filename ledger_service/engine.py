@@ -107,7 +107,9 @@ class Idempotency:
     request_hash: str
 
     def check(self, session) -> None:
-        row = session.get(IdempotencyRow, self.key)
+        table = IdempotencyRow.__table__
+        row = session.connection().execute(
+            select(table.c.request_hash, table.c.status, table.c.response).where(table.c.key == self.key)).first()
         if row is None:
             return
         if row.request_hash != self.request_hash:
@@ -218,9 +220,7 @@ class Engine:
                 raise Invalid("date.future", f"date: {day} is in the future (today is {today})", "date")
         first_day = events[0][1] or today
         with self.books.lock():
-            with self.Session() as session:
-                open_day = session.scalar(select(LedgerRow.open_day))
-            if (first_day - open_day).days > MAX_DAYS_PER_COMMIT:  # rare: close the gap in commits of its own
+            if (first_day - self._open_day()).days > MAX_DAYS_PER_COMMIT:  # rare: close the gap in its own commits
                 self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
             with self.Session() as session:
                 with session.begin():
@@ -234,6 +234,10 @@ class Engine:
                         idempotency.store(session, 201, events_booked[-1].to_json())
                 self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
         return events_booked
+
+    def _open_day(self) -> date:
+        with self.db.connect() as connection:
+            return connection.execute(select(LedgerRow.__table__.c.open_day)).scalar_one()
 
     def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[dict]:
         rows = _rows(booked, self.books, {})
@@ -343,7 +347,10 @@ class Engine:
 
     def _repair(self, session, deep: bool = False) -> None:
         """Bring the journal level with the committed rows (lock held)."""
-        head = session.scalar(select(EventRow).order_by(desc(EventRow.seq)).limit(1))
+        events = EventRow.__table__
+        head = session.connection().execute(
+            select(events.c.seq, events.c.file, events.c.offset, events.c.length, events.c.text)
+            .order_by(desc(events.c.seq)).limit(1)).first()
         if head is None:
             return
         end = head.offset + head.length

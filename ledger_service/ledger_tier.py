@@ -105,9 +105,33 @@ class DayAggregator:
         self.entries = 0
 
     def feed(self, directive: Any) -> None:
-        entry = from_beancount(directive)
-        if entry is not None:
-            self.feed_entry(entry)
+        """A parsed Beancount directive (the fast path: transactions are summed as parsed)."""
+        from beancount.core import data
+
+        if not isinstance(directive, data.Transaction):
+            entry = from_beancount(directive)
+            if entry is not None:
+                self.feed_entry(entry)
+            return
+        meta = directive.meta or {}
+        self.entries += 1
+        if self.day is None:
+            self.day = directive.date
+        self.last_hash = str(meta.get("hash") or "")
+        kind = meta.get("kind")
+        kind = str(kind) if kind else "unknown"
+        if kind == "genesis" and self.genesis is None:
+            self.genesis = from_beancount(directive)
+        self.last_kind = kind
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        sums = self.sums.setdefault(kind, {})
+        for p in directive.postings:
+            units = p.units
+            number = units.number if units is not None else None
+            if not isinstance(number, Decimal) or not number.is_finite():
+                continue
+            key = (p.account, units.currency)
+            sums[key] = EXACT_CONTEXT.add(sums.get(key, ZERO), number)
 
     def feed_entry(self, entry: Entry) -> None:
         self.entries += 1
@@ -467,9 +491,12 @@ def update(books_root: Path | str, *, rebuild: bool = False, writer_locked: bool
         blocks = dict(existing)
         for path, rel, day, closed in todo:
             agg = DayAggregator(rel, day)
-            for entry in (_parse_entries(path) if closed else _leading_entries(path)):
-                agg.feed_entry(entry)
-            if not closed:
+            if closed:
+                for directive in _parse_directives(path):
+                    agg.feed(directive)
+            else:
+                for entry in _leading_entries(path):
+                    agg.feed_entry(entry)
                 agg.last_kind = None  # the head alone says nothing of the day's end
             blocks[day] = day_block(agg)
         # the open days the journal no longer has (a rebuild after repair) are dropped
@@ -485,12 +512,12 @@ def _nolock() -> Iterator[None]:
     yield
 
 
-def _parse_entries(path: Path) -> list[Entry]:
+def _parse_directives(path: Path) -> list:
     from beancount.parser import parser
 
     directives, _errors, _options = parser.parse_file(str(path))
     directives.sort(key=lambda d: d.meta.get("lineno", 0))
-    return [e for e in (from_beancount(d) for d in directives) if e is not None]
+    return directives
 
 
 def _genesis_of(root: Path, first: Path) -> Genesis | None:
@@ -564,12 +591,9 @@ class LedgerRebuild:
             self._path = path
             rel = _relative(self.root, Path(path))
             self._agg = self.days.setdefault(Path(path), DayAggregator(rel, _day_of(rel)))
-        entry = from_beancount(directive)
-        if entry is None:
-            return
-        self._agg.feed_entry(entry)
-        if self.genesis is None and isinstance(entry, Transaction) and entry.kind == "genesis":
-            self.genesis = Genesis.of(entry, self._agg.journal)
+        self._agg.feed(directive)
+        if self.genesis is None and self._agg.genesis is not None:
+            self.genesis = Genesis.of(self._agg.genesis, self._agg.journal)
 
     def expected(self) -> dict[str, str]:
         books = Books(self.root)
@@ -654,7 +678,7 @@ def _units(text: str) -> tuple[list[_Unit], list[tuple[int, str]]]:
 
 def _unit(start: int, lines: list[str]) -> _Unit:
     head = lines[0]
-    m = re.match(r'^(\d{4}-\d\d-\d\d [*!] "[^"]*")', head)
+    m = re.match(r'^(\d{4}-\d\d-\d\d (?:[*!] "[^"]*"|price \S+))', head)  # a day's summary of a kind, its price
     key = m.group(1) if m else head
     return _Unit(start, key, "\n".join(lines))
 

@@ -69,11 +69,17 @@ def _holder(row: HolderRow) -> Holder:
     return Holder(**{name: getattr(row, name) for name in _HOLDER_FIELDS})
 
 
+_LEDGER = LedgerRow.__table__
+_BALANCES = BalanceRow.__table__
+
+
 def load_globals(session: Session) -> Globals | None:
-    row = session.get(LedgerRow, 1)
+    """The platform-wide position (Core statements: this runs on every booking)."""
+    connection = session.connection()
+    row = connection.execute(select(_LEDGER).where(_LEDGER.c.id == 1)).first()
     if row is None:
         return None
-    balances = {b.account: b.amount for b in session.scalars(select(BalanceRow))}
+    balances = {account: amount for account, amount in connection.execute(select(_BALANCES))}
     return Globals(
         genesis_day=row.genesis_day, open_day=row.open_day, value=row.value, seq=row.seq,
         head=row.head, epoch=row.epoch, sv_index=row.sv_index, sp_index=row.sp_index,
@@ -93,8 +99,8 @@ class DbReader:
         return Holder(**row._mapping) if row is not None else None
 
     def partner_of(self, region: str) -> str | None:
-        row = self.session.get(PartnerRow, region)
-        return row.holder if row is not None else None
+        table = PartnerRow.__table__
+        return self.session.connection().execute(select(table.c.holder).where(table.c.region == region)).scalar()
 
     def epoch(self, number: int) -> Epoch:
         row = self.session.get(EpochRow, number)
@@ -102,11 +108,14 @@ class DbReader:
         return Epoch(row.number, row.sp_index_end, row.factor)
 
     def payout(self, payout_id: str) -> Payout | None:
-        row = self.session.get(PayoutRow, payout_id)
-        return Payout(**{n: getattr(row, n) for n in _PAYOUT_FIELDS}) if row is not None else None
+        table = PayoutRow.__table__
+        row = self.session.connection().execute(
+            select(*(table.c[n] for n in _PAYOUT_FIELDS)).where(table.c.id == payout_id)).first()
+        return Payout(**row._mapping) if row is not None else None
 
     def order_event(self, order_id: str) -> str | None:
-        return self.session.scalar(select(EventRow.id).where(EventRow.order_id == order_id))
+        table = EventRow.__table__
+        return self.session.connection().execute(select(table.c.id).where(table.c.order_id == order_id)).scalar()
 
     def event_record(self, event_id: str) -> EventRecord | None:
         row = self.session.scalar(select(EventRow).where(EventRow.id == event_id))
@@ -136,13 +145,18 @@ def parse_entry_text(text: str):
 def persist(session: Session, overlay: Overlay, new_rows: list[dict]) -> None:
     """Write an overlay's changes and the new event rows into the session (not committed)."""
     g = overlay.g
-    ledger = session.get(LedgerRow, 1)
-    ledger.open_day, ledger.value, ledger.seq, ledger.head = g.open_day, g.value, g.seq, g.head
-    ledger.epoch, ledger.sv_index, ledger.sp_index, ledger.total_shares = g.epoch, g.sv_index, g.sp_index, g.total_shares
+    connection = session.connection()
+    connection.execute(update(_LEDGER).where(_LEDGER.c.id == 1).values(
+        open_day=g.open_day, value=g.value, seq=g.seq, head=g.head, epoch=g.epoch, sv_index=g.sv_index,
+        sp_index=g.sp_index, total_shares=g.total_shares))
     base_balances = overlay.base.g.balances
-    for account, amount in g.balances.items():
-        if base_balances.get(account) != amount:
-            session.merge(BalanceRow(account=account, amount=amount))
+    changed = [{"b_account": a, "amount": v} for a, v in g.balances.items() if a in base_balances and base_balances[a] != v]
+    added = [{"account": a, "amount": v} for a, v in g.balances.items() if a not in base_balances]
+    if changed:
+        connection.execute(update(_BALANCES).where(_BALANCES.c.account == bindparam("b_account"))
+                           .values(amount=bindparam("amount")), changed)
+    if added:
+        connection.execute(insert(_BALANCES), added)
     new_holders, changed_holders = [], []
     for holder_id, holder in overlay._holders.items():
         if holder is None:
@@ -158,7 +172,11 @@ def persist(session: Session, overlay: Overlay, new_rows: list[dict]) -> None:
     for epoch in overlay._epochs.values():
         session.add(EpochRow(number=epoch.number, sp_index_end=epoch.sp_index_end, factor=epoch.factor))
     for payout in overlay._payouts.values():
-        session.merge(PayoutRow(**{n: getattr(payout, n) for n in _PAYOUT_FIELDS}))
+        values = {n: getattr(payout, n) for n in _PAYOUT_FIELDS}
+        if overlay.base.payout(payout.id) is None:
+            session.execute(insert(PayoutRow), [values])
+        else:
+            session.execute(update(PayoutRow), [values])
     new_ids = {row["id"]: row for row in new_rows}
     for order_id, event_id in overlay._orders.items():
         new_ids[event_id]["order_id"] = order_id

@@ -34,7 +34,9 @@ def role_of(session: Session, secret: str) -> str | None:
     """The role of a live key, or None for an unknown or revoked one."""
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
-    row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest(secret)))
+    table = ApiKeyRow.__table__
+    row = session.connection().execute(
+        select(table.c.role, table.c.revoked).where(table.c.key_hash == digest(secret))).first()
     if row is None or row.revoked is not None:
         return None
     return row.role
