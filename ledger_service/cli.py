@@ -257,18 +257,19 @@ def keys_revoke(books: Path, key_id: str, db_url: str | None) -> None:
 @books_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def fava(books: Path, host: str, port: int) -> None:
-    """Browse the books in Fava, read-only (the journal; the summary ledger comes with issue 4)."""
-    import os
-
+@click.option("--period", default=None, metavar="YYYY-MM", help="Open one month alone: its opening balances and days.")
+def fava(books: Path, host: str, port: int, period: str | None) -> None:
+    """Browse the ledger tier in Fava, read-only, with the Supply, Holder and Audit pages."""
+    from . import ledger_tier
     from .journal import Books
 
-    main_file = Books(books).main
-    if not main_file.is_file():
+    if not Books(books).main.is_file():
         _fail(FileNotFoundError(f"no books at {books}: run `ledger-service demo --books {books}` first"))
-    console.print(f"Fava (read-only) on http://{host}:{port}/ for {main_file}")
-    fava_bin = Path(sys.executable).with_name("fava")
-    os.execv(str(fava_bin), [str(fava_bin), "--read-only", "--host", host, "--port", str(port), str(main_file)])
+    try:
+        ledger_tier.fava_main(books, host, port, period,
+                              announce=lambda target: console.print(f"Fava (read-only) on http://{host}:{port}/ for {target}"))
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(exc)
 
 
 @main.command()

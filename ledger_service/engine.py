@@ -233,6 +233,7 @@ class Engine:
                     if idempotency is not None:
                         idempotency.store(session, 201, events_booked[-1].to_json())
                 self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
+        self._update_ledger(booked)
         return events_booked
 
     def _open_day(self) -> date:
@@ -287,7 +288,26 @@ class Engine:
         if through >= today:
             raise Conflict("day.not_ended", f"date: {through} has not ended yet (today is {today})", "date")
         with self.books.lock():
-            return self._catch_up(through, idempotency)
+            booked = self._catch_up(through, idempotency)
+        self._update_ledger(booked)
+        return booked
+
+    def _update_ledger(self, booked: list[Booked]) -> None:
+        """Extend the ledger tier (what Fava opens) with the days just closed, writer lock released.
+
+        Never fails a booking: the ledger is derived; the next update (or `ledger-service fava`)
+        catches up, and `verify` reports a ledger that lags or differs.
+        """
+        if not any(b.kind == "release" for b in booked):
+            return
+        from . import ledger_tier
+
+        try:
+            ledger_tier.update(self.books.root)
+        except Exception as exc:  # noqa: BLE001
+            import logging
+
+            logging.getLogger(__name__).warning("ledger tier not updated: %s", exc)
 
     def _catch_up(self, through: date, idempotency: Idempotency | None = None) -> list[Booked]:
         """Close open days up to `through`, at most MAX_DAYS_PER_COMMIT per commit (lock held).

@@ -22,6 +22,7 @@ from .. import rules
 from ..amounts import CNY, SP, SV, ZERO, fmt, quantize
 from ..entries import from_beancount
 from ..journal import Books, main_text
+from ..ledger_tier import LedgerRebuild
 from ..state import supply_of
 from ..subledger import balance
 from .replay import Fault, Replay
@@ -97,6 +98,7 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
         return report
     report.files = len(books.journal_files())
     db = _Database(books, db_url, report) if use_db else None
+    ledger = LedgerRebuild(books.root)
     try:
         for path, directive, errors in journal_directives(books, progress):
             for error in errors:
@@ -106,6 +108,7 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
                                            rule, str(getattr(error, "message", error)).strip()))
             if directive is None:
                 continue
+            ledger.feed(path, directive)
             if hasattr(directive, "date") and path.stem != directive.date.isoformat():
                 meta = directive.meta
                 report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
@@ -115,6 +118,7 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
             if db is not None and replay.entries != before:
                 db.check_entry(directive, replay)
         report.faults += replay.faults
+        report.faults += ledger.check()
         report.entries = replay.entries
         state = replay.state
         if state is None:

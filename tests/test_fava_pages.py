@@ -1,0 +1,250 @@
+"""The Fava extension on the ledger tier (issue 4), through Fava's own Flask app and test client.
+
+`fava.application.create_app([ledger], read_only=True)` on the demo books' ledger: the
+extension is registered by the ledger itself (`custom "fava-extension"`), its three pages
+answer, and the numbers they show are the engine's — the supply report, a holder's
+balances (derived from the journal, not the database), the chain head — and the balance
+sheet Fava computes from the ledger agrees.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import date
+from decimal import Decimal
+from html import unescape
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from fava.application import create_app
+from fava.util import slugify
+
+from ledger_service import ledger_tier
+from ledger_service.fava_ext import figures
+from ledger_service.journal import day_file
+
+from ledger_books import CLOSED, OPEN_DAY, copy_books, demo_books, engine_on
+
+SUPPLY_KEYS = ("cap", "issued", "released", "sold", "burned", "redeemed", "circulating", "pool_cny",
+               "value_cny_per_sp", "closing_value_cny_per_sp")
+HOLDER_KEYS = ("sv_locked", "sv_active", "sp", "sp_value_cny")
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory) -> Path:
+    return demo_books(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def engine(books: Path):
+    engine = engine_on(books)
+    yield engine
+    engine.dispose()
+
+
+class Fava:
+    def __init__(self, ledger_file: Path) -> None:
+        self.app = create_app([str(ledger_file)], read_only=True, load=True)
+        self.client = self.app.test_client()
+        self.ledger = ledger = self.app.config["LEDGERS"].ledgers[0]
+        self.slug = quote(slugify(ledger.options["title"]))
+
+    def get(self, path: str, status: int = 200) -> str:
+        response = self.client.get(f"/{self.slug}/{path}")
+        assert response.status_code == status, (path, response.status_code)
+        return response.get_data(as_text=True)
+
+    def poll(self, path: str, done, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            html = self.get(path)
+            if done(html) or time.monotonic() > deadline:
+                return html
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def fava(books: Path) -> Fava:
+    return Fava(books / ledger_tier.LEDGER_MAIN)
+
+
+def figures_of(html: str) -> dict[str, str]:
+    return {k: unescape(v).strip() for k, v in re.findall(r'data-figure="(\w+)">([^<]*)<', html)}
+
+
+def test_the_extension_is_registered_with_three_pages(fava: Fava):
+    ledger = fava.ledger
+    details = {d.name: d.report_title for d in ledger.extensions.extension_details}
+    assert details == {"SupplyPage": "Supply", "HolderPage": "Holder", "AuditPage": "Audit"}
+    assert not ledger.errors, [e.message for e in ledger.errors]
+    assert fava.get("extension/NoSuchPage/", status=404)
+    # read-only: nothing but GET
+    assert fava.client.post(f"/{fava.slug}/api/source", json={}).status_code == 401
+
+
+def test_supply_page_shows_the_engines_supply(fava: Fava, engine):
+    html = fava.get("extension/SupplyPage/")
+    shown = figures_of(html)
+    supply = engine.supply()
+    assert not supply["closed"]  # now: the open day holds nothing but its price
+    assert {k: shown[k] for k in SUPPLY_KEYS} == {k: supply[k] for k in SUPPLY_KEYS}
+    # the charts are drawn: value over time, circulating and pool, released vs burned per day
+    for chart, series in (("chart-value", 1), ("chart-supply", 2), ("chart-flows", 2)):
+        svg = re.search(rf'<svg id="{chart}".*?</svg>', html, re.S)
+        assert svg, chart
+        assert len(re.findall(r'class="ls-series"', svg.group(0))) == series
+    points = re.search(r'<polyline class="ls-series" data-series="circulating SP" data-count="(\d+)"', html)
+    assert int(points.group(1)) == len(CLOSED)
+    # as of a closed day: the engine's report at that day's close
+    day = date(2026, 2, 28)
+    shown = figures_of(fava.get(f"extension/SupplyPage/?date={day.isoformat()}"))
+    at_close = engine.supply(day)
+    assert {k: shown[k] for k in SUPPLY_KEYS} == {k: at_close[k] for k in SUPPLY_KEYS}
+
+
+def test_balance_sheet_agrees(fava: Fava, engine):
+    html = fava.get("balance_sheet/")
+    assert "<article>" in html
+    api = json.loads(fava.get("api/balance_sheet"))
+    trees = api["data"]["trees"]
+
+    def find(node, name):
+        if node["account"] == name:
+            return node
+        for child in node.get("children", []):
+            found = find(child, name)
+            if found:
+                return found
+        return None
+
+    supply = engine.supply()
+    pool = find(trees[0], "Assets:Pool:Backing")
+    assert Decimal(str(pool["balance"]["CNY"])) == Decimal(supply["pool_cny"])
+    holders_sp = find(trees[1], "Liabilities:Holders:SP")
+    assert -Decimal(str(holders_sp["balance"]["SP"])) == Decimal(supply["circulating"])
+
+
+def _demo_holders(engine) -> list[str]:
+    """A member with a referrer, the most active merchant, and an inactive member if any."""
+    from sqlalchemy import select
+
+    from ledger_service.store.models import HolderRow
+
+    with engine.Session() as session:
+        rows = session.execute(select(HolderRow.id, HolderRow.kind, HolderRow.referrer, HolderRow.active)).all()
+    member = next(r.id for r in rows if r.kind == "member" and r.referrer and r.active)
+    merchant = next(r.id for r in rows if r.kind == "merchant")
+    inactive = [r.id for r in rows if r.kind == "member" and not r.active][:1]
+    return [member, merchant, *inactive]
+
+
+def test_holder_page_shows_the_apis_balances(fava: Fava, engine, books: Path):
+    for holder in _demo_holders(engine):
+        html = fava.poll(f"extension/HolderPage/?holder={holder}", lambda h: "holder-building" not in h)
+        shown = figures_of(html)
+        api = engine.holder(holder)
+        assert {k: shown[k] for k in HOLDER_KEYS} == {k: str(api[k]) for k in HOLDER_KEYS}, holder
+        assert shown["role"] == api["role"] and shown["region"] == (api["region"] or "—")
+        if api["referrer"]:
+            assert f">{api['referrer']}</a>" in html
+        events = re.findall(r"<td><code>(journal/[^<]+):(\d+)</code></td>", html)
+        assert events, holder
+        for rel, lineno in events[:3]:  # each event cites its journal file and line, which names the holder
+            lines = (books / rel).read_text(encoding="utf-8").splitlines()
+            entry = "\n".join(lines[int(lineno) - 1:int(lineno) + 30])
+            assert f'"{holder}"' in entry.split("\n\n")[0]
+    assert "No holder" in fava.get("extension/HolderPage/?holder=nobody-here")
+
+
+def test_holder_events_are_paginated(fava: Fava, engine, monkeypatch):
+    import ledger_service.fava_ext as ext
+
+    merchant = _demo_holders(engine)[1]
+    fava.poll(f"extension/HolderPage/?holder={merchant}", lambda h: "holder-building" not in h)
+    monkeypatch.setattr(ext, "PER_PAGE", 5)
+    first = fava.get(f"extension/HolderPage/?holder={merchant}")
+    total = int(re.search(r"<h3>Events \((\d+), newest first\)", first).group(1))
+    assert total > 10
+    pages = -(-total // 5)
+    assert f"page 1 of {pages}" in first and 'id="events-next"' in first and 'id="events-prev"' not in first
+    seen = []
+    for page in range(1, pages + 1):
+        html = fava.get(f"extension/HolderPage/?holder={merchant}&page={page}")
+        rows = re.findall(r'#(E\d{9})">', html)
+        assert len(rows) == (5 if page < pages else total - 5 * (pages - 1))
+        seen += rows
+    assert len(seen) == total == len(set(seen)) and seen == sorted(seen, reverse=True)
+
+
+def test_audit_page(fava: Fava, engine, books: Path):
+    html = fava.poll("extension/AuditPage/", lambda h: 'data-ok="running"' not in h)
+    shown = figures_of(html)
+    head = engine.head()
+    assert shown["head_seq"] == str(head["seq"]) and shown["head_hash"] == head["hash"]
+    assert 'id="verify-status" data-ok="true"' in html and "equals a fresh rebuild" in html
+    assert shown["errors"] == "0"
+    # every journal day, newest first, with its event count and closing hash
+    rows = re.findall(r"<td><code>(journal/[^<]+)</code></td><td class=\"num\" data-events=\"[^\"]+\">(\d+)</td>\s*"
+                      r"<td>(?:<code>([0-9a-f]{64})</code>|open)</td>", html)
+    assert [r[0] for r in rows] == [day_file(d) for d in reversed([*CLOSED, OPEN_DAY])]
+    for rel, events, closing in rows[1:]:
+        entries = (books / rel).read_text(encoding="utf-8").count('\n  kind: "')
+        assert int(events) == entries - 1  # every entry but the day's price
+        assert closing == ledger_tier.last_entry(books / rel)["hash"]
+    assert shown["ledger_closing_hash"] == rows[1][2]
+
+
+def test_audit_drill_down_into_one_day(fava: Fava, books: Path, monkeypatch):
+    import ledger_service.fava_ext as ext
+
+    monkeypatch.setattr(ext, "PER_PAGE", 10)
+    day = CLOSED[1]
+    rel = day_file(day)
+    text = (books / rel).read_text(encoding="utf-8").splitlines()
+    html = fava.get(f"extension/AuditPage/?day={day.isoformat()}")
+    count = int(re.search(r"<p>(\d+) entries", html).group(1))
+    assert count > 20  # three pages at least
+    assert "(the file&#39;s last entry: matches)" in html or "(the file's last entry: matches)" in html
+    first_page = re.findall(r'<td class="num">(\d+)</td><td class="num">(\d+)</td>', html)
+    assert len(first_page) == 10 and int(first_page[0][0]) == 1
+    for lineno, _seq in first_page[:5]:
+        assert re.match(r"^\d{4}-\d\d-\d\d ", text[int(lineno) - 1])
+    second = fava.get(f"extension/AuditPage/?day={day.isoformat()}&page=2")
+    rows = re.findall(r'<td class="num">(\d+)</td><td class="num">(\d+)</td>', second)
+    assert rows and int(rows[0][1]) == int(first_page[-1][1]) + 1
+    # jumping to one event opens the page that holds it
+    event = re.findall(r'<td>(E\d{9})</td>', second)[3]
+    jumped = fava.get(f"extension/AuditPage/?day={day.isoformat()}&event={event}")
+    assert "page 2 of" in jumped and 'style="background:#fff6c8"' in jumped
+
+
+def test_a_period_ledger(books: Path, engine):
+    period = Fava(books / ledger_tier.period_file("2026-02"))
+    shown = figures_of(period.get("extension/SupplyPage/"))
+    at_close = engine.supply(date(2026, 2, 28))
+    same = [k for k in SUPPLY_KEYS if k not in ("value_cny_per_sp", "closing_value_cny_per_sp")]
+    assert {k: shown[k] for k in same} == {k: at_close[k] for k in same}
+    march = Fava(books / ledger_tier.period_file("2026-03"))
+    supply = engine.supply()
+    shown = figures_of(march.get("extension/SupplyPage/"))
+    assert {k: shown[k] for k in SUPPLY_KEYS} == {k: supply[k] for k in SUPPLY_KEYS}
+
+
+def test_audit_page_names_a_tampered_ledger(books: Path, tmp_path: Path):
+    root = copy_books(books, tmp_path / "books")
+    month = root / ledger_tier.month_file("2026-02")
+    month.write_text(month.read_text(encoding="utf-8").replace(
+        "Equity:SP:Released  500.0000 SP", "Equity:SP:Released  501.0000 SP", 1).replace(
+        "Liabilities:Holders:SP  -500.0000 SP", "Liabilities:Holders:SP  -501.0000 SP", 1), encoding="utf-8")
+    fava = Fava(root / ledger_tier.LEDGER_MAIN)
+    html = fava.poll("extension/AuditPage/", lambda h: 'data-ok="running"' not in h)
+    assert 'data-ok="false"' in html and 'id="ledger-faults"' in html
+    assert f"{month}:" in unescape(html) and "[ledger.entry] journal/2026-02/2026-02-25.beancount" in unescape(html)
+
+
+def test_supply_figures_are_pure():
+    supply = figures.Supply()
+    assert supply.report()["circulating"] == "0.0000"
