@@ -48,9 +48,17 @@ def _env() -> dict[str, str]:
     return env
 
 
+_DB_OF: dict[Path, str] = {}  # books made on PostgreSQL: their database URL
+
+
 def sqlite_url(root: Path) -> str:
-    """The books' own SQLite database (what the server uses, $DATABASE_URL being unset for it)."""
-    return f"sqlite:///{(root / DB_FILENAME).resolve()}"
+    """The books' database: their own SQLite file ($DATABASE_URL being unset for the server),
+    or the PostgreSQL database they were made on."""
+    return _DB_OF.get(root) or f"sqlite:///{(root / DB_FILENAME).resolve()}"
+
+
+def db_args(root: Path) -> list[str]:
+    return ["--db", _DB_OF[root]] if root in _DB_OF else []
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -60,16 +68,18 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return done
 
 
-def make_books(root: Path, keys_via_cli: bool = False) -> dict[str, str]:
+def make_books(root: Path, keys_via_cli: bool = False, db_url: str | None = None) -> dict[str, str]:
     """`init` two days back (the first write closes those empty days), and a key per role:
     the storefront's with `ledger-service keys create` (the secret is its last line) when
     `keys_via_cli`, the others in-process (each CLI start costs seconds)."""
     start = datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=2)
-    cli("init", "--books", str(root), "--start", start.isoformat())
+    if db_url:
+        _DB_OF[root] = db_url
+    cli("init", "--books", str(root), "--start", start.isoformat(), *db_args(root))
     keys = {}
     for role in ("storefront", "finance", "auditor"):
         if keys_via_cli and role == "storefront":
-            out = cli("keys", "create", "--books", str(root), "--role", role).stdout
+            out = cli("keys", "create", "--books", str(root), "--role", role, *db_args(root)).stdout
             keys[role] = out.strip().splitlines()[-1].strip()
         else:
             db = make_engine(sqlite_url(root))
@@ -122,7 +132,7 @@ class Server:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ledger_service.cli", "serve", "--books", str(self.root),
-             "--port", str(self.port), "--workers", str(self.workers)],
+             "--port", str(self.port), "--workers", str(self.workers), *db_args(self.root)],
             stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
@@ -197,10 +207,12 @@ class Server:
         return session.get(f"{self.url}{path}", timeout=HTTP_TIMEOUT)
 
 
-@pytest.fixture
-def books(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def books(tmp_path, request):
+    """Books served on the embedded default, and on the local PostgreSQL."""
     root = tmp_path / "books"
-    return root, make_books(root)
+    db_url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    return root, make_books(root, db_url=db_url)
 
 
 @pytest.fixture
