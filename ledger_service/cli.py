@@ -306,9 +306,10 @@ def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: s
     db = ["--db", db_url] if db_url else []
     api = subprocess.Popen(me + ["serve", "--books", str(books), "--port", str(api_port), "--workers", str(workers)] + db)
     fava_proc = subprocess.Popen(me + ["fava", "--books", str(books), "--port", str(fava_port)])
-    console.print(f"API   http://127.0.0.1:{api_port}/docs   storefront key: {storefront}")
-    console.print(f"                                      finance key:    {finance}")
-    console.print(f"Fava  http://127.0.0.1:{fava_port}/   (read-only)     Ctrl-C stops both")
+    for line in (f"API   http://127.0.0.1:{api_port}/docs   storefront key: {storefront}",
+                 f"                                      finance key:    {finance}",
+                 f"Fava  http://127.0.0.1:{fava_port}/   (read-only)     Ctrl-C stops both"):
+        click.echo(line)  # never wrapped: the keys are copied from here
     try:
         while api.poll() is None and fava_proc.poll() is None:
             time.sleep(0.5)
