@@ -47,6 +47,15 @@ from .journal import Books
 
 LEDGER_DIR = "ledger"
 LEDGER_MAIN = f"{LEDGER_DIR}/main.beancount"
+# Fava's import page uses the project's beangulp importers (issue #5) through this shim,
+# resolved next to the ledger file, so the books folder can move between machines.
+IMPORT_CONFIG_NAME = "import_config.py"
+IMPORT_CONFIG = f"{LEDGER_DIR}/{IMPORT_CONFIG_NAME}"
+IMPORT_CONFIG_TEXT = (
+    '"""Fava\'s import configuration for these books: the project\'s beangulp importers.\n\n'
+    'Written by ledger-service; do not edit."""\n\n'
+    "from importers.fava_config import CONFIG, HOOKS  # noqa: F401\n"
+)
 MONTHS_DIR = f"{LEDGER_DIR}/months"
 OPENINGS_DIR = f"{LEDGER_DIR}/openings"
 LOCK = ".lock"
@@ -266,6 +275,7 @@ def header_text(genesis: Genesis, title: str) -> str:
         'option "operating_currency" "CNY"',
         "",
         f'{d} custom "fava-extension" "{EXTENSION}"',
+        f'{d} custom "fava-option" "import-config" "{IMPORT_CONFIG_NAME}"',
         "",
         f'{d} custom "ledger-service" "rules"',
         f"  journal: {_quote(genesis.journal)}",
@@ -346,6 +356,7 @@ def build_files(genesis: Genesis | None, blocks: list[DayBlock]) -> dict[str, st
             if b.closed:
                 last_closed = b
     files[LEDGER_MAIN] = header_text(genesis, TITLE) + "".join(f'include "months/{m}.beancount"\n' for m in months)
+    files[IMPORT_CONFIG] = IMPORT_CONFIG_TEXT
     return files
 
 
@@ -535,6 +546,7 @@ def ledger_files(root: Path) -> list[str]:
     out = [_relative(root, p) for p in folder.glob("*.beancount")]
     out += [_relative(root, p) for p in (root / MONTHS_DIR).glob("*.beancount")]
     out += [_relative(root, p) for p in (root / OPENINGS_DIR).glob("*.beancount")]
+    out += [_relative(root, p) for p in folder.glob(IMPORT_CONFIG_NAME)]
     return sorted(out)
 
 

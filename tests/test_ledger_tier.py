@@ -81,6 +81,7 @@ def test_ledger_equals_a_fresh_rebuild(books: Path, copy: Path):
     assert set(on_disk) == {
         "ledger/main.beancount", "ledger/months/2026-02.beancount", "ledger/months/2026-03.beancount",
         "ledger/openings/2026-03.beancount", "ledger/period-2026-02.beancount", "ledger/period-2026-03.beancount",
+        "ledger/import_config.py",  # Fava's import page: the project's beangulp importers
     }
     assert ledger_tier.rebuild_files(books) == on_disk
     assert ledger_tier.check(books) == []
@@ -386,3 +387,16 @@ def test_auditor_recipe_sv_granted_by_kind(books: Path, recipe_results, journal_
     assert rows == {k: v for k, v in expected.items() if v != 0}
     assert {"register", "buy_pack", "order"} <= set(rows)
     assert sum(rows.values()) == journal_replay.state.g.balance(A.SV_GRANTED)
+
+
+def test_fava_import_page_loads_the_projects_importers(books: Path):
+    """The ledger Fava opens registers the beangulp importers as its import configuration."""
+    from fava.core import FavaLedger
+
+    ledger = FavaLedger(str(books / "ledger" / "main.beancount"))
+    ledger.ingest.load_file()
+    assert ledger.ingest.errors == ()
+    assert ledger.ingest.loaded_config is not None
+    names = set(ledger.ingest.loaded_config.importers)
+    assert any("PoolStatement" in name or "pool" in name.lower() for name in names), names
+    assert any("Order" in name or "order" in name.lower() for name in names), names
