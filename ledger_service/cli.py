@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import config
+from .cli_common import fail
 from .errors import JournalFault, Refusal
 
 console = Console(stderr=False)
@@ -38,12 +39,7 @@ def main() -> None:
     """Double-entry, hash-chained books of a shared-purchase points platform."""
 
 
-def _fail(exc: Exception) -> None:
-    if isinstance(exc, Refusal):
-        click.echo(f"refused [{exc.rule}] {exc.detail}", err=True)
-    else:
-        click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
+_fail = fail
 
 
 @main.command()
@@ -280,7 +276,6 @@ def fava(books: Path, host: str, port: int, period: str | None) -> None:
 @db_option
 def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: str | None) -> None:
     """The demo platform: demo books if absent, checked; the API and Fava side by side."""
-    import os
     import signal
     import subprocess
     import time

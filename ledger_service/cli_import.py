@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .cli_common import fail
 from .errors import JournalFault, Refusal
 
 err = Console(stderr=True)  # the progress bar
@@ -30,13 +31,7 @@ def open_engine(books: Path, db_url: str | None):
     return Engine(books, db_url)
 
 
-def _fail(exc: Exception) -> None:
-    """As cli.py: one unstyled line on stderr, exit code 2."""
-    if isinstance(exc, Refusal):
-        click.echo(f"refused [{exc.rule}] {exc.detail}", err=True)
-    else:
-        click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
+_fail = fail
 
 
 def _payers(values: tuple[str, ...]) -> dict[str, str]:

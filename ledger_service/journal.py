@@ -80,17 +80,9 @@ class Books:
         except FileNotFoundError:
             return 0
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self):
         """The one writer at a time, across processes (gunicorn workers, CLI)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return file_lock(self.root / LOCK)
 
     def append(self, chunks: list[tuple[str, bytes]]) -> None:
         """Append byte chunks to their files, in order, and make them durable."""
@@ -132,6 +124,19 @@ class Books:
             os.fsync(handle.fileno())
         os.replace(tmp, self.main)
         _fsync_dir(self.root)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on `path`, created if missing, held for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

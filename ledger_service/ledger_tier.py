@@ -28,22 +28,21 @@ period's income statement and the same balance sheet as the full ledger at its e
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import accounts
-from .amounts import COMMODITIES, EXACT_CONTEXT, ZERO, fmt
+from .amounts import COMMODITIES, EXACT_CONTEXT, ZERO
 from .audit.replay import Fault
 from .entries import Entry, Posting, Price, Transaction, from_beancount, render
-from .journal import Books
+from .journal import Books, file_lock
 
 LEDGER_DIR = "ledger"
 LEDGER_MAIN = f"{LEDGER_DIR}/main.beancount"
@@ -457,17 +456,9 @@ def _existing_blocks(root: Path) -> dict[date, DayBlock]:
     return out
 
 
-@contextmanager
-def _ledger_lock(root: Path) -> Iterator[None]:
-    folder = root / LEDGER_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+def _ledger_lock(root: Path):
+    """The ledger tier's own writer lock (BOOKS/ledger/.lock)."""
+    return file_lock(root / LEDGER_DIR / LOCK)
 
 
 def update(books_root: Path | str, *, rebuild: bool = False, writer_locked: bool = False) -> list[str]:

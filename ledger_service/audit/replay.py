@@ -20,7 +20,7 @@ Faults are located by file, line and event id. Memory holds the position
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +31,6 @@ from ..config import ConfigError, Params
 from ..entries import (GENESIS_PREV, Entry, Price, Transaction, canonical, entry_hash, from_beancount,
                        location)
 from ..errors import Refusal
-from ..rules.events import Release
 from ..state import Globals, MemoryState, Overlay, supply_of
 
 

@@ -8,10 +8,8 @@ journal: chain head, every entry's hash, control balances, every holder.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +17,7 @@ from beancount.parser import parser
 
 from .. import accounts as A
 from .. import rules
-from ..amounts import CNY, SP, SV, ZERO, fmt, quantize
+from ..amounts import CNY, SP, ZERO, fmt, quantize
 from ..entries import from_beancount
 from ..journal import Books, main_text
 from ..ledger_tier import LedgerRebuild

@@ -18,7 +18,6 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
 
