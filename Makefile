@@ -25,8 +25,10 @@ demo: setup
 verify: setup
 	$(VENV)/bin/ledger-service verify --books $(BOOKS)
 
+# The benchmarks at a size that fits in about 10 minutes on 2 cores (full sizes: BENCHMARKS.md).
 bench: setup
-	$(PY) benchmarks/close_day.py --sizes 1000,10000,100000,1000000
+	$(PY) benchmarks/close_day.py --sizes 1000,10000,100000 --days 3
+	$(PY) benchmarks/api_orders.py --workers 2 --clients 8,64 --orders 100
 
 clean-books:
 	rm -rf $(BOOKS)
