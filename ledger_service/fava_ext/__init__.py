@@ -55,6 +55,11 @@ def link(**params) -> str:
     return "?" + urlencode(args)
 
 
+
+# A page waits this long for its background work before answering "building…": small books
+# answer with their data, and no page takes more than 2 s to answer.
+FIRST_ANSWER_WAIT_S = 1.5
+
 class _Books:
     """What every page knows: the books folder behind the ledger Fava has loaded."""
 
@@ -140,7 +145,7 @@ class HolderPage(_Books, FavaExtensionBase):
         if not self.has_journal:
             return out
         index = jobs.journal_index(self.books_root)
-        index.ensure(wait=2.0 if holder_id else 0.0)
+        index.ensure(wait=FIRST_ANSWER_WAIT_S if holder_id else 0.0)
         out.update(building=index.building, progress=index.progress, error=index.error,
                    ready=index.snapshot is not None)
         if index.snapshot is not None:
@@ -189,7 +194,7 @@ class AuditPage(_Books, FavaExtensionBase):
             return out
         out["head"] = journal_head(self.books_root)
         job = jobs.verify_job(self.books_root)
-        job.ensure(wait=2.0)
+        job.ensure(wait=FIRST_ANSWER_WAIT_S)
         out.update(verify=job.result, verify_running=job.running, verify_progress=job.progress,
                    verify_error=job.error, verify_stale=bool(job.result and out["head"].get("hash") != job.result.head))
         day = _date_arg("day")
