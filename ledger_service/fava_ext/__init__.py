@@ -55,7 +55,6 @@ def link(**params) -> str:
     return "?" + urlencode(args)
 
 
-
 # A page waits this long for its background work before answering "building…": small books
 # answer with their data, and no page takes more than 2 s to answer.
 FIRST_ANSWER_WAIT_S = 1.5
