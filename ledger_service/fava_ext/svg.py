@@ -93,7 +93,7 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
     units = {}
     colors = {}
     for axis in ("left", "right"):
-        values = [float(v) for s in series if s.get("axis", "left") == axis for _, v in s["points"]]
+        values = [float(v) for s in series if s.get("axis", "left") == axis for _, v in s["points"]]  # float ok: chart pixels
         if values or axis == "left":
             tops[axis] = _nice_max(max(values + [0.0]) * 1.05)
             found = [s for s in series if s.get("axis", "left") == axis]
@@ -106,7 +106,7 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
                colors.get("left", "#333"), colors.get("right", "#333"))
     for i, s in enumerate(series):
         top = tops[s.get("axis", "left")]
-        pts = [(frame.x(d), frame.y(float(v), top, frame), d, v) for d, v in s["points"]]
+        pts = [(frame.x(d), frame.y(float(v), top, frame), d, v) for d, v in s["points"]]  # float ok: chart pixels
         coords = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in pts)
         out.append(f'<polyline class="ls-series" data-series="{escape(s["label"])}" data-count="{len(pts)}" '
                    f'fill="none" stroke="{s["color"]}" stroke-width="2" points="{coords}"/>')
@@ -122,7 +122,7 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
 def bar_chart(title: str, days: Sequence[date], series: Sequence[dict], *, chart_id: str, unit: str) -> Markup:
     """Grouped bars per day; series: dicts with label, color, values (one Decimal per day)."""
     frame = _Frame(days, title)
-    values = [float(v) for s in series for v in s["values"]]
+    values = [float(v) for s in series for v in s["values"]]  # float ok: chart pixels
     top = _nice_max(max(values + [0.0]) * 1.05)
     out = [f'<svg id="{chart_id}" class="ls-chart" data-points="{len(days)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
            f'width="100%" style="max-width:{WIDTH}px" role="img" aria-label="{escape(title)}" '
