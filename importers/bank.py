@@ -48,7 +48,7 @@ import beangulp
 from beancount.core import amount as bc_amount
 from beancount.core import data
 
-from .common import HEADER_SEARCH_LINES, FormatError, head_lines, parse_cny, parse_day, parse_time, read_text, rows_of, split_row
+from .common import HEADER_SEARCH_LINES, FormatError, NamedImporter, head_lines, parse_cny, parse_day, parse_time, read_text, rows_of, split_row
 
 POOL_ACCOUNT = "Assets:Pool:Backing"
 PAYOUT_RESERVE_ACCOUNT = "Assets:Pool:PayoutReserve"
@@ -299,7 +299,7 @@ def held_serials(existing: data.Entries | None) -> set[str]:
     return held
 
 
-class PoolStatementImporter(beangulp.Importer):
+class PoolStatementImporter(NamedImporter, beangulp.Importer):
     """beangulp importer of the pool's bank statement (see the module docstring).
 
     extract() gives one transaction per statement line whose serial the books do not
@@ -324,10 +324,6 @@ class PoolStatementImporter(beangulp.Importer):
         self._name = name
         self._filename = filename
 
-    @property
-    def name(self) -> str:
-        return self._name or f"{self.__class__.__module__}.{self.__class__.__name__}"
-
     def identify(self, filepath: str) -> bool:
         return looks_like_statement(filepath, self.columns)
 
@@ -341,9 +337,6 @@ class PoolStatementImporter(beangulp.Importer):
             return parse_statement(filepath, self.columns).last_day
         except FormatError:
             return None
-
-    def filename(self, filepath: str) -> str | None:
-        return self._filename
 
     def extract(self, filepath: str, existing: data.Entries) -> data.Entries:
         statement = parse_statement(filepath, self.columns)

@@ -171,3 +171,19 @@ def parse_cny(text: str, *, path, line: int, column: str, signed: bool = False,
     if abs(number) > MAX_CNY:
         raise FormatError(path, line, column, f"{text!r} exceeds the limit of {MAX_CNY}")
     return number.quantize(Decimal("0.01"))
+
+
+class NamedImporter:
+    """What both importers share: a name (configurable, else module.Class) and an archive file name.
+
+    Mixed into `beangulp.Importer` subclasses, which set `_name` and `_filename`."""
+
+    _name: str | None = None
+    _filename: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name or f"{self.__class__.__module__}.{self.__class__.__name__}"
+
+    def filename(self, filepath: str) -> str | None:
+        return self._filename

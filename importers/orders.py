@@ -34,7 +34,7 @@ from beancount.core import amount as bc_amount
 from beancount.core import data
 from beancount.parser.grammar import ValueType
 
-from .common import FormatError, head_lines, parse_day, read_text, rows_of, split_row
+from .common import FormatError, NamedImporter, head_lines, parse_day, read_text, rows_of, split_row
 
 COLUMNS = ("order_id", "date", "buyer", "merchant", "amount_cny", "ship_region")
 REQUIRED = ("order_id", "buyer", "merchant", "amount_cny")
@@ -117,7 +117,7 @@ def row_event(row: OrderRow):
     return parse("order", fields)
 
 
-class OrderExportImporter(beangulp.Importer):
+class OrderExportImporter(NamedImporter, beangulp.Importer):
     """beangulp importer of the order export (see the module docstring).
 
     extract() previews each order the books do not hold yet (no entry with its
@@ -131,10 +131,6 @@ class OrderExportImporter(beangulp.Importer):
         self._account = account
         self._name = name
         self._filename = filename
-
-    @property
-    def name(self) -> str:
-        return self._name or f"{self.__class__.__module__}.{self.__class__.__name__}"
 
     def identify(self, filepath: str) -> bool:
         return looks_like_orders(filepath)
@@ -156,9 +152,6 @@ class OrderExportImporter(beangulp.Importer):
         except FormatError:
             return None
         return max(days) if days else None
-
-    def filename(self, filepath: str) -> str | None:
-        return self._filename
 
     def extract(self, filepath: str, existing: data.Entries) -> data.Entries:
         from ledger_service.errors import Refusal

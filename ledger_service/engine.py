@@ -258,8 +258,8 @@ class Engine:
             previous_last = last
         return rows
 
-    def _plan(self, session, events, g: Globals | None = None) -> tuple[Overlay, list[Booked]]:
-        g = g or load_globals(session)
+    def _plan(self, session, events) -> tuple[Overlay, list[Booked]]:
+        g = load_globals(session)
         overlay = Overlay(DbReader(session, g))
         booked: list[Booked] = []
         for event, day in events:

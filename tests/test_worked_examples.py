@@ -12,52 +12,19 @@ from decimal import Decimal
 import pytest
 
 from ledger_service import accounts as A
-from ledger_service import config
 from ledger_service.errors import Conflict
 from ledger_service.rules.events import (BuyPack, Deposit, OpenStore, Order, PayoutRequest, Redeem,
                                          Register)
-from ledger_service.store.db import load_globals
 
+from booking_helpers import control, custom, journal_bytes, one
 from conftest import START
 
 D = Decimal
 
 
-def custom(params, **changes):
-    """`params` with `changes`, validated and normalised exactly as a rules file is on load."""
-    meta = params.to_meta()
-    meta.update({key: str(value) for key, value in changes.items()})
-    return config.Params.from_meta(meta)
 DAY2 = START + timedelta(days=1)
 DAY3 = START + timedelta(days=2)
 DAY4 = START + timedelta(days=3)
-
-
-def postings(booked, **where):
-    """The postings of a booked entry whose metadata (or account) match `where`."""
-    out = []
-    for p in booked.entry.postings:
-        if "account" in where and p.account != where["account"]:
-            continue
-        if all(p.get(k) == v for k, v in where.items() if k != "account"):
-            out.append(p)
-    return out
-
-
-def one(booked, **where):
-    found = postings(booked, **where)
-    assert len(found) == 1, (where, found)
-    return found[0]
-
-
-def control(engine) -> dict:
-    with engine.Session() as session:
-        return dict(load_globals(session).balances)
-
-
-def journal_bytes(engine) -> dict:
-    root = engine.books.root / "journal"
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def store_with_deposit(engine, day=START, channel="offline", rebate="0.10", deposit="500.00"):

@@ -136,7 +136,7 @@ def bar_chart(title: str, days: Sequence[date], series: Sequence[dict], *, chart
     for i, s in enumerate(series):
         out.append(f'<g class="ls-series" data-series="{escape(s["label"])}" data-count="{len(s["values"])}">')
         for k, (day, v) in enumerate(zip(days, s["values"])):
-            fv = max(0.0, float(v))
+            fv = max(0.0, float(v))  # float ok: chart pixels
             x = frame.x0 + k * slot + slot * 0.1 + i * width
             y = frame.y(fv, top, frame)
             out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{frame.y0 - y:.1f}" '
