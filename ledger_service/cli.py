@@ -120,14 +120,20 @@ def _print_supply(report: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
     """Re-derive everything from the journal alone; exit 1 on any fault, each located."""
+    import time
+
+    from .audit import record
     from .audit.verify import verify as run_verify
     from .journal import Books
 
     files = len(Books(books).journal_files())
+    fingerprint, started = record.fingerprint(books), time.monotonic()
     with Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=as_json) as bar:
         task = bar.add_task("files", total=files)
         report = run_verify(books, db_url, use_db=not no_db, progress=lambda _p: bar.advance(task))
+    if files:  # the Audit page shows this record until the books change (ledger/verified.json)
+        record.write(books, record.result_of(report, fingerprint, time.monotonic() - started, "ledger-service verify"))
     if as_json:
         console.print_json(json.dumps(report.to_json()))
         sys.exit(0 if report.ok else 1)
@@ -153,23 +159,82 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
 @click.option("--orders-per-day", type=int, default=None, help="Default: members ÷ 2.")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--profile", default="seed-a", show_default=True)
+@click.option("--batch", default=10_000, show_default=True, type=click.IntRange(1, 10_000),
+              help="Events per commit (1: each event its own commit).")
+@click.option("--stats", "stats_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the figures printed at the end to this JSON file.")
 @db_option
 def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: int | None, seed: int,
-         profile: str, db_url: str | None) -> None:
+         profile: str, batch: int, stats_path: Path | None, db_url: str | None) -> None:
     """Simulate a platform through the engine (initialises the books if needed)."""
+    import resource
+    import time
+
     from . import demo as demo_module
 
-    with Progress(TextColumn("simulating day {task.fields[day]}"), BarColumn(), MofNCompleteColumn(),
+    started = time.perf_counter()
+    with Progress(TextColumn("day {task.fields[day]} {task.fields[phase]:<8}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[events]:>12,} events  {task.fields[rate]:>6,.0f}/s"),
                   TimeElapsedColumn(), console=err) as bar:
-        task = bar.add_task("days", total=days, day="")
-        engine, stats = demo_module.run(
-            books, config.load(profile), members, merchants, days, seed, orders_per_day,
-            progress=lambda d: bar.update(task, advance=1, day=d.isoformat()), db_url=db_url,
-        )
+        task = bar.add_task("days", total=days, day="", phase="init", events=0, rate=0.0)
+
+        def progress(day, phase: str, stats) -> None:
+            rate = stats.events / max(1e-9, time.perf_counter() - started)
+            bar.update(task, completed=stats.days, day=day.isoformat(), phase=phase, events=stats.events, rate=rate)
+
+        try:
+            engine, stats = demo_module.run(books, config.load(profile), members, merchants, days, seed, orders_per_day,
+                                            progress=progress, db_url=db_url, batch=batch)
+        except (Refusal, JournalFault, config.ConfigError, FileNotFoundError) as exc:
+            _fail(exc)
+    seconds = time.perf_counter() - started
     console.print(f"booked: {dict(sorted(stats.booked.items()))}")
     console.print(f"refused by the rules (nothing booked): {dict(sorted(stats.refused.items()))}")
     _print_supply(engine.supply())
+    engine.dispose()
+    figures = _demo_figures(books, stats, seconds, batch, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    _print_demo_figures(figures)
+    if stats_path is not None:
+        stats_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     console.print(f"check it: bean-check {books}/main.beancount && ledger-service verify --books {books}")
+
+
+def _demo_figures(books: Path, stats, seconds: float, batch: int, peak_rss_mib: float) -> dict:
+    from .demo import PHASES
+
+    def size(paths) -> int:
+        return sum(p.stat().st_size for p in paths if p.is_file())
+
+    journal = list((Path(books) / "journal").rglob("*.beancount"))
+    return {
+        "events": stats.events, "days": stats.days, "seconds": round(seconds, 1),
+        "events_per_s": round(stats.events / max(seconds, 1e-9), 1), "batch": batch, "commits": stats.commits,
+        "split_batches": stats.split, "tried_alone": stats.tried_alone,
+        "phases": {name: {"seconds": round(stats.seconds[name], 1), "events": stats.phase_events[name]}
+                   for name in PHASES if name in stats.seconds},
+        "booked": dict(sorted(stats.booked.items())), "refused": dict(sorted(stats.refused.items())),
+        "peak_rss_mib": round(peak_rss_mib, 1), "journal_files": len(journal), "journal_bytes": size(journal),
+        "ledger_bytes": size((Path(books) / "ledger").rglob("*.beancount")),
+        "sqlite_bytes": size(Path(books).glob("ledger.sqlite*")),
+    }
+
+
+def _print_demo_figures(figures: dict) -> None:
+    table = Table(title=f"{figures['events']:,} events in {figures['seconds']:,.1f} s: "
+                        f"{figures['events_per_s']:,.0f} events/s")
+    for column in ("phase", "seconds", "events", "events/s"):
+        table.add_column(column, justify="left" if column == "phase" else "right")
+    for name, phase in figures["phases"].items():
+        rate = phase["events"] / phase["seconds"] if phase["seconds"] else 0
+        table.add_row(name, f"{phase['seconds']:,.1f}", f"{phase['events']:,}", f"{rate:,.0f}" if phase["events"] else "")
+    console.print(table)
+    mib = 1024 * 1024
+    console.print(f"commits {figures['commits']:,} (batches of up to {figures['batch']:,} events; "
+                  f"{figures['split_batches']:,} split to isolate a refusal; {figures['tried_alone']:,} events "
+                  f"expected to be refused tried alone)")
+    console.print(f"peak RSS {figures['peak_rss_mib']:,.0f} MiB; journal {figures['journal_bytes'] / mib:,.1f} MiB "
+                  f"in {figures['journal_files']} files; ledger tier {figures['ledger_bytes'] / mib:,.2f} MiB; "
+                  f"SQLite {figures['sqlite_bytes'] / mib:,.1f} MiB")
 
 
 @main.command()

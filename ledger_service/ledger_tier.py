@@ -38,7 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from . import accounts
+from . import accounts, holder_index
 from .amounts import COMMODITIES, EXACT_CONTEXT, ZERO
 from .audit.replay import Fault
 from .entries import Entry, Posting, Price, Transaction, from_beancount, render
@@ -478,35 +478,62 @@ def update(books_root: Path | str, *, rebuild: bool = False, writer_locked: bool
     with _ledger_lock(root):
         existing = {} if rebuild else _existing_blocks(root)
         done = {day for day, b in existing.items() if b.closed}
-        with (_nolock() if writer_locked else books.lock()):
-            files = books.journal_files()
-            todo: list[tuple[Path, str, date, bool]] = []
-            for path in files:
-                rel = _relative(root, path)
-                day = _day_of(rel)
-                if day is None or day in done:
+        index = holder_index.Writer(root, rebuild=rebuild)
+        index_error: holder_index.HolderIndexError | None = None
+        try:
+            with (_nolock() if writer_locked else books.lock()):
+                files = books.journal_files()
+                todo: list[tuple[Path, str, date, bool]] = []
+                for path in files:
+                    rel = _relative(root, path)
+                    day = _day_of(rel)
+                    if day is None or (day in done and not index.wants(day)):
+                        continue
+                    meta = last_entry(path) or {}
+                    todo.append((path, rel, day, meta.get("kind") == "release"))
+            if not files:
+                return []
+            blocks = dict(existing)
+            for path, rel, day, closed in todo:
+                if day in done:  # summarised already; only the holder index lacks it
+                    if closed and index_error is None:
+                        index_error = _fold(index, rel, day, _parse_directives(path))
                     continue
-                meta = last_entry(path) or {}
-                todo.append((path, rel, day, meta.get("kind") == "release"))
-        if not files:
-            return []
-        blocks = dict(existing)
-        for path, rel, day, closed in todo:
-            agg = DayAggregator(rel, day)
-            if closed:
-                for directive in _parse_directives(path):
-                    agg.feed(directive)
-            else:
-                for entry in _leading_entries(path):
-                    agg.feed_entry(entry)
-                agg.last_kind = None  # the head alone says nothing of the day's end
-            blocks[day] = day_block(agg)
-        # the open days the journal no longer has (a rebuild after repair) are dropped
-        present = {_day_of(_relative(root, p)) for p in files}
-        blocks = {d: b for d, b in blocks.items() if d in present}
-        genesis = _genesis_of(root, files[0])
-        wanted = build_files(genesis, list(blocks.values()))
-        return _write_all(root, wanted)
+                agg = DayAggregator(rel, day)
+                if closed:
+                    directives = _parse_directives(path)
+                    for directive in directives:
+                        agg.feed(directive)
+                    if index_error is None and index.wants(day):
+                        index_error = _fold(index, rel, day, directives)
+                else:
+                    for entry in _leading_entries(path):
+                        agg.feed_entry(entry)
+                    agg.last_kind = None  # the head alone says nothing of the day's end
+                blocks[day] = day_block(agg)
+            # the open days the journal no longer has (a rebuild after repair) are dropped
+            present = {_day_of(_relative(root, p)) for p in files}
+            blocks = {d: b for d, b in blocks.items() if d in present}
+            genesis = _genesis_of(root, files[0])
+            wanted = build_files(genesis, list(blocks.values()))
+            written = _write_all(root, wanted)
+            if index_error is None and index.days:
+                index.commit()
+                written.append(_relative(root, holder_index.index_path(root)))
+        finally:
+            index.close()
+        if index_error is not None:
+            raise index_error
+        return written
+
+
+def _fold(index: "holder_index.Writer", rel: str, day: date, directives: list) -> "holder_index.HolderIndexError | None":
+    """Fold one closed day into the holder index; the error, if the journal does not allow it."""
+    try:
+        index.feed_day(rel, day, directives)
+    except holder_index.HolderIndexError as exc:
+        return exc
+    return None
 
 
 @contextmanager
@@ -780,7 +807,10 @@ def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000,
     before anything is started; `announce(path)` is called with the file Fava will open.
     """
     root = Path(books_root)
-    update(root)
+    try:
+        update(root)
+    except holder_index.HolderIndexError as exc:  # the summaries are written; Fava still starts
+        print(f"warning: holder index not extended: {exc} (run `ledger-service verify`)", file=sys.stderr)
     target = ledger_file(root, period)
     if announce is not None:
         announce(target)

@@ -20,6 +20,7 @@ from .. import rules
 from ..amounts import CNY, SP, ZERO, fmt, quantize
 from ..entries import from_beancount
 from ..journal import Books, main_text
+from ..holder_index import IndexCheck
 from ..ledger_tier import LedgerRebuild
 from ..state import supply_of
 from ..subledger import balance
@@ -97,6 +98,7 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
     report.files = len(books.journal_files())
     db = _Database(books, db_url, report) if use_db else None
     ledger = LedgerRebuild(books.root)
+    index = IndexCheck(books.root)
     try:
         for path, directive, errors in journal_directives(books, progress):
             for error in errors:
@@ -113,10 +115,13 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
                                            f"entry dated {directive.date} in the journal file of {path.stem}"))
             before = replay.entries
             replay.feed(directive)
-            if db is not None and replay.entries != before:
-                db.check_entry(directive, replay)
+            if replay.entries != before:
+                index.after(directive, replay)
+                if db is not None:
+                    db.check_entry(directive, replay)
         report.faults += replay.faults
         report.faults += ledger.check()
+        report.faults += index.finish()
         report.entries = replay.entries
         state = replay.state
         if state is None:

@@ -6,12 +6,13 @@ Declared in every ledger file by ``custom "fava-extension" "ledger_service.fava_
   the value of the day; charts over time of the value, of circulating supply and the pool,
   and of SP released vs burned per day (inline SVG). From the ledger Fava has loaded.
 - **Holder** (`HolderPage`): a holder's locked and active SV, SP and its CNY value, role,
-  referrer, region, and their events (50 a page), derived from the journal the ledger cites
-  (a replay built in the background at first use, cached by the chain head) — never from
-  the service's database.
-- **Audit** (`AuditPage`): the chain head, whether the books verify (`verify --no-db` and the
-  ledger-tier check, in the background, once per head), the ledger's plugin errors, every
-  journal day with its event count and closing hash, and a drill-down into one day's entries.
+  referrer, region, and their events (50 a page), derived from the journal: the ledger
+  tier's holder index (`holder_index`, the journal folded through the last closed day,
+  checked by `verify`) plus the entries booked since — never the service's database.
+- **Audit** (`AuditPage`): the chain head, whether the books verify (the last recorded
+  `verify`, `audit.record`; re-run in the background when the books changed since), the
+  ledger's plugin errors, every journal day with its event count and closing hash, and a
+  drill-down into one day's entries.
 """
 
 from __future__ import annotations
@@ -143,18 +144,17 @@ class HolderPage(_Books, FavaExtensionBase):
         out: dict = {"holder_id": holder_id, "valid": bool(_HOLDER_ID.match(holder_id)), "has_journal": self.has_journal}
         if not self.has_journal:
             return out
-        index = jobs.journal_index(self.books_root)
-        index.ensure(wait=FIRST_ANSWER_WAIT_S if holder_id else 0.0)
-        out.update(building=index.building, progress=index.progress, error=index.error,
-                   ready=index.snapshot is not None)
-        if index.snapshot is not None:
-            snap = index.snapshot
-            out.update(head=snap.head, holders=len(snap.replay.state.holders) if snap.replay.state else 0,
-                       entries=snap.replay.entries, built_s=snap.built_s, replay_faults=snap.faults)
-        if holder_id and out["valid"] and index.snapshot is not None:
-            out["holder"] = index.holder(holder_id)
+        view = jobs.holder_view(self.books_root)
+        view.ensure(wait=FIRST_ANSWER_WAIT_S)
+        since = view.since
+        out.update(building=view.building, error=view.error, ready=since is not None)
+        if since is not None:
+            out.update(head=since.head, index_seq=since.index_seq, index_day=since.index_day, since_entries=since.entries,
+                       built_s=since.built_s)
+        if holder_id and out["valid"] and since is not None:
+            out["holder"] = view.holder(holder_id)
             if out["holder"] is not None:
-                events, pages = index.events(holder_id, _int_arg("page"), PER_PAGE)
+                events, pages = view.events(holder_id, _int_arg("page"), PER_PAGE)
                 out.update(events=events, page=min(_int_arg("page"), pages), pages=pages)
         return out
 
@@ -195,7 +195,7 @@ class AuditPage(_Books, FavaExtensionBase):
         job = jobs.verify_job(self.books_root)
         job.ensure(wait=FIRST_ANSWER_WAIT_S)
         out.update(verify=job.result, verify_running=job.running, verify_progress=job.progress,
-                   verify_error=job.error, verify_stale=bool(job.result and out["head"].get("hash") != job.result.head))
+                   verify_error=job.error, verify_stale=bool(job.result and not job.current()))
         day = _date_arg("day")
         if day is not None:
             out["drill"] = self._drill(day)

@@ -1,11 +1,12 @@
-"""Work the extension pages do on the journal, in background threads, cached by the chain head.
+"""Work the extension pages do on the books, cached and in background threads.
 
-- `JournalIndex`: a replay of the journal (`audit.replay.Replay` over
-  `audit.verify.journal_directives`) giving every holder's balances, plus an index
-  holder -> [(date, event id, kind, file, line)]. Built at first use; afterwards the
-  entries appended since (the open day's) are fed incrementally; a change anywhere
-  else rebuilds it from scratch while the previous snapshot is still served.
-- `VerifyJob`: `verify(books, use_db=False)` and the ledger-tier check, once per head.
+- `HolderView`: the holder index (`holder_index`, the journal folded through the ledger's
+  last closed day, written as days close) plus the entries booked since, applied on an
+  overlay in a background thread and cached by the chain head. A page reads the index
+  file (milliseconds) and never replays the whole journal.
+- `VerifyJob`: `verify(books, use_db=False)` with the ledger-tier check, run in the
+  background when the books changed since the last recorded verification
+  (`audit.record`); the record is what the page shows first.
 - `day_entries`: one journal day file split into its entries (text and line), cached.
 
 One instance of each per books folder, shared by every Fava ledger and request.
@@ -17,15 +18,12 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..journal import Books
 from ..ledger_tier import journal_head
-
-# Entry metadata naming a holder: the entry is one of that holder's events.
-HOLDER_KEYS = ("member", "buyer", "merchant", "holder", "from", "to", "owner", "referrer")
 
 _registry: dict[tuple[str, str], Any] = {}
 _registry_lock = threading.Lock()
@@ -40,8 +38,8 @@ def _shared(kind: str, root: Path, factory):
         return found
 
 
-def journal_index(root: Path) -> "JournalIndex":
-    return _shared("index", root, JournalIndex)
+def holder_view(root: Path) -> "HolderView":
+    return _shared("holders", root, HolderView)
 
 
 def verify_job(root: Path) -> "VerifyJob":
@@ -52,70 +50,125 @@ def _head_hash(root: Path) -> str:
     return journal_head(root).get("hash", "")
 
 
+# -- holders ------------------------------------------------------------------------------
+
+
 @dataclass
-class _Snapshot:
-    replay: Any
-    index: dict[str, list[tuple[str, str, str, str, int]]]
-    consumed: dict[str, int]  # journal file (relative) -> bytes fed
-    head: str
+class _Since:
+    """What the journal holds past the index: applied on an overlay of it."""
+
+    head: str  # the journal's head this covers
+    index_seq: int
+    index_day: Any
+    entries: int  # entries applied past the index
+    g: Any  # the position at the head
+    holders: dict  # holder id -> Holder, for the holders those entries touched
+    epochs: dict  # epochs closed past the index
+    recent: dict  # holder id -> [(day, event, kind, file, line)] in journal order
     built_s: float
-    faults: int = 0
 
 
-class JournalIndex:
+class HolderView:
+    """The Holder page's data: the holder index, and the entries booked since it."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.lock = threading.RLock()  # held while the snapshot is read or changed
-        self.snapshot: _Snapshot | None = None
+        self.lock = threading.Lock()
+        self.since: _Since | None = None
         self.thread: threading.Thread | None = None
         self.error: str | None = None
-        self.progress = (0, 0)
         self.done = threading.Event()
-
-    # -- requests ------------------------------------------------------------------------
-
-    def ensure(self, wait: float = 0.0) -> None:
-        """Start (re)building if the journal's head moved; wait up to `wait` seconds for it."""
-        head = _head_hash(self.root)
-        snap = self.snapshot
-        if snap is not None and snap.head == head:
-            return
-        started = False
-        with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.done.clear()
-                self.error = None
-                self.thread = threading.Thread(target=self._run, name=f"ledger-index {self.root}", daemon=True)
-                self.thread.start()
-                started = True
-        if wait and started:  # small books answer at once; large ones say "building…"
-            self.done.wait(wait)
 
     @property
     def building(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
+    def ensure(self, wait: float = 0.0) -> None:
+        """Bring the overlay to the journal's head (in the background); wait up to `wait` s."""
+        head = _head_hash(self.root)
+        since = self.since
+        if since is not None and since.head == head:
+            return
+        started = False
+        with self.lock:
+            if not self.building:
+                self.done.clear()
+                self.error = None
+                self.thread = threading.Thread(target=self._run, name=f"holder-view {self.root}", daemon=True)
+                self.thread.start()
+                started = True
+        if wait and started:
+            self.done.wait(wait)
+
+    def _run(self) -> None:
+        try:
+            self.since = self._build()
+        except Exception:  # shown on the page; the previous overlay stays
+            self.error = traceback.format_exc(limit=5)
+        finally:
+            self.done.set()
+
+    def _build(self) -> _Since | None:
+        from beancount.parser import parser
+
+        from ..apply import apply_entry
+        from ..entries import from_beancount
+        from ..holder_index import Reader, event_rows
+        from ..ledger_tier import _relative
+
+        started = time.monotonic()
+        head = _head_hash(self.root)
+        with Reader(self.root) as reader:
+            if not reader.exists:
+                return None
+            from ..state import Overlay
+
+            position = reader.position
+            overlay = Overlay(reader.state())
+            recent: dict[str, list] = {}
+            applied = 0
+            for path in Books(self.root).journal_files():
+                day = _day(path)
+                if day is not None and day <= position.closed_day:
+                    continue
+                rel = _relative(self.root, path)
+                directives, _errors, _options = parser.parse_file(str(path))
+                directives.sort(key=lambda d: d.meta.get("lineno", 0))
+                for directive in directives:
+                    entry = from_beancount(directive)
+                    if entry is None or int(entry.get("seq") or 0) <= overlay.g.seq:
+                        continue
+                    apply_entry(overlay, entry)
+                    applied += 1
+                    for row in event_rows(entry, entry.date, rel, int(directive.meta.get("lineno", 0))):
+                        recent.setdefault(row[0], []).append((row[1].isoformat(), *row[2:]))
+            return _Since(head, position.seq, position.closed_day, applied, overlay.g,
+                          {k: v for k, v in overlay._holders.items() if v is not None}, dict(overlay._epochs),
+                          recent, time.monotonic() - started)
+
     def holder(self, holder_id: str) -> dict | None:
-        """The holder's attributes and balances from the replay (None: unknown holder)."""
+        """The holder's attributes and balances at the head (None: unknown holder, or no index)."""
         from ..amounts import CNY, exact_mul, floor
+        from ..holder_index import Reader
         from ..subledger import balance
 
-        with self.lock:
-            snap = self.snapshot
-            if snap is None or snap.replay.state is None:
+        since = self.since
+        with Reader(self.root) as reader:
+            if not reader.exists or since is None:
                 return None
-            state = snap.replay.state
-            found = state.holders.get(holder_id)
+            state = _Composite(reader.state(), since)
+            found = state.holder(holder_id)
             if found is None:
                 return None
-            held = balance(found, state.g, state)
+            g = since.g
+            held = balance(found, g, state)
             out = {
                 "id": found.id, "kind": found.kind, "active": found.active, "role": found.role,
                 "referrer": found.referrer, "region": found.region, "created": found.created,
                 "sv_locked": held.sv_locked, "sv_active": held.sv_active, "sp": held.sp,
-                "sp_value_cny": floor(exact_mul(held.sp, state.g.value), CNY),
-                "value_cny_per_sp": state.g.value, "open_day": state.g.open_day,
-                "last_purchase": found.last_purchase, "events": len(snap.index.get(holder_id, ())),
+                "sp_value_cny": floor(exact_mul(held.sp, g.value), CNY),
+                "value_cny_per_sp": g.value, "open_day": g.open_day, "last_purchase": found.last_purchase,
+                "events": reader.event_count(holder_id) + len(since.recent.get(holder_id, ())),
             }
             if found.kind == "merchant":
                 out.update({"owner": found.owner, "channel": found.channel, "rebate_rate": found.rebate_rate,
@@ -124,180 +177,103 @@ class JournalIndex:
 
     def events(self, holder_id: str, page: int, per_page: int = 50) -> tuple[list[tuple], int]:
         """One page of the holder's events, newest first, and the number of pages."""
-        with self.lock:
-            snap = self.snapshot
-            items = snap.index.get(holder_id, []) if snap else []
-            pages = max(1, -(-len(items) // per_page))
+        from ..holder_index import Reader
+
+        since = self.since
+        recent = list(reversed(since.recent.get(holder_id, []))) if since else []
+        with Reader(self.root) as reader:
+            if not reader.exists:
+                return [], 1
+            total = len(recent) + reader.event_count(holder_id)
+            pages = max(1, -(-total // per_page))
             page = min(max(1, page), pages)
-            end = len(items) - (page - 1) * per_page
-            chunk = items[max(0, end - per_page):end]
-            return list(reversed(chunk)), pages
-
-    # -- building ------------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            if not self._incremental():
-                self._full()
-        except Exception:  # shown on the page; the previous snapshot stays
-            self.error = traceback.format_exc(limit=5)
-        finally:
-            self.done.set()
-
-    def _full(self) -> None:
-        from ..audit.replay import Replay
-        from ..audit.verify import journal_directives
-
-        started = time.monotonic()
-        books = Books(self.root)
-        files = books.journal_files()
-        self.progress = (0, len(files))
-        replay = Replay()
-        index: dict[str, list] = {}
-        consumed: dict[str, int] = {}
-        sizes = {p: p.stat().st_size for p in files}
-        done = 0
-
-        def advance(path: Path) -> None:
-            nonlocal done
-            done += 1
-            self.progress = (done, len(files))
-
-        for path, directive, _errors in journal_directives(books, progress=advance):
-            if directive is None:
-                consumed[self._rel(path)] = sizes.get(path, 0)
-                continue
-            replay.feed(directive)
-            _index(index, directive, self._rel(path))
-        snap = _Snapshot(replay, index, consumed, replay.prev, time.monotonic() - started, len(replay.faults))
-        with self.lock:
-            self.snapshot = snap
-
-    def _incremental(self) -> bool:
-        """Feed only what was appended since the snapshot (False: a full rebuild is needed)."""
-        from beancount.parser import parser
-
-        snap = self.snapshot
-        if snap is None or not snap.consumed:
-            return False
-        books = Books(self.root)
-        files = books.journal_files()
-        rels = [self._rel(p) for p in files]
-        known = list(snap.consumed)
-        if rels[:len(known)] != known:
-            return False
-        changed = []
-        for path, rel in zip(files, rels):
-            size = path.stat().st_size
-            before = snap.consumed.get(rel)
-            if before is None:
-                changed.append((path, rel, size))
-            elif size != before:
-                if rel != known[-1] or size < before:
-                    return False
-                changed.append((path, rel, size))
-        started = time.monotonic()
-        with self.lock:
-            replay = snap.replay
-            for path, rel, size in changed:
-                directives, errors, _options = parser.parse_file(str(path))
-                directives.sort(key=lambda d: d.meta.get("lineno", 0))
-                for directive in directives:
-                    try:
-                        seq = int(directive.meta.get("seq", 0))
-                    except (TypeError, ValueError):
-                        return False
-                    if seq <= replay.seq:
-                        continue
-                    replay.feed(directive)
-                    _index(snap.index, directive, rel)
-                snap.consumed[rel] = size
-            snap.head = replay.prev
-            snap.faults = len(replay.faults)
-            snap.built_s = time.monotonic() - started
-        return True
-
-    def _rel(self, path: Path) -> str:
-        try:
-            return Path(path).relative_to(self.root).as_posix()
-        except ValueError:
-            return Path(path).resolve().relative_to(self.root.resolve()).as_posix()
+            start = (page - 1) * per_page
+            out = recent[start:start + per_page]
+            if len(out) < per_page:
+                out += reader.events(holder_id, max(0, start - len(recent)), per_page - len(out))
+            return out, pages
 
 
-def _index(index: dict[str, list], directive: Any, rel: str) -> None:
-    meta = directive.meta
-    event = meta.get("event")
-    if event is None:  # prices
-        return
-    kind = str(meta.get("kind", ""))
-    holders: list[str] = []
-    for key in HOLDER_KEYS:
-        value = meta.get(key)
-        if isinstance(value, str) and value not in holders:
-            holders.append(value)
-    for posting in getattr(directive, "postings", ()) or ():
-        value = (posting.meta or {}).get("holder")
-        if isinstance(value, str) and value not in holders:
-            holders.append(value)
-    item = (directive.date.isoformat(), str(event), kind, rel, int(meta.get("lineno", 0)))
-    for holder in holders:
-        index.setdefault(holder, []).append(item)
+class _Composite:
+    """The index's position with the overlay's holders and epochs on top (read-only)."""
+
+    def __init__(self, index_state, since: _Since) -> None:
+        self.index_state = index_state
+        self.since = since
+        self.g = since.g
+
+    def holder(self, holder_id: str):
+        found = self.since.holders.get(holder_id)
+        return found if found is not None else self.index_state.holder(holder_id)
+
+    def epoch(self, number: int):
+        found = self.since.epochs.get(number)
+        return found if found is not None else self.index_state.epoch(number)
+
+
+def _day(path: Path):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(Path(path).stem)
+    except ValueError:
+        return None
 
 
 # -- verify -------------------------------------------------------------------------------
 
 
-@dataclass
-class VerifyResult:
-    head: str
-    ok: bool
-    faults: list[str]
-    ledger_faults: list[str]
-    entries: int
-    files: int
-    head_seq: int
-    seconds: float
-    supply: dict = field(default_factory=dict)
-    residue: dict = field(default_factory=dict)
-
-
 class VerifyJob:
-    MAX_SHOWN = 200
-
     def __init__(self, root: Path) -> None:
+        from ..audit import record
+
         self.root = Path(root)
         self.lock = threading.Lock()
-        self.result: VerifyResult | None = None
+        self.result: record.VerifyResult | None = None
+        found = record.read(self.root)
+        if found is not None:
+            self.result = record.VerifyResult.from_record(found)
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self.progress = (0, 0)
-        self.running_head = ""
         self.done = threading.Event()
 
     @property
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
+    def current(self) -> bool:
+        """Whether the result covers the books as they are now (same fingerprint)."""
+        from ..audit.record import fingerprint
+
+        return self.result is not None and self.result.fingerprint == fingerprint(self.root)
+
     def ensure(self, wait: float = 0.0) -> None:
-        head = _head_hash(self.root)
-        if self.result is not None and self.result.head == head:
+        """Verify in the background unless the last result covers the books as they are."""
+        from ..audit import record
+
+        fp = record.fingerprint(self.root)
+        if self.result is not None and self.result.fingerprint == fp:
+            return
+        found = record.read(self.root)  # `ledger-service verify` may have run since
+        if found is not None and found.get("fingerprint") == fp:
+            self.result = record.VerifyResult.from_record(found)
             return
         started = False
         with self.lock:
             if not self.running:
                 self.done.clear()
                 self.error = None
-                self.running_head = head
-                self.thread = threading.Thread(target=self._run, args=(head,), name=f"ledger-verify {self.root}",
+                self.thread = threading.Thread(target=self._run, args=(fp,), name=f"ledger-verify {self.root}",
                                                daemon=True)
                 self.thread.start()
                 started = True
         if wait and started:
             self.done.wait(wait)
 
-    def _run(self, head: str) -> None:
+    def _run(self, fp: str) -> None:
+        from ..audit import record
         from ..audit import verify as verify_module
-        from ..ledger_tier import check
 
         try:
             started = time.monotonic()
@@ -311,16 +287,8 @@ class VerifyJob:
 
             self.progress = (0, total)
             report = verify_module.verify(self.root, use_db=False, progress=advance)
-            ledger = [f for f in report.faults if f.rule.startswith("ledger.")]
-            journal = [f for f in report.faults if not f.rule.startswith("ledger.")]
-            if not hasattr(verify_module, "LedgerRebuild"):  # verify does not check the ledger tier itself
-                ledger = check(self.root)
-            self.result = VerifyResult(
-                head=report.head_hash or head, ok=not journal and not ledger,
-                faults=[str(f) for f in journal[:self.MAX_SHOWN]], ledger_faults=[str(f) for f in ledger[:self.MAX_SHOWN]],
-                entries=report.entries, files=report.files, head_seq=report.head_seq,
-                seconds=time.monotonic() - started, supply=report.supply, residue=report.residue,
-            )
+            self.result = record.result_of(report, fp, time.monotonic() - started, "Fava's Audit page")
+            record.write(self.root, self.result)
         except Exception:
             self.error = traceback.format_exc(limit=5)
         finally:

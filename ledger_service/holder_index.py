@@ -1,0 +1,583 @@
+"""The holder index: every holder's position at the ledger's last closed day (ledger tier).
+
+Fava's Holder page must answer in milliseconds on books of millions of events, and it may
+not read the service's database. So the ledger tier keeps, beside the summary ledger, a
+small SQLite file derived from the journal alone:
+
+    BOOKS/ledger/holders.sqlite
+      position   one row: the seq, hash and day of the last closed day's release, and the
+                 platform position after it (value, indices, control-account balances)
+      holders    every holder's subledger row (the `state.Holder` fields)
+      epochs     the closed epochs of the SV index (a holder's balance needs them)
+      payouts    every payout and its status
+      events     holder -> (day, event id, kind, journal file, line), in journal order
+
+It is extended as days close (`ledger_tier.update` feeds it each closed day's entries) by
+folding them with `apply.apply_entry` — the same function the engine and `verify` use, so a
+holder's figures here are the ones an auditor's replay gives. `verify` checks it: when its
+replay reaches the index's seq it compares the position, every holder and a digest of the
+event rows (`IndexCheck`). The index keeps no reversal records (they grow with events and
+the page does not need them); `apply` marks reversals on a throwaway record.
+
+Limits: one writer at a time (the ledger tier's lock); readers see whole days only (one
+SQLite transaction per update).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import fields
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy import (Boolean, Column, Date, Engine, Index, Integer, MetaData, String, Table, Text, bindparam,
+                        create_engine, event, func, insert, select, update)
+
+from .apply import apply_entry
+from .entries import Entry, Transaction, from_beancount
+from .state import EventRecord, Epoch, Globals, Holder, Payout
+from .store.models import DecimalText
+
+INDEX_NAME = "holders.sqlite"
+# Entry metadata naming a holder: the entry is one of that holder's events.
+HOLDER_KEYS = ("member", "buyer", "merchant", "holder", "from", "to", "owner", "referrer")
+# Rows written per statement (a limit on one executemany's memory).
+WRITE_BATCH = 10_000
+
+_meta = MetaData()
+POSITION = Table(
+    "position", _meta,
+    Column("id", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("closed_day", Date, nullable=False),
+    Column("journal", String(128), nullable=False),
+    Column("genesis_day", Date, nullable=False),
+    Column("open_day", Date, nullable=False),
+    Column("value", DecimalText, nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("sv_index", DecimalText, nullable=False),
+    Column("sp_index", DecimalText, nullable=False),
+    Column("total_shares", DecimalText, nullable=False),
+    Column("balances_json", Text, nullable=False),
+)
+_HOLDER_TYPES = {"created": Date, "last_purchase": Date, "active": Boolean, "epoch": Integer}
+_DECIMALS = {"sv_locked", "shares", "sp_ckpt", "sp_exact", "rebate_rate", "deposits_cny"}
+HOLDER_FIELDS = [f.name for f in fields(Holder)]
+HOLDERS = Table(
+    "holders", _meta,
+    *(Column(name, String(64), primary_key=True) if name == "id" else
+      Column(name, DecimalText if name in _DECIMALS else _HOLDER_TYPES.get(name, String(64)))
+      for name in HOLDER_FIELDS),
+)
+EPOCHS = Table(
+    "epochs", _meta,
+    Column("number", Integer, primary_key=True),
+    Column("sp_index_end", DecimalText, nullable=False),
+    Column("factor", DecimalText, nullable=False),
+)
+PAYOUT_FIELDS = [f.name for f in fields(Payout)]
+PAYOUTS = Table(
+    "payouts", _meta,
+    Column("id", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("sp", DecimalText, nullable=False),
+    Column("cny", DecimalText, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("requested", Date, nullable=False),
+    Column("bank_reference", String(200)),
+)
+EVENTS = Table(
+    "events", _meta,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("holder", String(64), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("file", String(128), nullable=False),
+    Column("line", Integer, nullable=False),
+    Index("events_by_holder", "holder", "id"),
+)
+
+
+class HolderIndexError(Exception):
+    """The journal cannot be folded into the index (a gap, or an entry apply refuses)."""
+
+
+def index_path(books_root: Path | str) -> Path:
+    from .ledger_tier import LEDGER_DIR
+
+    return Path(books_root) / LEDGER_DIR / INDEX_NAME
+
+
+def open_engine(path: Path, create: bool = False) -> Engine | None:
+    """A SQLAlchemy engine on the index file (None: no index and `create` is false)."""
+    if not create and not path.is_file():
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # readers never block the writer; derived data
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    if create:
+        _meta.create_all(engine)
+    return engine
+
+
+# -- which holders an entry concerns -------------------------------------------------------
+
+
+def holders_of(entry: Entry) -> list[str]:
+    """The holders an entry names (metadata, then posting `holder`s), each once, in order."""
+    out: list[str] = []
+    meta = dict(entry.meta)
+    for key in HOLDER_KEYS:
+        value = meta.get(key)
+        if isinstance(value, str) and value not in out:
+            out.append(value)
+    for posting in getattr(entry, "postings", ()):
+        holder = posting.holder
+        if holder is not None and holder not in out:
+            out.append(holder)
+    return out
+
+
+def event_rows(entry: Entry, day: date, journal: str, line: int) -> list[tuple]:
+    """The index rows of one entry: (holder, day, event, kind, file, line) per holder it names.
+
+    Prices and releases name no holder (a release reaches holders through the indices)."""
+    event_id = entry.get("event")
+    if not isinstance(entry, Transaction) or event_id is None:
+        return []
+    kind = entry.kind or ""
+    return [(holder, day, event_id, kind, journal, line) for holder in holders_of(entry)]
+
+
+def row_digest_line(row: tuple) -> bytes:
+    holder, day, event_id, kind, journal, line = row
+    return f"{holder}|{day.isoformat()}|{event_id}|{kind}|{journal}|{line}\n".encode()
+
+
+# -- the position, as a `State` ---------------------------------------------------------------
+
+
+class IndexState:
+    """The index as a `state.State`: reads from the file, keeps changes until `flush`."""
+
+    def __init__(self, connection, g: Globals) -> None:
+        self.connection = connection
+        self.g = g
+        self._holders: dict[str, Holder] = {}
+        self._dirty: set[str] = set()
+        self._new: set[str] = set()
+        self._epochs: dict[int, Epoch] = {}
+        self._new_epochs: list[Epoch] = []
+        self._payouts: dict[str, Payout] = {}
+        self._dirty_payouts: set[str] = set()
+        self._new_payouts: set[str] = set()
+
+    # reads
+    def holder(self, holder_id: str) -> Holder | None:
+        found = self._holders.get(holder_id)
+        if found is None:
+            row = self.connection.execute(select(HOLDERS).where(HOLDERS.c.id == holder_id)).first()
+            if row is None:
+                return None
+            found = self._holders[holder_id] = Holder(**row._mapping)
+        return found
+
+    def epoch(self, number: int) -> Epoch:
+        found = self._epochs.get(number)
+        if found is None:
+            row = self.connection.execute(select(EPOCHS).where(EPOCHS.c.number == number)).first()
+            assert row is not None, number
+            found = self._epochs[number] = Epoch(row.number, row.sp_index_end, row.factor)
+        return found
+
+    def payout(self, payout_id: str) -> Payout | None:
+        found = self._payouts.get(payout_id)
+        if found is None:
+            row = self.connection.execute(select(PAYOUTS).where(PAYOUTS.c.id == payout_id)).first()
+            if row is None:
+                return None
+            found = self._payouts[payout_id] = Payout(**row._mapping)
+        return found
+
+    def partner_of(self, region: str) -> str | None:
+        return None  # the rules ask this; applying booked entries never does
+
+    def order_event(self, order_id: str) -> str | None:
+        return None
+
+    def event_record(self, event_id: str) -> EventRecord | None:
+        return EventRecord(event_id, "", ())  # reversal records are not kept (see the module)
+
+    # writes
+    def put_holder(self, holder: Holder) -> None:
+        if holder.id not in self._holders and self.holder(holder.id) is None:
+            self._new.add(holder.id)
+        self._holders[holder.id] = holder
+        self._dirty.add(holder.id)
+
+    def add_epoch(self, epoch: Epoch) -> None:
+        self._epochs[epoch.number] = epoch
+        self._new_epochs.append(epoch)
+
+    def put_payout(self, payout: Payout) -> None:
+        if payout.id not in self._payouts and self.payout(payout.id) is None:
+            self._new_payouts.add(payout.id)
+        self._payouts[payout.id] = payout
+        self._dirty_payouts.add(payout.id)
+
+    def set_partner(self, region: str, holder_id: str) -> None:
+        pass
+
+    def record_event(self, record: EventRecord, order_id: str | None) -> None:
+        pass
+
+    def put_event_record(self, record: EventRecord) -> None:
+        pass
+
+    def flush(self) -> None:
+        """Write the changed holders, epochs and payouts (in the caller's transaction)."""
+        c = self.connection
+        new = [_values(self._holders[i], HOLDER_FIELDS) for i in sorted(self._new)]
+        changed = [dict(_values(self._holders[i], HOLDER_FIELDS), b_id=i) for i in sorted(self._dirty - self._new)]
+        for chunk in _chunks(new):
+            c.execute(insert(HOLDERS), chunk)
+        for chunk in _chunks(changed):
+            c.execute(update(HOLDERS).where(HOLDERS.c.id == bindparam("b_id")), chunk)
+        if self._new_epochs:
+            c.execute(insert(EPOCHS), [{"number": e.number, "sp_index_end": e.sp_index_end, "factor": e.factor}
+                                       for e in self._new_epochs])
+        for payout_id in sorted(self._dirty_payouts):
+            values = _values(self._payouts[payout_id], PAYOUT_FIELDS)
+            if payout_id in self._new_payouts:
+                c.execute(insert(PAYOUTS), [values])
+            else:
+                c.execute(update(PAYOUTS).where(PAYOUTS.c.id == payout_id).values(**values))
+        self._dirty.clear()
+        self._new.clear()
+        self._new_epochs.clear()
+        self._dirty_payouts.clear()
+        self._new_payouts.clear()
+        self._holders.clear()  # a limit: the cache holds one update's holders at most
+
+
+def _genesis_globals(entry: Transaction) -> Globals:
+    """The position before genesis is applied, as `audit.replay.Replay` starts it."""
+    from . import rules
+    from .amounts import ZERO
+    from .config import ConfigError, Params
+
+    try:
+        params = Params.from_meta(dict(entry.meta))
+    except ConfigError as exc:
+        raise HolderIndexError(f"the rules fixed at genesis are unreadable: {exc}") from exc
+    day = entry.date
+    return Globals(genesis_day=day, open_day=day, value=rules.value_of(Globals(day, day, ZERO), params))
+
+
+def _values(obj: Any, names: list[str]) -> dict:
+    return {name: getattr(obj, name) for name in names}
+
+
+def _chunks(rows: list, size: int = WRITE_BATCH) -> Iterator[list]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+# -- the position row ---------------------------------------------------------------------------
+
+
+def _globals(row) -> Globals:
+    balances = {account: Decimal(amount) for account, amount in json.loads(row.balances_json).items()}
+    return Globals(genesis_day=row.genesis_day, open_day=row.open_day, value=row.value, seq=row.seq, head=row.head,
+                   epoch=row.epoch, sv_index=row.sv_index, sp_index=row.sp_index, total_shares=row.total_shares,
+                   balances=balances)
+
+
+def _position_values(g: Globals, closed_day: date, journal: str) -> dict:
+    from .amounts import fmt
+
+    return {"id": 1, "seq": g.seq, "head": g.head, "closed_day": closed_day, "journal": journal,
+            "genesis_day": g.genesis_day, "open_day": g.open_day, "value": g.value, "epoch": g.epoch,
+            "sv_index": g.sv_index, "sp_index": g.sp_index, "total_shares": g.total_shares,
+            "balances_json": json.dumps({a: fmt(v) for a, v in sorted(g.balances.items())})}
+
+
+class Position:
+    """Where the index stands: after the release of `closed_day` (seq, head)."""
+
+    def __init__(self, row) -> None:
+        self.seq: int = row.seq
+        self.head: str = row.head
+        self.closed_day: date = row.closed_day
+        self.journal: str = row.journal
+        self.g = _globals(row)
+
+
+def read_position(connection) -> Position | None:
+    row = connection.execute(select(POSITION).where(POSITION.c.id == 1)).first()
+    return Position(row) if row is not None else None
+
+
+# -- writing: fold closed days in ----------------------------------------------------------------
+
+
+class Writer:
+    """Folds closed journal days into the index, one SQLite transaction per `update`.
+
+        with Writer(books_root) as writer:
+            if writer.wants(day):
+                writer.feed_day(journal_relpath, day, directives)
+    """
+
+    def __init__(self, books_root: Path | str, rebuild: bool = False) -> None:
+        path = index_path(books_root)
+        if rebuild:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        self.engine = open_engine(path, create=True)
+        self.connection = self.engine.connect()
+        self.transaction = self.connection.begin()
+        self.position = read_position(self.connection)
+        self.state: IndexState | None = (IndexState(self.connection, self.position.g)
+                                         if self.position is not None else None)
+        self.days = 0
+
+    @property
+    def closed_day(self) -> date | None:
+        return self.position.closed_day if self.position is not None else None
+
+    def wants(self, day: date) -> bool:
+        return self.position is None or day > self.position.closed_day
+
+    def feed_day(self, journal: str, day: date, directives: Iterable[Any]) -> None:
+        """Apply one closed day's entries (Beancount directives, in file order)."""
+        rows: list[tuple] = []
+        last_kind = None
+        for directive in directives:
+            entry = from_beancount(directive)
+            if entry is None:
+                continue
+            if self.state is None:
+                if not (isinstance(entry, Transaction) and entry.kind == "genesis"):
+                    raise HolderIndexError(f"{journal}: the journal must open with the genesis entry")
+                g = _genesis_globals(entry)
+                self.state = IndexState(self.connection, g)
+            seq = int(entry.get("seq") or 0)
+            if seq != self.state.g.seq + 1:
+                raise HolderIndexError(f"{journal}: seq {seq} follows {self.state.g.seq}; the index is not "
+                                       "extended across a gap")
+            try:
+                apply_entry(self.state, entry)
+            except (AssertionError, KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise HolderIndexError(f"{journal}:{directive.meta.get('lineno', 0)}: the entry cannot be applied "
+                                       f"({type(exc).__name__}: {exc})") from exc
+            rows += event_rows(entry, entry.date, journal, int(directive.meta.get("lineno", 0)))
+            last_kind = entry.kind if isinstance(entry, Transaction) else "price"
+        if last_kind != "release":
+            raise HolderIndexError(f"{journal}: the day is not closed (its last entry is not its release)")
+        self.state.flush()
+        for chunk in _chunks(rows):
+            self.connection.execute(insert(EVENTS), [dict(zip(("holder", "day", "event", "kind", "file", "line"), r))
+                                                     for r in chunk])
+        values = _position_values(self.state.g, day, journal)
+        if self.position is None:
+            self.connection.execute(insert(POSITION), [values])
+        else:
+            self.connection.execute(update(POSITION).where(POSITION.c.id == 1).values(**values))
+        self.position = read_position(self.connection)
+        self.days += 1
+
+    def commit(self) -> None:
+        self.transaction.commit()
+
+    def close(self) -> None:
+        if self.transaction.is_active:
+            self.transaction.rollback()
+        self.connection.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        self.close()
+
+
+# -- reading: what the Holder page shows -------------------------------------------------------------
+
+
+class Reader:
+    """Read-only access for the Holder page (one per request; cheap to open)."""
+
+    def __init__(self, books_root: Path | str) -> None:
+        self.engine = open_engine(index_path(books_root))
+        self.connection = self.engine.connect() if self.engine is not None else None
+        self.position = read_position(self.connection) if self.connection is not None else None
+
+    @property
+    def exists(self) -> bool:
+        return self.position is not None
+
+    def state(self) -> IndexState:
+        assert self.position is not None
+        return IndexState(self.connection, self.position.g.copy())
+
+    def event_count(self, holder_id: str) -> int:
+        return int(self.connection.execute(
+            select(func.count()).select_from(EVENTS).where(EVENTS.c.holder == holder_id)).scalar() or 0)
+
+    def events(self, holder_id: str, offset: int, limit: int) -> list[tuple]:
+        """The holder's events, newest first: (day, event, kind, file, line)."""
+        rows = self.connection.execute(
+            select(EVENTS.c.day, EVENTS.c.event, EVENTS.c.kind, EVENTS.c.file, EVENTS.c.line)
+            .where(EVENTS.c.holder == holder_id).order_by(EVENTS.c.id.desc()).offset(offset).limit(limit))
+        return [(r.day.isoformat(), r.event, r.kind, r.file, r.line) for r in rows]
+
+    def holder_count(self) -> int:
+        return int(self.connection.execute(select(func.count()).select_from(HOLDERS)).scalar() or 0)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+# -- checking: what `verify` compares ----------------------------------------------------------------
+
+
+class IndexCheck:
+    """Compares the index with `verify`'s replay as the journal streams by.
+
+        check = IndexCheck(books_root)          # reads the index's position, if any
+        for each directive: replay.feed(directive); check.after(directive, replay)
+        faults = check.finish(replay)
+    """
+
+    MAX_FAULTS = 100
+
+    def __init__(self, books_root: Path | str) -> None:
+        self.path = index_path(books_root)
+        self.faults: list = []
+        self.target: Position | None = None
+        self.digest = hashlib.sha256()
+        self.compared = False
+        self.last_release: int | None = None  # seq of the last release seen
+        self.engine = open_engine(self.path)
+        if self.engine is not None:
+            with self.engine.connect() as c:
+                try:
+                    self.target = read_position(c)
+                except Exception as exc:  # noqa: BLE001 - an unreadable index is a fault, not a crash
+                    self._fault("-", "index.unreadable", f"{type(exc).__name__}: {exc}")
+
+    def _fault(self, event_id: str, rule: str, message: str) -> None:
+        from .audit.replay import Fault
+
+        if len(self.faults) < self.MAX_FAULTS:
+            self.faults.append(Fault(str(self.path), 0, event_id, rule, message))
+
+    def after(self, directive: Any, replay: Any) -> None:
+        """Called after `replay` was fed `directive`."""
+        meta = directive.meta
+        if meta.get("kind") == "release":
+            self.last_release = int(meta.get("seq") or 0)
+        if self.target is None or self.compared:
+            return
+        entry = from_beancount(directive)
+        if entry is None:
+            return
+        journal = _relative_journal(directive)
+        for row in event_rows(entry, entry.date, journal, int(meta.get("lineno", 0))):
+            self.digest.update(row_digest_line(row))
+        if replay.state is not None and replay.state.g.seq == self.target.seq:
+            self._compare(replay.state)
+            self.compared = True
+
+    def _compare(self, state) -> None:
+        from .subledger import balance
+
+        target = self.target
+        g = state.g
+        if target.head != g.head:
+            self._fault("-", "index.head", f"index stands at seq {target.seq} {target.head}; the journal's entry "
+                                           f"{target.seq} has hash {g.head}")
+            return
+        for name in ("open_day", "value", "epoch", "sv_index", "sp_index", "total_shares", "balances"):
+            if getattr(target.g, name) != getattr(g, name):
+                self._fault("-", "index.position", f"{name}: index {getattr(target.g, name)}, journal {getattr(g, name)}")
+        with self.engine.connect() as c:
+            index_state = IndexState(c, target.g)
+            seen = 0
+            for row in c.execute(select(HOLDERS)).yield_per(10_000):
+                seen += 1
+                theirs = Holder(**row._mapping)
+                mine = state.holders.get(theirs.id)
+                if mine is None:
+                    self._fault(theirs.id, "index.holder", "holder in the index, not in the journal")
+                elif theirs != mine:
+                    what = ("balances" if balance(theirs, target.g, index_state) != balance(mine, g, state)
+                            else "attributes" if _attrs(theirs) != _attrs(mine) else "subledger fields")
+                    self._fault(theirs.id, "index.holder", f"{what} differ from the journal's replay")
+            if seen != len(state.holders):
+                self._fault("-", "index.holders", f"index holds {seen} holders, the journal {len(state.holders)}")
+            digest = hashlib.sha256()
+            rows = c.execute(select(EVENTS.c.holder, EVENTS.c.day, EVENTS.c.event, EVENTS.c.kind, EVENTS.c.file,
+                                    EVENTS.c.line).order_by(EVENTS.c.id))
+            for row in rows.yield_per(50_000):
+                digest.update(row_digest_line(tuple(row)))
+            if digest.hexdigest() != self.digest.hexdigest():
+                self._fault("-", "index.events", "the holders' event rows differ from the journal's entries")
+
+    def finish(self) -> list:
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.target is None:
+            return self.faults
+        if not self.compared:
+            self._fault("-", "index.ahead", f"index stands at seq {self.target.seq}, which the journal does not reach")
+        elif self.last_release is not None and self.last_release != self.target.seq:
+            self._fault("-", "index.lags", f"index stands at seq {self.target.seq} ({self.target.closed_day}); the "
+                                           f"journal's last closed day ends at seq {self.last_release}")
+        return self.faults
+
+
+def _relative_journal(directive: Any) -> str:
+    filename = str(directive.meta.get("filename", ""))
+    marker = "/journal/"
+    at = filename.rfind(marker)
+    return filename[at + 1:] if at >= 0 else filename
+
+
+def _attrs(holder: Holder) -> tuple:
+    return (holder.kind, holder.created, holder.referrer, holder.region, holder.role, holder.active,
+            holder.last_purchase, holder.owner, holder.channel, holder.rebate_rate, holder.store_referrer,
+            holder.deposits_cny)
+
+
+def delete_index(books_root: Path | str) -> None:
+    path = index_path(books_root)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
