@@ -2,8 +2,10 @@
 
 Streams every journal file in order (Beancount's parser, one file at a time),
 replays it (`replay.Replay`), then checks the subledger against the control
-accounts and, when a database is given, that the database agrees with the
-journal: chain head, every entry's hash, control balances, every holder.
+accounts, that the ledger tier (summaries, `ledger_tier.LedgerRebuild`; holder
+index, `holder_index.IndexCheck`) is what the journal gives and, when a database
+is given, that the database agrees with the journal: chain head, every entry's
+hash, control balances, every holder.
 """
 
 from __future__ import annotations
