@@ -44,8 +44,9 @@ from .store.models import DecimalText
 INDEX_NAME = "holders.sqlite"
 # Entry metadata naming a holder: the entry is one of that holder's events.
 HOLDER_KEYS = ("member", "buyer", "merchant", "holder", "from", "to", "owner", "referrer")
-# Rows written per statement (a limit on one executemany's memory).
+# Rows written per statement (a limit on one executemany's memory), holders read per statement.
 WRITE_BATCH = 10_000
+PREFETCH_BATCH = 500
 
 _meta = MetaData()
 POSITION = Table(
@@ -101,6 +102,9 @@ EVENTS = Table(
     Column("line", Integer, nullable=False),
     Index("events_by_holder", "holder", "id"),
 )
+
+
+_HOLDER_BY_ID = select(HOLDERS).where(HOLDERS.c.id == bindparam("id"))
 
 
 class HolderIndexError(Exception):
@@ -176,6 +180,7 @@ class IndexState:
         self.connection = connection
         self.g = g
         self._holders: dict[str, Holder] = {}
+        self._absent: set[str] = set()  # prefetched and not found (new holders of the day)
         self._dirty: set[str] = set()
         self._new: set[str] = set()
         self._epochs: dict[int, Epoch] = {}
@@ -188,11 +193,24 @@ class IndexState:
     def holder(self, holder_id: str) -> Holder | None:
         found = self._holders.get(holder_id)
         if found is None:
-            row = self.connection.execute(select(HOLDERS).where(HOLDERS.c.id == holder_id)).first()
+            if holder_id in self._absent:
+                return None
+            row = self.connection.execute(_HOLDER_BY_ID, {"id": holder_id}).first()
             if row is None:
                 return None
             found = self._holders[holder_id] = Holder(**row._mapping)
         return found
+
+    def prefetch(self, holder_ids: Iterable[str]) -> None:
+        """Load these holders in a few statements (a day's holders, before its entries are applied)."""
+        wanted = sorted({h for h in holder_ids if h not in self._holders})
+        for start in range(0, len(wanted), PREFETCH_BATCH):
+            chunk = wanted[start:start + PREFETCH_BATCH]
+            found = set()
+            for row in self.connection.execute(select(HOLDERS).where(HOLDERS.c.id.in_(chunk))):
+                self._holders[row.id] = Holder(**row._mapping)
+                found.add(row.id)
+            self._absent.update(h for h in chunk if h not in found)
 
     def epoch(self, number: int) -> Epoch:
         found = self._epochs.get(number)
@@ -224,6 +242,7 @@ class IndexState:
     def put_holder(self, holder: Holder) -> None:
         if holder.id not in self._holders and self.holder(holder.id) is None:
             self._new.add(holder.id)
+        self._absent.discard(holder.id)
         self._holders[holder.id] = holder
         self._dirty.add(holder.id)
 
@@ -265,6 +284,7 @@ class IndexState:
             else:
                 c.execute(update(PAYOUTS).where(PAYOUTS.c.id == payout_id).values(**values))
         self._dirty.clear()
+        self._absent.clear()
         self._new.clear()
         self._new_epochs.clear()
         self._dirty_payouts.clear()
@@ -365,15 +385,14 @@ class Writer:
         """Apply one closed day's entries (Beancount directives, in file order)."""
         rows: list[tuple] = []
         last_kind = None
-        for directive in directives:
-            entry = from_beancount(directive)
-            if entry is None:
-                continue
-            if self.state is None:
-                if not (isinstance(entry, Transaction) and entry.kind == "genesis"):
-                    raise HolderIndexError(f"{journal}: the journal must open with the genesis entry")
-                g = _genesis_globals(entry)
-                self.state = IndexState(self.connection, g)
+        pairs = [(d, e) for d, e in ((d, from_beancount(d)) for d in directives) if e is not None]
+        if self.state is None:
+            first = pairs[0][1] if pairs else None
+            if not (isinstance(first, Transaction) and first.kind == "genesis"):
+                raise HolderIndexError(f"{journal}: the journal must open with the genesis entry")
+            self.state = IndexState(self.connection, _genesis_globals(first))
+        self.state.prefetch(h for _d, e in pairs for h in holders_of(e))
+        for directive, entry in pairs:
             seq = int(entry.get("seq") or 0)
             if seq != self.state.g.seq + 1:
                 raise HolderIndexError(f"{journal}: seq {seq} follows {self.state.g.seq}; the index is not "
