@@ -33,256 +33,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import random
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_DOWN, Decimal
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seeding import START, Seeder, log, machine, peak_rss_mib  # noqa: E402  (shared with engine_events.py)
+
 REPO = Path(__file__).resolve().parent.parent
-START = date(2026, 1, 17)  # 30 days from here span two months: the ledger has an opening and two periods
-REGIONS = ("441900", "440300", "440100", "310100", "110100", "330100", "510100", "420100")
-ROLES = ("vip", "shop_owner", "store_owner", "service_provider")
-RATES = ("0.05", "0.08", "0.10", "0.12", "0.15", "0.20")
-
-
-def log(msg: str) -> None:
-    print(f"[{datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def tree_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def machine() -> dict:
-    cpu, mem_kib = "unknown", 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kib / 1024 / 1024, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
-# -- seeding -------------------------------------------------------------------------------------
-
-
-class Seeder:
-    """Generates a platform's events day by day, books them in batches, closes each day."""
-
-    def __init__(self, root: Path, args) -> None:
-        from ledger_service import config
-        from ledger_service.engine import Engine
-
-        self.args = args
-        self.rng = random.Random(args.seed)
-        self.today = START + timedelta(days=args.days)
-        self.engine = Engine.init(root, config.load("seed-a"), start=START, clock=lambda: self.today)
-        self.root = root
-        self.members: list[str] = []
-        self.active: list[str] = []
-        self.merchants: list[str] = []
-        self.channel: dict[str, str] = {}
-        self.rate: dict[str, Decimal] = {}
-        self.sp_est: dict[str, Decimal] = {}
-        self.pending_payouts: list[str] = []
-        self.batch: list = []
-        self.booked = 0
-        self.kinds: dict[str, int] = {}
-        self.refused: dict[str, int] = {}
-        self.book_s = 0.0
-        self.close_ms: list[float] = []
-        self.update_ms: list[float] = []
-        self.value = Decimal(1)
-        self.next_order = 0
-
-    # batches ----------------------------------------------------------------
-
-    def add(self, event, day: date) -> None:
-        self.batch.append((event, day))
-        if len(self.batch) >= self.args.batch:
-            self.flush()
-
-    def flush(self) -> list:
-        from ledger_service.errors import Refusal
-
-        if not self.batch:
-            return []
-        events, self.batch = self.batch, []
-        t0 = time.perf_counter()
-        try:
-            booked = self.engine.submit_many(events)
-        except Refusal as refusal:  # rare: book one by one, counting what the rules refuse
-            log(f"  batch refused ({refusal.rule}: {refusal.detail}); booking it event by event")
-            booked = []
-            for event, day in events:
-                try:
-                    booked += self.engine.submit_many([(event, day)])
-                except Refusal as one:
-                    self.refused[one.rule] = self.refused.get(one.rule, 0) + 1
-        self.book_s += time.perf_counter() - t0
-        self.booked += len(booked)
-        for b in booked:
-            self.kinds[b.kind] = self.kinds.get(b.kind, 0) + 1
-            if b.kind == "payout":
-                self.pending_payouts.append(b.event_id)
-        return booked
-
-    # the population -----------------------------------------------------------
-
-    def register(self, day: date, count: int) -> None:
-        from ledger_service.rules.events import BuyPack, Register
-
-        for _ in range(count):
-            member = f"m{len(self.members):07d}"
-            referrer = self.rng.choice(self.members) if self.members and self.rng.random() < 0.85 else None
-            self.add(Register(member, referrer=referrer, region=self.rng.choice(REGIONS)), day)
-            self.members.append(member)
-            if self.rng.random() < 0.7:
-                self.add(BuyPack(member, "activation"), day)
-                self.active.append(member)
-
-    def grade(self, day: date, count: int) -> None:
-        from ledger_service.rules.events import SetRole
-
-        for _ in range(min(count, len(self.active))):
-            self.add(SetRole(self.rng.choice(self.active), self.rng.choice(ROLES)), day)
-
-    def partners(self, day: date) -> None:
-        from ledger_service.rules.events import BuyPack
-
-        for region, member in zip(REGIONS, self.rng.sample(self.active, len(REGIONS))):
-            self.add(BuyPack(member, "partner", region=region), day)
-
-    def open_stores(self, day: date, count: int) -> None:
-        from ledger_service.rules.events import Deposit, OpenStore
-
-        for _ in range(count):
-            merchant = f"s{len(self.merchants):05d}"
-            channel = "offline" if self.rng.random() < 0.5 else "online"
-            rate = Decimal(self.rng.choice(RATES))
-            referrer = self.rng.choice(self.members) if channel == "offline" and self.rng.random() < 0.7 else None
-            self.add(OpenStore(merchant, self.rng.choice(self.active), self.rng.choice(REGIONS), channel, rate,
-                               referrer), day)
-            self.merchants.append(merchant)
-            self.channel[merchant], self.rate[merchant] = channel, rate
-            self.sp_est[merchant] = Decimal(0)
-            self.deposit(merchant, day)
-
-    def deposit(self, merchant: str, day: date) -> None:
-        from ledger_service.rules.events import Deposit
-
-        amount = Decimal(self.args.deposit_cny)
-        self.add(Deposit(amount, merchant=merchant), day)
-        self.sp_est[merchant] += (amount / self.value * Decimal("0.99")).quantize(Decimal("0.0001"), ROUND_DOWN)
-
-    # a business day -------------------------------------------------------------
-
-    def trade(self, day: date, orders: int) -> None:
-        from ledger_service.rules.events import (Order, PayoutCancel, PayoutRequest, PayoutSettle, Redeem,
-                                                 Transfer)
-
-        for payout in self.pending_payouts:  # yesterday's payouts: the bank paid most of them
-            if self.rng.random() < 0.85:
-                self.add(PayoutSettle(payout, f"BANK{self.rng.randint(10**9, 10**10 - 1)}"), day)
-            else:
-                self.add(PayoutCancel(payout), day)
-        self.pending_payouts = []
-        for i in range(orders):
-            merchant = self.rng.choice(self.merchants)
-            amount = Decimal(self.rng.randint(1000, 200000)) / 100
-            need = amount * self.rate[merchant] / self.value * Decimal("1.02") + Decimal("0.0002")
-            if self.sp_est[merchant] < need:
-                self.deposit(merchant, day)
-            self.sp_est[merchant] -= need
-            ship = self.rng.choice(REGIONS) if self.channel[merchant] == "online" else None
-            self.add(Order(f"o{self.next_order:09d}", self.rng.choice(self.members), merchant, amount,
-                           ship_region=ship), day)
-            self.next_order += 1
-            if i % 100 == 0:
-                rich = [m for m in self.rng.sample(self.merchants, 5) if self.sp_est[m] > 1]
-                for m in rich[:1]:
-                    self.add(Transfer(m, self.rng.choice(self.active), Decimal("0.0100")), day)
-                    self.sp_est[m] -= Decimal("0.0100")
-            if i % 200 == 50:
-                rich = [m for m in self.rng.sample(self.merchants, 5) if self.sp_est[m] > 1]
-                for m in rich[:1]:
-                    self.add(PayoutRequest(m, Decimal("0.0500")), day)
-                    self.sp_est[m] -= Decimal("0.0500")
-            if i % 400 == 150:
-                rich = [m for m in self.rng.sample(self.merchants, 5) if self.sp_est[m] > 1]
-                for m in rich[:1]:
-                    self.add(Redeem(m, Decimal("0.0200"), "green tea gift box"), day)
-                    self.sp_est[m] -= Decimal("0.0200")
-
-    def close(self, day: date) -> None:
-        from ledger_service import ledger_tier
-
-        self.flush()
-        t0 = time.perf_counter()
-        self.engine.close_days(day)
-        t1 = time.perf_counter()
-        ledger_tier.update(self.root)  # a no-op when the engine already extends the ledger as days close
-        t2 = time.perf_counter()
-        self.close_ms.append((t1 - t0) * 1000)
-        self.update_ms.append((t2 - t1) * 1000)
-        self.value = Decimal(self.engine.head()["value_cny_per_sp"])
-
-    def run(self) -> dict:
-        from ledger_service.rules.events import Deposit
-
-        args = self.args
-        per_day = -(-args.members // args.days)
-        t0 = time.perf_counter()
-        for index in range(args.days):
-            day = START + timedelta(days=index)
-            todo = min(per_day, args.members - len(self.members))
-            if index == 0:
-                self.add(Deposit(Decimal(args.injection_cny), platform=True), day)
-            self.register(day, todo)
-            self.grade(day, max(1, todo // 20))
-            if index == 0:
-                self.partners(day)
-            if index == 1:
-                self.open_stores(day, args.merchants)
-            if index >= 1:
-                self.trade(day, args.orders_per_day)
-            self.close(day)
-            elapsed = time.perf_counter() - t0
-            log(f"day {day} closed: {self.booked:,} events booked in {elapsed:,.0f} s "
-                f"({self.booked / elapsed:,.0f}/s), close {self.close_ms[-1]:.0f} ms, ledger update "
-                f"{self.update_ms[-1]:.0f} ms, value {self.value}, peak RSS {peak_rss_mib():,.0f} MiB")
-        seconds = time.perf_counter() - t0
-        self.engine.dispose()
-        return {
-            "members": len(self.members), "active_members": len(self.active), "merchants": len(self.merchants),
-            "days": args.days, "orders_per_day": args.orders_per_day, "events": self.booked,
-            "events_by_kind": dict(sorted(self.kinds.items())), "refused": self.refused,
-            "seconds": round(seconds, 1), "booking_seconds": round(self.book_s, 1),
-            "events_per_s": round(self.booked / seconds, 1), "batch_events": args.batch,
-            "close_ms_median": round(statistics.median(self.close_ms), 1),
-            "ledger_update_ms_median": round(statistics.median(self.update_ms[1:] or self.update_ms), 1),
-            "ledger_update_ms_max": round(max(self.update_ms), 1),
-            "peak_rss_mib": round(peak_rss_mib(), 1),
-        }
 
 
 # -- the ledger tier ---------------------------------------------------------------------------------
@@ -301,7 +63,9 @@ def ledger_figures(root: Path) -> dict:
     journal_files = list((root / "journal").rglob("*.beancount"))
     ledger_files = list((root / "ledger").rglob("*.beancount"))
     count = lambda files, pattern: sum(p.read_text(encoding="utf-8").count(pattern) for p in files)
+    index = root / "ledger" / "holders.sqlite"
     return {
+        "holder_index_bytes": index.stat().st_size if index.exists() else 0,
         "rebuild_from_scratch_s": round(rebuild_s, 2), "check_s": round(check_s, 2), "check_faults": len(faults),
         "files_written": len(written),
         "journal": {"files": len(journal_files), "bytes": sum(p.stat().st_size for p in journal_files),
@@ -349,6 +113,7 @@ def measure(path: Path, holder: str, day: str, full: bool = True) -> dict:
         "journal page 1 (api)": "api/journal_page?page=1&order=desc",
         "Supply": "extension/SupplyPage/",
         "Holder (first answer)": f"extension/HolderPage/?holder={holder}",
+        "Holder: a store's events, page 3": "extension/HolderPage/?holder=s00001&page=3",
         "Audit (first answer)": "extension/AuditPage/",
         "Audit day drill-down": f"extension/AuditPage/?day={day}&page=2",
     }
@@ -361,23 +126,32 @@ def measure(path: Path, holder: str, day: str, full: bool = True) -> dict:
         times[name] = round((time.perf_counter() - t0) * 1000, 1)
         sizes[name] = len(response.get_data())
         assert response.status_code == 200, (name, response.status_code)
+        if name == "Holder (first answer)":
+            out["holder_first_answer_has_figures"] = b'id="holder-figures"' in response.get_data()
+        if name == "Holder: a store's events, page 3":
+            out["store_events_page_has_rows"] = response.get_data().count(b"<td><code>journal/") >= 10
+        if name == "Audit (first answer)":
+            out["audit_first_answer"] = ("verified" if b'data-ok="true"' in response.get_data()
+                                         else "faults" if b'data-ok="false"' in response.get_data() else "running")
     if not full:
         out["pages_ms"] = times
         out["response_bytes"] = sizes
         out["peak_rss_mib"] = round(peak_rss_mib(), 1)
         return out
-    # the background work: the holder replay, the verification
+    # background work, if any was left (none when the holder index and the verification record are current)
     t0 = time.perf_counter()
     while b"holder-building" in client.get(f"/{slug}/extension/HolderPage/?holder={holder}").get_data():
         time.sleep(1)
-    out["holder_index_ready_s"] = round(time.perf_counter() - t0 + times["Holder (first answer)"] / 1000, 1)
-    t0 = time.perf_counter()
-    times["Holder (ready)"] = 0.0
-    client.get(f"/{slug}/extension/HolderPage/?holder={holder}")
-    times["Holder (ready)"] = round((time.perf_counter() - t0) * 1000, 1)
+    out["holder_ready_s"] = round(time.perf_counter() - t0 + times["Holder (first answer)"] / 1000, 2)
+    for name, url in (("Holder (again)", f"extension/HolderPage/?holder={holder}"),
+                      ("Holder: another member", "extension/HolderPage/?holder=m0050001"),
+                      ("Holder: a store", "extension/HolderPage/?holder=s00001")):
+        t0 = time.perf_counter()
+        client.get(f"/{slug}/{url}")
+        times[name] = round((time.perf_counter() - t0) * 1000, 1)
     while b'data-ok="running"' in client.get(f"/{slug}/extension/AuditPage/").get_data():
         time.sleep(1)
-    out["verify_ready_s"] = round(time.perf_counter() - started["Audit (first answer)"], 1)
+    out["verify_ready_s"] = round(time.perf_counter() - started["Audit (first answer)"], 2)
     html = client.get(f"/{slug}/extension/AuditPage/").get_data(as_text=True)
     out["verify_ok"] = 'data-ok="true"' in html
     # second requests (caches warm)
@@ -390,6 +164,20 @@ def measure(path: Path, holder: str, day: str, full: bool = True) -> dict:
     out["peak_rss_mib"] = round(peak_rss_mib(), 1)
     out["rss_before_mib"] = round(rss0, 1)
     return out
+
+
+def recorded_verify(root: Path) -> dict:
+    """`ledger-service verify --no-db` once, as an auditor would: it records its result for the Audit page."""
+    import os
+
+    exe = Path(sys.executable).with_name("ledger-service")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([str(exe), "verify", "--books", str(root), "--no-db"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    output = proc.stdout.read()
+    return {"wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "exit": os.waitstatus_to_exitcode(status), "tail": output.strip().splitlines()[-1:]}
 
 
 def journal_wrapper(root: Path) -> Path:
@@ -448,11 +236,21 @@ def markdown(result: dict) -> str:
     lines += [
         f"**The two tiers**: journal {lt['journal']['transactions']:,} transactions in {lt['journal']['files']} files, "
         f"{lt['journal']['bytes'] / 2**20:,.1f} MiB; ledger {lt['ledger']['transactions']:,} summary transactions in "
-        f"{lt['ledger']['files']} files, {lt['ledger']['bytes'] / 2**20:,.2f} MiB. Rebuilding the ledger from scratch: "
-        f"{lt['rebuild_from_scratch_s']:,.1f} s; `ledger_tier.check` (what `verify` adds): {lt['check_s']:,.1f} s, "
-        f"{lt['check_faults']} fault(s).",
+        f"{lt['ledger']['files']} files, {lt['ledger']['bytes'] / 2**20:,.2f} MiB; holder index "
+        f"{lt.get('holder_index_bytes', 0) / 2**20:,.1f} MiB. Rebuilding the ledger (summaries and holder index) "
+        f"from scratch: {lt['rebuild_from_scratch_s']:,.1f} s; `ledger_tier.check` (what `verify` adds): "
+        f"{lt['check_s']:,.1f} s, {lt['check_faults']} fault(s).",
         "",
     ]
+    v = result.get("verify")
+    if v:
+        lines += [f"**`ledger-service verify --no-db`** (records its result for the Audit page): {v['wall_s']:,.1f} s, "
+                  f"peak RSS {v['peak_rss_mib']:,.0f} MiB, exit {v['exit']}.", ""]
+    flags = [(k, fl.get(k)) for k in ("holder_first_answer_has_figures", "store_events_page_has_rows",
+                                      "audit_first_answer") if k in fl]
+    if flags:
+        lines += ["First answers of the extension pages (ledger tier): "
+                  + ", ".join(f"{k} = {v}" for k, v in flags) + ".", ""]
     again = result.get("ledger_tier_remeasured")
     if again:
         lines += [
@@ -481,9 +279,8 @@ def markdown(result: dict) -> str:
         b = (fj.get("pages_ms") or {}).get(name)
         show = lambda v: "—" if v is None else f"{v:,.0f}"
         lines.append(f"| {name} ms | {show(a)} | {show(b)} |")
-    row("Holder page: background replay ready, from the first request s", "holder_index_ready_s", "{:,.1f}")
-    row("Audit page: background verify (+ ledger check) done, from the first request s", "verify_ready_s",
-        "{:,.1f}")
+    row("Holder page: figures shown, from the first request s", "holder_ready_s", "{:,.2f}")
+    row("Audit page: verification shown, from the first request s", "verify_ready_s", "{:,.2f}")
     row("peak RSS of the Fava process MiB", "peak_rss_mib", "{:,.0f}")
     acc = "account Liabilities:Holders:SP (api)"
     a, b = (fl.get("response_bytes") or {}).get(acc), (fj.get("response_bytes") or {}).get(acc)
@@ -494,11 +291,12 @@ def markdown(result: dict) -> str:
         "The balance sheet and account pages are rendered in the browser from the JSON API (`api/…`), whose "
         "time is the server's work; the account page of `Liabilities:Holders:SP` lists every posting of the "
         "account (Fava does not paginate it): one per holder movement in the journal, one per day and kind in "
-        "the ledger. The Holder and Audit pages read the journal whichever tier Fava opened (a replay, and "
-        "`verify --no-db`, in background threads); their first answer is served at once (\"building…\"), "
-        "so their background times are measured once, in the ledger tier's process (\"—\" for the journal; the "
-        "replay and the verification run at the same time, in threads of one interpreter), and so is the reload "
-        "(Fava reloads a changed file whole: on the flat journal that costs a first load).",
+        "the ledger. The Holder page reads the ledger's holder index (`ledger/holders.sqlite`, the journal folded "
+        "through the last closed day, written as days close, checked by `verify`) and applies the entries booked "
+        "since; the Audit page shows the verification `ledger-service verify` recorded (`ledger/verified.json`) "
+        "and verifies again in the background only when the books changed since. Both read the books folder, "
+        "whichever tier Fava opened. The reload is timed on the ledger only (Fava reloads a changed file whole: "
+        "on the flat journal that costs a first load).",
         "",
     ]
     return "\n".join(lines)
@@ -550,6 +348,9 @@ def main() -> None:
         log("ledger tier: rebuild from scratch and check …")
         result["ledger_tier"] = ledger_figures(root)
         log(f"  {json.dumps(result['ledger_tier'])}")
+        log("ledger-service verify --no-db (records its result for the Audit page) …")
+        result["verify"] = recorded_verify(root)
+        log(f"  {json.dumps(result['verify'])}")
         day = args.day or (START + timedelta(days=min(args.days - 1, 5))).isoformat()
         result["fava"] = {"ledger": run_measure(root / "ledger" / "main.beancount", args.holder, day, args.timeout)}
         if not args.skip_journal:
