@@ -69,7 +69,10 @@ class Posting:
 
     @property
     def holder(self) -> str | None:
-        return self.get("holder")
+        for k, v in self.meta:  # meta_get(self.meta, "holder"), inlined: read for every posting applied
+            if k == "holder":
+                return v
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,46 +115,72 @@ class Located:
     lineno: int
 
 
+def _fmt(number: Decimal) -> str:
+    """`amounts.fmt(number)`, faster: a Decimal's str() is the same text unless it has an exponent."""
+    if number.__class__ is Decimal:
+        text = str(number)
+        if "E" not in text:
+            return text
+    return fmt(number)
+
+
+# Metadata keys already checked against META_KEY_RE (the service's keys are a small fixed set).
+_CHECKED_KEYS: set[str] = set()
+
+
 def meta_tuple(items: Iterable[tuple[str, Any]]) -> Meta:
     """Metadata as an ordered tuple of string pairs, dropping empty values."""
     out: list[tuple[str, str]] = []
     for key, value in items:
         if value is None:
             continue
-        assert META_KEY_RE.match(key), key
-        text = fmt(value) if isinstance(value, Decimal) else str(value)
-        assert not _FORBIDDEN_TEXT.search(text), (key, text)
+        if key not in _CHECKED_KEYS:
+            assert META_KEY_RE.match(key), key
+            if len(_CHECKED_KEYS) < 1024:
+                _CHECKED_KEYS.add(key)
+        text = _fmt(value) if isinstance(value, Decimal) else str(value)
+        if not text.isprintable():  # (printable text holds none of the forbidden characters)
+            assert not _FORBIDDEN_TEXT.search(text), (key, text)
         out.append((key, text))
     return tuple(out)
 
 
-def _json(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+# `json.dumps(text, ensure_ascii=False)` for a str is exactly `encode_basestring(text)` (that is
+# what its encoder calls), without building a JSONEncoder per call.
+_json = json.encoder.encode_basestring
 
 
 def canonical(entry: Entry, prev: str) -> str:
-    lines = ["ledger-entry-v1", f"prev:{prev}"]
     if isinstance(entry, Transaction):
-        lines += [
+        lines = [
+            "ledger-entry-v1",
+            "prev:" + prev,
             "type:transaction",
-            f"date:{entry.date.isoformat()}",
-            f"flag:{entry.flag}",
-            f"payee:{_json(entry.payee)}",
-            f"narration:{_json(entry.narration)}",
-            f"tags:{','.join(sorted(entry.tags))}",
-            f"links:{','.join(sorted(entry.links))}",
+            "date:" + entry.date.isoformat(),
+            "flag:" + entry.flag,
+            "payee:" + _json(entry.payee),
+            "narration:" + _json(entry.narration),
+            "tags:" + ",".join(sorted(entry.tags)),
+            "links:" + ",".join(sorted(entry.links)),
         ]
     else:
-        lines += [
+        lines = [
+            "ledger-entry-v1",
+            "prev:" + prev,
             "type:price",
-            f"date:{entry.date.isoformat()}",
-            f"price:SP {fmt(entry.number)} CNY",
+            "date:" + entry.date.isoformat(),
+            f"price:SP {_fmt(entry.number)} CNY",
         ]
-    lines += [f"meta:{k}={_json(v)}" for k, v in sorted(entry.meta) if k not in _IGNORED_META]
+    append = lines.append
+    for k, v in sorted(entry.meta):
+        if k not in _IGNORED_META:
+            append("meta:" + k + "=" + _json(v))
     if isinstance(entry, Transaction):
         for posting in entry.postings:
-            lines.append(f"posting:{posting.account} {fmt(posting.number)} {posting.currency}")
-            lines += [f"pmeta:{k}={_json(v)}" for k, v in sorted(posting.meta) if k not in _IGNORED_META]
+            append(f"posting:{posting.account} {_fmt(posting.number)} {posting.currency}")
+            for k, v in sorted(posting.meta):
+                if k not in _IGNORED_META:
+                    append("pmeta:" + k + "=" + _json(v))
     return "\n".join(lines)
 
 
@@ -161,8 +190,11 @@ def entry_hash(entry: Entry, prev: str) -> str:
 
 def _string(text: str) -> str:
     """A Beancount string literal."""
-    assert not _FORBIDDEN_TEXT.search(text), text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not text.isprintable():  # (printable text holds none of the forbidden characters)
+        assert not _FORBIDDEN_TEXT.search(text), text
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text + '"'
 
 
 def render(entry: Entry) -> str:
@@ -172,13 +204,17 @@ def render(entry: Entry) -> str:
         marks = "".join(f" #{t}" for t in entry.tags) + "".join(f" ^{l}" for l in entry.links)
         out.append(f"{entry.date.isoformat()} {entry.flag} {_string(entry.payee)} {_string(entry.narration)}{marks}")
     else:
-        out.append(f"{entry.date.isoformat()} price SP {fmt(entry.number)} CNY")
-    out += [f"  {k}: {_string(v)}" for k, v in entry.meta]
+        out.append(f"{entry.date.isoformat()} price SP {_fmt(entry.number)} CNY")
+    append = out.append
+    for k, v in entry.meta:
+        append("  " + k + ": " + _string(v))
     if isinstance(entry, Transaction):
         for posting in entry.postings:
-            out.append(f"  {posting.account}  {fmt(posting.number)} {posting.currency}")
-            out += [f"    {k}: {_string(v)}" for k, v in posting.meta]
-    return "\n".join(out) + "\n\n"
+            append(f"  {posting.account}  {_fmt(posting.number)} {posting.currency}")
+            for k, v in posting.meta:
+                append("    " + k + ": " + _string(v))
+    append("\n")
+    return "\n".join(out)
 
 
 def with_meta(entry: Entry, extra: Iterable[tuple[str, str]]) -> Entry:

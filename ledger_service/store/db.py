@@ -19,8 +19,47 @@ from .models import (BalanceRow, Base, EpochRow, EventRow, HolderRow, LedgerRow,
 DB_FILENAME = "ledger.sqlite"
 _HOLDER_FIELDS = [f.name for f in fields(Holder)]
 _HOLDER_TABLE = HolderRow.__table__
-_HOLDER_BY_ID = select(*(_HOLDER_TABLE.c[name] for name in _HOLDER_FIELDS)).where(_HOLDER_TABLE.c.id == bindparam("id"))
 _PAYOUT_FIELDS = [f.name for f in fields(Payout)]
+_PAYOUTS = PayoutRow.__table__
+_EVENTS = EventRow.__table__
+_PARTNERS = PartnerRow.__table__
+_EPOCHS = EpochRow.__table__
+
+# The statements of the booking path, built once (SQLAlchemy then reuses their compiled form
+# from its cache without rebuilding or re-keying them).
+_HOLDER_COLUMNS = [_HOLDER_TABLE.c[name] for name in _HOLDER_FIELDS]
+_HOLDER_BY_ID = select(*_HOLDER_COLUMNS).where(_HOLDER_TABLE.c.id == bindparam("id"))
+_HOLDERS_BY_IDS = select(*_HOLDER_COLUMNS).where(_HOLDER_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+_PARTNER_OF = select(_PARTNERS.c.holder).where(_PARTNERS.c.region == bindparam("region"))
+_EPOCH_BY_NUMBER = select(_EPOCHS.c.number, _EPOCHS.c.sp_index_end, _EPOCHS.c.factor).where(
+    _EPOCHS.c.number == bindparam("number"))
+_PAYOUT_COLUMNS = [_PAYOUTS.c[name] for name in _PAYOUT_FIELDS]
+_PAYOUT_BY_ID = select(*_PAYOUT_COLUMNS).where(_PAYOUTS.c.id == bindparam("id"))
+_PAYOUTS_BY_IDS = select(*_PAYOUT_COLUMNS).where(_PAYOUTS.c.id.in_(bindparam("ids", expanding=True)))
+_PAYOUT_IDS_IN = select(_PAYOUTS.c.id).where(_PAYOUTS.c.id.in_(bindparam("ids", expanding=True)))
+_ORDER_EVENT = select(_EVENTS.c.id).where(_EVENTS.c.order_id == bindparam("order_id"))
+_ORDER_EVENTS_IN = select(_EVENTS.c.order_id, _EVENTS.c.id).where(
+    _EVENTS.c.order_id.in_(bindparam("order_ids", expanding=True)))
+_INSERT_HOLDERS = insert(_HOLDER_TABLE)
+_UPDATE_HOLDERS = update(_HOLDER_TABLE).where(_HOLDER_TABLE.c.id == bindparam("b_id")).values(
+    {name: bindparam(name) for name in _HOLDER_FIELDS if name != "id"})
+_INSERT_PAYOUTS = insert(_PAYOUTS)
+_UPDATE_PAYOUTS = update(_PAYOUTS).where(_PAYOUTS.c.id == bindparam("b_id")).values(
+    {name: bindparam(name) for name in _PAYOUT_FIELDS if name != "id"})
+_INSERT_EVENTS = insert(_EVENTS)
+_INSERT_PARTNERS = insert(_PARTNERS)
+_INSERT_EPOCHS = insert(_EPOCHS)
+# Rows fetched per `IN (...)` query (well under SQLite's limit on bound parameters).
+_CHUNK = 500
+# The holder fields of each event kind that name a holder (what a booking will look up).
+_HOLDER_REFS = {
+    "register": ("member", "referrer"), "set_role": ("member",), "buy_pack": ("member",),
+    "open_store": ("merchant", "owner", "referrer"), "deposit": ("merchant",), "order": ("buyer", "merchant"),
+    "transfer": ("from_holder", "to_holder"), "payout": ("holder",), "redeem": ("holder",),
+}
+# How far up the referral chains of an order's buyer holders are fetched ahead (the rules'
+# walk reads further ones one by one).
+_PREFETCH_ANCESTORS = 64
 
 
 def database_url(books: Path, url: str | None = None) -> str:
@@ -71,15 +110,22 @@ def _holder(row: HolderRow) -> Holder:
 
 _LEDGER = LedgerRow.__table__
 _BALANCES = BalanceRow.__table__
+_LEDGER_ROW = select(_LEDGER).where(_LEDGER.c.id == 1)
+_ALL_BALANCES = select(_BALANCES.c.account, _BALANCES.c.amount)
+_POSITION = ("open_day", "value", "seq", "head", "epoch", "sv_index", "sp_index", "total_shares")
+_UPDATE_LEDGER = update(_LEDGER).where(_LEDGER.c.id == 1).values({name: bindparam(name) for name in _POSITION})
+_UPDATE_BALANCES = update(_BALANCES).where(_BALANCES.c.account == bindparam("b_account")).values(
+    amount=bindparam("amount"))
+_INSERT_BALANCES = insert(_BALANCES)
 
 
 def load_globals(session: Session) -> Globals | None:
     """The platform-wide position (Core statements: this runs on every booking)."""
     connection = session.connection()
-    row = connection.execute(select(_LEDGER).where(_LEDGER.c.id == 1)).first()
+    row = connection.execute(_LEDGER_ROW).first()
     if row is None:
         return None
-    balances = {account: amount for account, amount in connection.execute(select(_BALANCES))}
+    balances = {account: amount for account, amount in connection.execute(_ALL_BALANCES)}
     return Globals(
         genesis_day=row.genesis_day, open_day=row.open_day, value=row.value, seq=row.seq,
         head=row.head, epoch=row.epoch, sv_index=row.sv_index, sp_index=row.sp_index,
@@ -88,34 +134,106 @@ def load_globals(session: Session) -> Globals | None:
 
 
 class DbReader:
-    """Read-only `State` over a session; writes go to an `Overlay` and `persist`."""
+    """Read-only `State` over a session; writes go to an `Overlay` and `persist`.
+
+    `prefetch(events)` reads, in a few `IN (...)` queries, the rows a batch of events will
+    look up (their holders, the referral chains of their buyers, their order ids and payouts);
+    each prefetched row is then handed out once, as a fresh object, by the lookup that asks
+    for it (the Overlay keeps its own copy after that), and any other lookup reads the
+    database as before. Partners and closed epochs are remembered for the reader's life (one
+    transaction, under the writer lock: nothing else writes them meanwhile).
+    """
 
     def __init__(self, session: Session, g: Globals) -> None:
         self.session = session
         self.g = g
+        self._holders: dict[str, Holder | None] = {}
+        self._orders: dict[str, str | None] = {}
+        self._payouts: dict[str, Payout | None] = {}
+        self._partners: dict[str, str | None] = {}
+        self._epochs: dict[int, Epoch] = {}
 
     def holder(self, holder_id: str) -> Holder | None:
+        if holder_id in self._holders:
+            return self._holders.pop(holder_id)
         row = self.session.connection().execute(_HOLDER_BY_ID, {"id": holder_id}).first()
         return Holder(**row._mapping) if row is not None else None
 
     def partner_of(self, region: str) -> str | None:
-        table = PartnerRow.__table__
-        return self.session.connection().execute(select(table.c.holder).where(table.c.region == region)).scalar()
+        if region not in self._partners:
+            self._partners[region] = self.session.connection().execute(_PARTNER_OF, {"region": region}).scalar()
+        return self._partners[region]
 
     def epoch(self, number: int) -> Epoch:
-        row = self.session.get(EpochRow, number)
-        assert row is not None, number
-        return Epoch(row.number, row.sp_index_end, row.factor)
+        found = self._epochs.get(number)
+        if found is None:
+            row = self.session.connection().execute(_EPOCH_BY_NUMBER, {"number": number}).first()
+            assert row is not None, number
+            found = self._epochs[number] = Epoch(row.number, row.sp_index_end, row.factor)
+        return Epoch(found.number, found.sp_index_end, found.factor)
 
     def payout(self, payout_id: str) -> Payout | None:
-        table = PayoutRow.__table__
-        row = self.session.connection().execute(
-            select(*(table.c[n] for n in _PAYOUT_FIELDS)).where(table.c.id == payout_id)).first()
+        if payout_id in self._payouts:
+            return self._payouts.pop(payout_id)
+        row = self.session.connection().execute(_PAYOUT_BY_ID, {"id": payout_id}).first()
         return Payout(**row._mapping) if row is not None else None
 
     def order_event(self, order_id: str) -> str | None:
-        table = EventRow.__table__
-        return self.session.connection().execute(select(table.c.id).where(table.c.order_id == order_id)).scalar()
+        if order_id in self._orders:
+            return self._orders.pop(order_id)
+        return self.session.connection().execute(_ORDER_EVENT, {"order_id": order_id}).scalar()
+
+    def prefetch(self, events) -> None:
+        """Read ahead what booking `events` (in order) will look up; see the class's docstring."""
+        holder_ids: set[str] = set()
+        buyers: set[str] = set()
+        order_ids: list[str] = []
+        payout_ids: list[str] = []
+        for event in events:
+            kind = event.kind
+            # (the events are not validated yet: only strings are looked up, and a lookup
+            # ahead of time decides nothing; the rules look up every row they need)
+            for name in _HOLDER_REFS.get(kind, ()):
+                value = getattr(event, name, None)
+                if isinstance(value, str):
+                    holder_ids.add(value)
+            if kind == "order":
+                if isinstance(event.order_id, str):
+                    order_ids.append(event.order_id)
+                if isinstance(event.buyer, str):
+                    buyers.add(event.buyer)
+            elif kind in ("payout_settle", "payout_cancel") and isinstance(event.payout, str):
+                payout_ids.append(event.payout)
+        connection = self.session.connection()
+        found = self._fetch_holders(connection, holder_ids)
+        # the referral chains the order rules walk, and the stores' referrers
+        wanted = {h.store_referrer for h in found.values() if h is not None and h.store_referrer}
+        frontier = {found[b].referrer for b in buyers if found.get(b) is not None and found[b].referrer}
+        for _ in range(_PREFETCH_ANCESTORS):
+            frontier -= self._holders.keys()
+            if not frontier:
+                break
+            step = self._fetch_holders(connection, frontier)
+            frontier = {h.referrer for h in step.values() if h is not None and h.referrer}
+        self._fetch_holders(connection, wanted - self._holders.keys())
+        for chunk in _chunks(sorted(set(order_ids))):
+            known = dict(connection.execute(_ORDER_EVENTS_IN, {"order_ids": chunk}).all())
+            for order_id in chunk:
+                self._orders[order_id] = known.get(order_id)
+        for chunk in _chunks(sorted(set(payout_ids))):
+            rows = {row.id: Payout(**row._mapping) for row in connection.execute(_PAYOUTS_BY_IDS, {"ids": chunk})}
+            for payout_id in chunk:
+                self._payouts[payout_id] = rows.get(payout_id)
+
+    def _fetch_holders(self, connection, ids) -> dict[str, Holder | None]:
+        out: dict[str, Holder | None] = {}
+        for chunk in _chunks(sorted(ids)):
+            for row in connection.execute(_HOLDERS_BY_IDS, {"ids": chunk}):
+                out[row.id] = Holder(**row._mapping)
+            for holder_id in chunk:
+                out.setdefault(holder_id, None)
+        self._holders.update(out)
+        return out
 
     def event_record(self, event_id: str) -> EventRecord | None:
         row = self.session.scalar(select(EventRow).where(EventRow.id == event_id))
@@ -142,52 +260,70 @@ def parse_entry_text(text: str):
     return from_beancount(directives[0])
 
 
+def _chunks(items: list) -> list[list]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
 def persist(session: Session, overlay: Overlay, new_rows: list[dict]) -> None:
     """Write an overlay's changes and the new event rows into the session (not committed)."""
     g = overlay.g
     connection = session.connection()
-    connection.execute(update(_LEDGER).where(_LEDGER.c.id == 1).values(
-        open_day=g.open_day, value=g.value, seq=g.seq, head=g.head, epoch=g.epoch, sv_index=g.sv_index,
-        sp_index=g.sp_index, total_shares=g.total_shares))
+    connection.execute(_UPDATE_LEDGER, {name: getattr(g, name) for name in _POSITION})
     base_balances = overlay.base.g.balances
     changed = [{"b_account": a, "amount": v} for a, v in g.balances.items() if a in base_balances and base_balances[a] != v]
     added = [{"account": a, "amount": v} for a, v in g.balances.items() if a not in base_balances]
     if changed:
-        connection.execute(update(_BALANCES).where(_BALANCES.c.account == bindparam("b_account"))
-                           .values(amount=bindparam("amount")), changed)
+        connection.execute(_UPDATE_BALANCES, changed)
     if added:
-        connection.execute(insert(_BALANCES), added)
+        connection.execute(_INSERT_BALANCES, added)
     new_holders, changed_holders = [], []
+    new_ids = overlay._new_holders
     for holder_id, holder in overlay._holders.items():
         if holder is None:
             continue
-        values = {name: getattr(holder, name) for name in _HOLDER_FIELDS}
-        (new_holders if holder_id in overlay._new_holders else changed_holders).append(values)
+        if holder_id in new_ids:
+            new_holders.append({name: getattr(holder, name) for name in _HOLDER_FIELDS})
+        else:
+            values = {name: getattr(holder, name) for name in _HOLDER_FIELDS}
+            values["b_id"] = values.pop("id")
+            changed_holders.append(values)
     if new_holders:
-        session.execute(insert(HolderRow), new_holders)
+        connection.execute(_INSERT_HOLDERS, new_holders)
     if changed_holders:
-        session.execute(update(HolderRow), changed_holders)
-    for region, holder_id in overlay._partners.items():
-        session.add(PartnerRow(region=region, holder=holder_id))
-    for epoch in overlay._epochs.values():
-        session.add(EpochRow(number=epoch.number, sp_index_end=epoch.sp_index_end, factor=epoch.factor))
-    for payout in overlay._payouts.values():
-        values = {n: getattr(payout, n) for n in _PAYOUT_FIELDS}
-        if overlay.base.payout(payout.id) is None:
-            session.execute(insert(PayoutRow), [values])
-        else:
-            session.execute(update(PayoutRow), [values])
-    new_ids = {row["id"]: row for row in new_rows}
+        connection.execute(_UPDATE_HOLDERS, changed_holders)
+    if overlay._partners:
+        connection.execute(_INSERT_PARTNERS, [{"region": region, "holder": holder_id}
+                                              for region, holder_id in overlay._partners.items()])
+    if overlay._epochs:
+        connection.execute(_INSERT_EPOCHS, [{"number": e.number, "sp_index_end": e.sp_index_end, "factor": e.factor}
+                                            for e in overlay._epochs.values()])
+    if overlay._payouts:
+        stored: set[str] = set()
+        for chunk in _chunks(sorted(overlay._payouts)):
+            stored.update(connection.execute(_PAYOUT_IDS_IN, {"ids": chunk}).scalars())
+        added_payouts, changed_payouts = [], []
+        for payout in overlay._payouts.values():
+            values = {n: getattr(payout, n) for n in _PAYOUT_FIELDS}
+            if payout.id in stored:
+                values["b_id"] = values.pop("id")
+                changed_payouts.append(values)
+            else:
+                added_payouts.append(values)
+        if added_payouts:
+            connection.execute(_INSERT_PAYOUTS, added_payouts)
+        if changed_payouts:
+            connection.execute(_UPDATE_PAYOUTS, changed_payouts)
+    by_id = {row["id"]: row for row in new_rows}
     for order_id, event_id in overlay._orders.items():
-        new_ids[event_id]["order_id"] = order_id
+        by_id[event_id]["order_id"] = order_id
     for record in overlay._records.values():
-        if record.id in new_ids:
-            new_ids[record.id]["reversible"] = True
-            new_ids[record.id]["reversed_by"] = record.reversed_by
+        if record.id in by_id:
+            by_id[record.id]["reversible"] = True
+            by_id[record.id]["reversed_by"] = record.reversed_by
         else:
-            session.execute(update(EventRow).where(EventRow.id == record.id).values(reversed_by=record.reversed_by))
+            connection.execute(update(_EVENTS).where(_EVENTS.c.id == record.id).values(reversed_by=record.reversed_by))
     if new_rows:
-        session.execute(insert(EventRow), new_rows)
+        connection.execute(_INSERT_EVENTS, new_rows)
 
 
 def ledger_row(g: Globals, rules_json: str) -> LedgerRow:
