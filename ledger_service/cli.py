@@ -214,7 +214,7 @@ def _demo_figures(books: Path, stats, seconds: float, batch: int, peak_rss_mib: 
                    for name in PHASES if name in stats.seconds},
         "booked": dict(sorted(stats.booked.items())), "refused": dict(sorted(stats.refused.items())),
         "peak_rss_mib": round(peak_rss_mib, 1), "journal_files": len(journal), "journal_bytes": size(journal),
-        "ledger_bytes": size((Path(books) / "ledger").rglob("*.beancount")),
+        "ledger_bytes": size((Path(books) / "ledger").rglob("*")),
         "sqlite_bytes": size(Path(books).glob("ledger.sqlite*")),
     }
 
@@ -233,7 +233,7 @@ def _print_demo_figures(figures: dict) -> None:
                   f"{figures['split_batches']:,} split to isolate a refusal; {figures['tried_alone']:,} events "
                   f"expected to be refused tried alone)")
     console.print(f"peak RSS {figures['peak_rss_mib']:,.0f} MiB; journal {figures['journal_bytes'] / mib:,.1f} MiB "
-                  f"in {figures['journal_files']} files; ledger tier {figures['ledger_bytes'] / mib:,.2f} MiB; "
+                  f"in {figures['journal_files']} files; ledger tier {figures['ledger_bytes'] / mib:,.1f} MiB; "
                   f"SQLite {figures['sqlite_bytes'] / mib:,.1f} MiB")
 
 

@@ -1,30 +1,55 @@
 """A simulated platform, booked through the same engine as the real one.
 
-Deterministic for a seed: a referral tree with every role, online and offline
-stores across regions with partners, packs, deposits, orders, transfers,
-payouts (settled and cancelled), redemptions, a reversal and a daily close each
-day. Refusals the rules make along the way (a merchant short of SP, say) are
-counted, not hidden: they are part of what the books must handle.
+Deterministic for a seed (and a batch size): a referral tree with every role,
+online and offline stores across regions with partners, packs, deposits, orders,
+transfers, payouts (settled and cancelled), redemptions, a reversal and a daily
+close each day. Refusals the rules make along the way (a merchant short of SP,
+say) are counted, not hidden: they are part of what the books must handle.
+
+Two ways to book:
+
+- one by one (`Demo(engine, seed)`, batch 1): each event is its own commit, and
+  the simulation sees at once whether the rules booked or refused it;
+- in batches (`Demo(engine, seed, batch=10_000)`, what `run` and `ledger-service
+  demo` use): events are queued and booked with `Engine.submit_many`, one durable
+  commit per batch. A batch is all or nothing, so the simulation cannot wait for
+  each outcome: it keeps the figures it needs to predict them (the value of the
+  day, the SP each merchant surely holds, the SP left under the cap) and
+  - queues what it expects to be booked, acting on it at once (a new member can
+    refer the next one); should the rules refuse one anyway, the batch is split
+    in halves until the refused event is alone, the rest is booked in order, and
+    what the simulation did on the event's account is undone;
+  - does not queue what it expects to be refused (an order a merchant cannot pay
+    for, a transfer from a member without SP): once the batch is committed, the
+    rules decide on each such event alone (`Engine.quote`, which books nothing);
+    a refusal is counted, and those the rules would book after all are booked
+    together in one more commit.
+  Amounts of transfers, payouts and redemptions are then drawn worth 1–50 CNY
+  rather than 1–50 SP, so that they stay affordable as the value of SP climbs.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
+from .amounts import CNY, SP, ZERO, div, exact_mul, floor, quantize
 from .config import Params
-from .engine import Engine
+from .engine import MAX_EVENTS_PER_COMMIT, Booked, Engine
 from .errors import Refusal
 from .rules.events import (BuyPack, Deposit, Event, OpenStore, Order, PayoutCancel, PayoutRequest, PayoutSettle,
                            Redeem, Register, Reverse, SetRole, Transfer)
 
 REGIONS = ("441900", "440300", "440100", "310100", "110100", "330100", "510100", "420100")
 ROLES = ("vip", "shop_owner", "store_owner", "service_provider")
+PHASES = ("init", "members", "stores", "trade", "reversal", "close")
 
 
 @dataclass
@@ -32,10 +57,29 @@ class DemoStats:
     booked: Counter = field(default_factory=Counter)
     refused: Counter = field(default_factory=Counter)
     days: int = 0
+    commits: int = 0  # database commits that booked events
+    split: int = 0  # batches the rules refused whole, split in halves to find the refused event
+    tried_alone: int = 0  # events expected to be refused, put to the rules alone after their batch
+    seconds: Counter = field(default_factory=Counter)  # per phase of `run` (PHASES)
+    phase_events: Counter = field(default_factory=Counter)  # events booked per phase
+
+    @property
+    def events(self) -> int:
+        return sum(self.booked.values())
+
+
+class _Queued(NamedTuple):
+    event: Event
+    day: date
+    then: Callable[[Booked], None] | None  # once booked
+    undo: Callable[[], None] | None  # if refused
 
 
 class Demo:
-    def __init__(self, engine: Engine, seed: int, on_day: Callable[[date], None] | None = None) -> None:
+    def __init__(self, engine: Engine, seed: int, on_day: Callable[[date], None] | None = None,
+                 batch: int = 1, on_commit: Callable[[DemoStats], None] | None = None) -> None:
+        if not 1 <= batch <= MAX_EVENTS_PER_COMMIT:
+            raise ValueError(f"batch: between 1 and {MAX_EVENTS_PER_COMMIT} events per commit")
         self.engine = engine
         self.rng = random.Random(seed)
         self.stats = DemoStats()
@@ -46,17 +90,165 @@ class Demo:
         self.orders: list[str] = []
         self.partners: set[str] = set()
         self.on_day = on_day
+        self.on_commit = on_commit
         self.next_member = 0
         self.next_order = 0
+        self.batch = batch
+        self.queue: list[_Queued] = []
+        self.alone: list[_Queued] = []
+        # What a batched demo predicts with (not kept one by one): see the module's docstring.
+        self.value = ZERO  # CNY per SP, the open day's
+        self.room = ZERO  # SP that deposits may still sell under the cap
+        self.sp_floor: dict[str, Decimal] = {}  # SP a merchant surely holds (releases and transfers in left out)
+        self.deposited: dict[str, Decimal] = {}  # CNY each merchant deposited
+        self.rate: dict[str, Decimal] = {}  # each merchant's rebate rate
+        if self.batched:
+            self.refresh()
 
-    def book(self, event: Event, day: date) -> str | None:
+    @property
+    def batched(self) -> bool:
+        return self.batch > 1
+
+    # -- booking -------------------------------------------------------------------
+
+    def book(self, event: Event, day: date, *, expect: bool = True, apply: Callable[[], None] | None = None,
+             undo: Callable[[], None] | None = None, then: Callable[[Booked], None] | None = None):
+        """Book `event` on `day`.
+
+        One by one: booked at once; `apply()` and `then(booked)` run if it is booked;
+        returns its event id, or None when the rules refuse it.
+        Batched: if `expect`ed to be booked, `apply()` runs now, the event is queued and
+        True returned; `undo()` runs should the rules refuse it, `then(booked)` once
+        booked. Otherwise False is returned, and the rules decide on it alone after the
+        batch (`apply()` and `then` run if it is booked after all).
+        """
+        if not self.batched:
+            booked = self.book_now(event, day)
+            if booked is not None:
+                if apply is not None:
+                    apply()
+                if then is not None:
+                    then(booked)
+            return booked.event_id if booked is not None else None
+        if expect:
+            if apply is not None:
+                apply()
+            self.queue.append(_Queued(event, day, then, undo))
+        else:
+            self.alone.append(_Queued(event, day, _after(apply, then), None))
+        if len(self.queue) >= self.batch or len(self.alone) >= self.batch:
+            self.flush()
+        return expect
+
+    def book_now(self, event: Event, day: date) -> Booked | None:
+        """Book `event` in a commit of its own (after the queue): the booking, or None when refused."""
+        self.flush()
         try:
             booked = self.engine.submit(event, day)
         except Refusal as refusal:
             self.stats.refused[refusal.rule] += 1
             return None
-        self.stats.booked[event.kind] += 1
-        return booked.event_id
+        self._booked([event], [booked])
+        return booked
+
+    def flush(self) -> None:
+        """Book the queue in commits of `batch` events, then what was expected to be refused if the rules book it."""
+        if not self.queue and not self.alone:
+            return
+        queue, self.queue = self.queue, []
+        alone, self.alone = self.alone, []
+        for start in range(0, len(queue), self.batch):
+            self._commit(queue[start:start + self.batch])
+        after_all: list[_Queued] = []
+        for item in alone:  # the rules decide (a quote books nothing); what they would book is booked next
+            self.stats.tried_alone += 1
+            try:
+                self.engine.quote(item.event, item.day)
+            except Refusal as refusal:
+                self.stats.refused[refusal.rule] += 1
+                continue
+            after_all.append(item)
+        if after_all:
+            self._commit(after_all)
+        self.refresh()
+
+    def _commit(self, items: list[_Queued]) -> None:
+        try:
+            booked = self.engine.submit_many([(item.event, item.day) for item in items])
+        except Refusal as refusal:  # all or nothing: split until the refused event is alone
+            if len(items) == 1:
+                self.stats.refused[refusal.rule] += 1
+                if items[0].undo is not None:
+                    items[0].undo()
+                return
+            self.stats.split += 1
+            half = len(items) // 2
+            self._commit(items[:half])
+            self._commit(items[half:])
+            return
+        self._booked([item.event for item in items], booked)
+        for item, one in zip(items, booked, strict=True):
+            if item.then is not None:
+                item.then(one)
+
+    def _booked(self, events: list[Event], booked: list[Booked]) -> None:
+        self.stats.commits += 1
+        for event in events:
+            self.stats.booked[event.kind] += 1
+        if self.on_commit is not None:
+            self.on_commit(self.stats)
+
+    # -- what a batched demo predicts with -------------------------------------------
+
+    def refresh(self) -> None:
+        """The committed figures: the value of the open day, the SP left under the cap."""
+        supply = self.engine.supply()
+        self.value = Decimal(supply["value_cny_per_sp"])
+        self.room = self.engine.params.sp_cap - Decimal(supply["issued"])
+
+    def sp(self, units: int) -> Decimal:
+        """An amount of SP: `units` SP one by one; batched, the SP worth `units` CNY today."""
+        if not self.batched or self.value <= 0:
+            return Decimal(units)
+        return max(Decimal("0.0001"), quantize(div(Decimal(units), self.value), SP))
+
+    def _has(self, holder: str, sp: Decimal) -> bool:
+        return self.batched and self.sp_floor.get(holder, ZERO) >= sp
+
+    def _spend(self, holder: str, sp: Decimal) -> None:
+        if self.batched:
+            self.sp_floor[holder] = self.sp_floor.get(holder, ZERO) - sp
+
+    def _sold(self, amount_cny: Decimal) -> Decimal:
+        """The SP a deposit of `amount_cny` buys today (as the rules round it)."""
+        return floor(div(amount_cny, self.value), SP) if self.batched and self.value > 0 else ZERO
+
+    def _bought(self, merchant: str, amount_cny: Decimal, sold: Decimal) -> None:
+        if self.batched:
+            self.room -= sold
+            self.sp_floor[merchant] = self.sp_floor.get(merchant, ZERO) + sold
+            self.deposited[merchant] = self.deposited.get(merchant, ZERO) + amount_cny
+
+    def _deducted(self, merchant: str, amount_cny: Decimal) -> Decimal:
+        """The SP an order of `amount_cny` takes from `merchant` today (as the rules round it)."""
+        if not self.batched or self.value <= 0 or merchant not in self.rate:
+            return ZERO
+        return quantize(div(quantize(exact_mul(amount_cny, self.rate[merchant]), CNY), self.value), SP)
+
+    def _can_take(self, merchant: str, sp: Decimal) -> bool:
+        return (self.batched and self.deposited.get(merchant, ZERO) >= self.engine.params.merchant_deposit_value
+                and self._has(merchant, sp))
+
+    def deposit(self, merchant: str, amount_cny: Decimal, day: date):
+        sold = self._sold(amount_cny)
+        return self.book(Deposit(amount_cny, merchant=merchant), day, expect=ZERO < sold <= self.room,
+                         apply=partial(self._bought, merchant, amount_cny, sold),
+                         undo=partial(self._bought, merchant, -amount_cny, -sold))
+
+    def spend(self, event: Event, holder: str, sp: Decimal, day: date, then: Callable[[Booked], None] | None = None):
+        """Book an event that takes `sp` SP from `holder` (a transfer, a payout, a redemption)."""
+        return self.book(event, day, expect=self._has(holder, sp), apply=partial(self._spend, holder, sp),
+                         undo=partial(self._spend, holder, -sp), then=then)
 
     # -- the population ------------------------------------------------------------
 
@@ -65,10 +257,11 @@ class Demo:
             member = f"m{self.next_member:07d}"
             self.next_member += 1
             referrer = self.rng.choice(self.members) if self.members and self.rng.random() < 0.85 else None
-            if self.book(Register(member, referrer=referrer, region=self.rng.choice(REGIONS)), day):
-                self.members.append(member)
-                if self.rng.random() < 0.7 and self.book(BuyPack(member, "activation"), day):
-                    self.active.append(member)
+            if self.book(Register(member, referrer=referrer, region=self.rng.choice(REGIONS)), day,
+                         apply=partial(self.members.append, member), undo=partial(_remove, self.members, member)):
+                if self.rng.random() < 0.7:
+                    self.book(BuyPack(member, "activation"), day,
+                              apply=partial(self.active.append, member), undo=partial(_remove, self.active, member))
 
     def grade(self, day: date, count: int) -> None:
         for _ in range(min(count, len(self.active))):
@@ -78,8 +271,8 @@ class Demo:
         for region in REGIONS:
             if region in self.partners or not self.active or self.rng.random() < 0.25:
                 continue
-            if self.book(BuyPack(self.rng.choice(self.active), "partner", region=region), day):
-                self.partners.add(region)
+            self.book(BuyPack(self.rng.choice(self.active), "partner", region=region), day,
+                      apply=partial(self.partners.add, region), undo=partial(self.partners.discard, region))
 
     def open_stores(self, day: date, count: int) -> None:
         for _ in range(count):
@@ -90,9 +283,13 @@ class Demo:
             rate = Decimal(self.rng.choice(("0.05", "0.08", "0.10", "0.12", "0.15", "0.20")))
             referrer = self.rng.choice(self.members) if channel == "offline" and self.rng.random() < 0.7 else None
             event = OpenStore(merchant, self.rng.choice(self.active), self.rng.choice(REGIONS), channel, rate, referrer)
-            if self.book(event, day):
-                self.merchants.append(merchant)
-                self.book(Deposit(Decimal(self.rng.choice((500, 1000, 2000, 5000))), merchant=merchant), day)
+            if self.book(event, day, apply=partial(self._opened, merchant, rate),
+                         undo=partial(_remove, self.merchants, merchant)):
+                self.deposit(merchant, Decimal(self.rng.choice((500, 1000, 2000, 5000))), day)
+
+    def _opened(self, merchant: str, rate: Decimal) -> None:
+        self.merchants.append(merchant)
+        self.rate[merchant] = rate
 
     # -- a business day ------------------------------------------------------------
 
@@ -105,21 +302,28 @@ class Demo:
             merchant = self.rng.choice(self.merchants)
             amount = Decimal(self.rng.randint(1000, 200000)) / 100
             ship = self.rng.choice(REGIONS)
-            if self.book(Order(order_id, self.rng.choice(self.members), merchant, amount, ship_region=ship), day):
-                self.orders.append(order_id)
+            need = self._deducted(merchant, amount)
+            if self.book(Order(order_id, self.rng.choice(self.members), merchant, amount, ship_region=ship), day,
+                         expect=self._can_take(merchant, need), apply=partial(self._took, order_id, merchant, need),
+                         undo=partial(self._took, order_id, merchant, -need)):
+                pass
             elif self.rng.random() < 0.5:  # the merchant tops up its deposit and tries again
-                self.book(Deposit(Decimal(2000), merchant=merchant), day)
+                self.deposit(merchant, Decimal(2000), day)
         holders = self.active + self.merchants
         for _ in range(max(1, orders // 20)):
             source, target = self.rng.sample(holders, 2) if len(holders) >= 2 else (None, None)
             if source:
-                self.book(Transfer(source, target, Decimal(self.rng.randint(1, 50))), day)
+                sp = self.sp(self.rng.randint(1, 50))
+                self.spend(Transfer(source, target, sp), source, sp, day)
         for _ in range(max(1, orders // 25)):
-            payout = self.book(PayoutRequest(self.rng.choice(holders), Decimal(self.rng.randint(1, 20))), day)
-            if payout:
-                self.pending_payouts.append(payout)
+            holder = self.rng.choice(holders)
+            sp = self.sp(self.rng.randint(1, 20))
+            self.spend(PayoutRequest(holder, sp), holder, sp, day, then=self._requested)
         for _ in range(max(1, orders // 40)):
-            self.book(Redeem(self.rng.choice(holders), Decimal(self.rng.randint(1, 10)), "green tea gift box"), day)
+            holder = self.rng.choice(holders)
+            sp = self.sp(self.rng.randint(1, 10))
+            self.spend(Redeem(holder, sp, "green tea gift box"), holder, sp, day)
+        self.flush()  # the payouts just requested have their ids
         while self.pending_payouts and self.rng.random() < 0.7:
             payout = self.pending_payouts.pop(0)
             if self.rng.random() < 0.85:
@@ -129,45 +333,134 @@ class Demo:
         if self.rng.random() < 0.2:
             self.book(Deposit(Decimal(self.rng.randint(100, 1000)), platform=True), day)
 
+    def _took(self, order_id: str, merchant: str, sp: Decimal) -> None:
+        """An order booked (`sp` > 0 or one by one) or undone (`sp` < 0)."""
+        if sp < 0:
+            _remove(self.orders, order_id)
+        else:
+            self.orders.append(order_id)
+        self._spend(merchant, sp)
+
+    def _requested(self, booked: Booked) -> None:
+        self.pending_payouts.append(booked.event_id)
+
     def reverse_one(self, day: date) -> None:
+        self.flush()
         for order_id in reversed(self.orders[-50:]):
             event_id = self.engine.event_for_order(order_id)
-            if event_id and self.book(Reverse(event_id), day):
+            if event_id and self.book_now(Reverse(event_id), day):
                 return
 
 
-def run(books: Path, params: Params, members: int, merchants: int, days: int, seed: int,
-        orders_per_day: int | None = None, progress=None, db_url: str | None = None) -> tuple[Engine, DemoStats]:
-    """Simulate `days` business days ending yesterday; every day is closed."""
-    from .journal import Books
+def _after(apply: Callable[[], None] | None, then: Callable[[Booked], None] | None) -> Callable[[Booked], None]:
+    def run(booked: Booked) -> None:
+        if apply is not None:
+            apply()
+        if then is not None:
+            then(booked)
+    return run
 
+
+def _remove(items: list[str], item: str) -> None:
+    for index in range(len(items) - 1, -1, -1):  # the newest first: what is undone was just added
+        if items[index] == item:
+            del items[index]
+            return
+
+
+def platform_funding(params: Params, merchants: int, orders: int) -> Decimal:
+    """CNY the platform puts in the pool on the first day, before any store opens.
+
+    After the first close, a point is worth this ÷ the day's release; the amount is
+    chosen so that the deposits the simulation will make (about 2,500 CNY to open
+    each store, and the rebates of its orders, about 120 CNY each) buy at most a
+    quarter of the cap: deposits are refused once the cap is reached.
+    """
+    demand = Decimal(merchants * 2500 + orders * 120)
+    value = max(Decimal(1), demand / (params.sp_cap / 4))
+    return max(Decimal(500), quantize(value * params.sp_daily_release, CNY))
+
+
+def run(books: Path, params: Params, members: int, merchants: int, days: int, seed: int,
+        orders_per_day: int | None = None, progress: Callable[[date, str, DemoStats], None] | None = None,
+        db_url: str | None = None, batch: int = MAX_EVENTS_PER_COMMIT) -> tuple[Engine, DemoStats]:
+    """Simulate `days` business days ending yesterday; every day is closed.
+
+    The first day, members join and the platform funds the pool (`platform_funding`);
+    stores open over the following days (all on the first when `days` is 1) and trade
+    from the day they open. `progress(day, phase, stats)` is called as commits land
+    (at most twice a second) and after each close.
+    """
     from datetime import datetime
 
+    from .journal import Books
+
+    clock = time.perf_counter
+    t0 = clock()
     today = datetime.now(params.timezone).date()
     start = today - timedelta(days=days)
     if Books(books).exists():
         engine = Engine(books, db_url)
         start = max(engine.today() - timedelta(days=days), date.fromisoformat(engine.head()["open_day"]))
+        if date.fromisoformat(engine.head()["open_day"]) < start:
+            engine.close_days(start - timedelta(days=1))
     else:
         engine = Engine.init(books, params, start=start, db_url=db_url)
-    demo = Demo(engine, seed)
-    per_day_members = max(1, members // max(1, days))
-    per_day_merchants = max(1, merchants // max(1, days))
+    params = engine.params
+    now = {"day": start, "phase": "init", "shown": 0.0}
+
+    def committed(stats: DemoStats) -> None:
+        if progress is not None and clock() - now["shown"] >= 0.5:
+            now["shown"] = clock()
+            progress(now["day"], now["phase"], stats)
+
+    demo = Demo(engine, seed, batch=batch, on_commit=committed)
+    stats = demo.stats
+    stats.seconds["init"] += clock() - t0
     orders = orders_per_day if orders_per_day is not None else max(10, members // 2)
-    day = start
+    first_store_day = 1 if days > 1 else 0
+    per_day_members = -(-members // max(1, days))
+    per_day_merchants = -(-merchants // max(1, days - first_store_day))
+    opened = 0
+    mark = [clock(), stats.events]
+
+    def phase(name: str) -> None:
+        """End the current phase: book its queue and time it."""
+        demo.flush()
+        t = clock()
+        stats.seconds[now["phase"]] += t - mark[0]
+        stats.phase_events[now["phase"]] += stats.events - mark[1]
+        mark[:] = [t, stats.events]
+        now["phase"] = name
+
     for index in range(days):
         day = start + timedelta(days=index)
         if day >= engine.today():
             break
-        demo.register(day, per_day_members if index else max(per_day_members, 10))
-        demo.grade(day, max(1, per_day_members // 10))
+        now["day"] = day
+        phase("members")
+        todo = min(max(per_day_members, 10) if index == 0 else per_day_members, max(0, members - demo.next_member))
+        demo.register(day, todo)
+        demo.grade(day, max(1, todo // 10))
         demo.appoint_partners(day)
-        demo.open_stores(day, per_day_merchants)
-        demo.trade(day, orders)
+        if index == 0:
+            demo.book(Deposit(platform_funding(params, merchants, orders * max(1, days - first_store_day)),
+                              platform=True), day)
+        if index >= first_store_day:
+            phase("stores")
+            count = min(per_day_merchants, merchants - opened)
+            demo.open_stores(day, count)
+            opened += count
+            phase("trade")
+            demo.trade(day, orders)
         if index == days // 2:
+            phase("reversal")
             demo.reverse_one(day)
+        phase("close")
         engine.close_days(day)
-        demo.stats.days += 1
+        demo.refresh()
+        stats.days += 1
         if progress is not None:
-            progress(day)
-    return engine, demo.stats
+            progress(day, "closed", stats)
+    phase("close")
+    return engine, stats
