@@ -25,10 +25,20 @@ demo: setup
 verify: setup
 	$(VENV)/bin/ledger-service verify --books $(BOOKS)
 
-# The benchmarks at a size that fits in about 10 minutes on 2 cores (full sizes: BENCHMARKS.md).
+# Every benchmark of BENCHMARKS.md at a size that fits in about 10 minutes on 2 cores; results go
+# to $(BENCH_OUT), not over the full-size results in benchmarks/results/ (full commands: BENCHMARKS.md).
+BENCH_OUT ?= bench-out
 bench: setup
-	$(PY) benchmarks/close_day.py --sizes 1000,10000,100000 --days 3
-	$(PY) benchmarks/api_orders.py --workers 2 --clients 8,64 --orders 100
+	mkdir -p $(BENCH_OUT)
+	$(PY) benchmarks/engine_events.py --quick --out $(BENCH_OUT)/engine_events.json --md $(BENCH_OUT)/engine_events.md \
+	    --profile-out $(BENCH_OUT)/engine_events_profile.txt
+	$(PY) benchmarks/api_orders.py --workers 2 --clients 8,64 --orders 50 --out $(BENCH_OUT)/api_orders_sqlite.json
+	$(PY) benchmarks/close_day.py --sizes 1000,10000,100000 --days 3 --out $(BENCH_OUT)/close_day.json
+	$(PY) benchmarks/verify_bench.py --quick --out $(BENCH_OUT)/verify_bench.json
+	$(PY) benchmarks/fava_load.py --members 5000 --merchants 50 --orders-per-day 500 --days 5 \
+	    --out $(BENCH_OUT)/fava_load.json --md $(BENCH_OUT)/fava_load.md
+	$(PY) benchmarks/demo_scale.py --members 20000 --merchants 200 --orders-per-day 2000 --days 2 --remove \
+	    --books $(BENCH_OUT)/demo-books --out $(BENCH_OUT)/demo_scale.json --md $(BENCH_OUT)/demo_scale.md
 
 clean-books:
 	rm -rf $(BOOKS)

@@ -23,7 +23,6 @@ LedgerError = collections.namedtuple("LedgerError", "source message entry")
 def check_books(entries, options_map, config=None):
     """Replay the chained entries in journal order and report each fault."""
     replay = Replay()
-    by_location = {}
     chained = []
     errors = []
     for entry in entries:
@@ -35,8 +34,16 @@ def check_books(entries, options_map, config=None):
     # The loader sorts by date, then line; the journal's order is file, then line.
     chained.sort(key=lambda e: (e.date, e.meta.get("filename", ""), e.meta.get("lineno", 0)))
     for entry in chained:
-        by_location[(entry.meta.get("filename"), entry.meta.get("lineno"))] = entry
         replay.feed(entry)
+    replay.close()
+    # The entry each fault is about (looked up only when there are faults).
+    wanted = {(fault.filename, fault.lineno) for fault in replay.faults}
+    by_location = {}
+    if wanted:
+        for entry in chained:
+            key = (str(entry.meta.get("filename", "?")), int(entry.meta.get("lineno", 0) or 0))
+            if key in wanted:
+                by_location[key] = entry
     for fault in replay.faults:
         entry = by_location.get((fault.filename, fault.lineno))
         source = {"filename": fault.filename, "lineno": fault.lineno}

@@ -1,9 +1,9 @@
 """What the rules need to know about the platform, as plain data.
 
 `State` is the narrow interface the pure rules read and `apply` writes. Two
-implementations: `MemoryState` here (used by `verify`, the plugin, quotes and
-tests) and `store.DbState` (the service's database). Both hold the same
-dataclasses, so a rule cannot tell which it is given.
+implementations: `MemoryState` here (used by quotes and tests, and through its subclass
+`audit.replay.ReplayState` by `verify` and the plugin) and `store.DbState` (the service's
+database). Both hold the same dataclasses, so a rule cannot tell which it is given.
 """
 
 from __future__ import annotations
@@ -124,7 +124,9 @@ class State(Protocol):
 
 
 class MemoryState:
-    """The whole position in dictionaries: memory grows with holders, not events."""
+    """The whole position in dictionaries, with every order's and transfer's postings (what a
+    reversal mirrors): memory grows with events too. Fine for quotes and tests; the replay of
+    a whole journal uses `audit.replay.ReplayState`, which keeps those on disk."""
 
     def __init__(self, g: Globals) -> None:
         self.g = g

@@ -13,12 +13,17 @@ plugin. For each chained entry, in order, it checks:
   (the release formula, every order split, every price = pool ÷ circulating);
 - the invariants after it: issued ≤ cap, no holder below zero.
 
-Faults are located by file, line and event id. Memory holds the position
-(holders, open payouts, reversible events), never the entries themselves.
+Faults are located by file, line and event id. Memory holds the position (holders,
+payouts), never the entries themselves: what a later reversal or a duplicate order id
+needs of the orders and transfers is kept on disk (`ReplayState`), so memory grows with
+holders, not with events.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from array import array
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -28,10 +33,10 @@ from .. import rules
 from ..amounts import ZERO, fmt
 from ..apply import apply_entry
 from ..config import ConfigError, Params
-from ..entries import (GENESIS_PREV, Entry, Price, Transaction, canonical, entry_hash, from_beancount,
-                       location)
-from ..errors import Refusal
-from ..state import Globals, MemoryState, Overlay, supply_of
+from ..entries import (_IGNORED_META, GENESIS_PREV, Entry, Posting, Price, Transaction, canonical, entry_hash,
+                       from_beancount, location)
+from ..errors import Conflict, Refusal
+from ..state import EventRecord, Globals, MemoryState, Overlay, supply_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +59,19 @@ class Replay:
 
     def __init__(self) -> None:
         self.params: Params | None = None
-        self.state: MemoryState | None = None
+        self.state: ReplayState | None = None
         self.faults: list[Fault] = []
         self.prev = GENESIS_PREV
         self.seq = 0
         self.entries = 0
         self.rules_ok = True  # false once the position can no longer be trusted
+        self._digest = ""  # the SHA-256 of the entry being fed, as computed from its content
+        self.entry: Entry | None = None  # the last directive fed, as an entry (None: not a chained one)
+
+    def close(self) -> None:
+        """Free the on-disk store of reversible events (also done when the replay is collected)."""
+        if self.state is not None:
+            self.state.close()
 
     # -- reporting -------------------------------------------------------------------
 
@@ -75,10 +87,11 @@ class Replay:
     # -- the replay ------------------------------------------------------------------
 
     def feed(self, directive: Any) -> None:
-        entry = from_beancount(directive)
+        entry = self.entry = from_beancount(directive)
         if entry is None:
             return
         self.entries += 1
+        self._digest = ""
         chain_ok = self._check_chain(directive, entry)
         self._check_whole(directive, entry)
         if self.state is None:
@@ -107,7 +120,7 @@ class Replay:
             self.fault(directive, entry, "chain.prev",
                        f"prev {prev} is not the hash of the entry before ({self.prev}): an entry was removed, inserted or moved")
         recorded = entry.get("hash")
-        computed = entry_hash(entry, prev or "")
+        computed = self._digest = entry_hash(entry, prev or "")
         if recorded != computed:
             self.fault(directive, entry, "chain.hash",
                        f"hash {recorded} does not match the entry's content ({computed}): the entry was altered")
@@ -143,7 +156,7 @@ class Replay:
             return
         day = entry.date
         g = Globals(genesis_day=day, open_day=day, value=rules.value_of(Globals(day, day, ZERO), self.params))
-        self.state = MemoryState(g)
+        self.state = ReplayState(g)
         ctx = rules.Ctx(entry.get("event") or "", 1, day, self.params)
         self._compare(directive, entry, rules.genesis(self.params, day, ctx))
         self._apply(directive, entry)
@@ -182,6 +195,8 @@ class Replay:
         self._apply(directive, entry)
 
     def _compare(self, directive: Any, entry: Entry, expected: Entry) -> None:
+        if _same(expected, entry):  # field by field: equal here implies equal canonical forms
+            return
         prev = entry.get("prev") or ""
         if canonical(expected, prev) == canonical(_without_chain(entry), prev):
             return
@@ -189,6 +204,8 @@ class Replay:
 
     def _apply(self, directive: Any, entry: Entry) -> None:
         state = self.state
+        meta = getattr(directive, "meta", None) or {}
+        state.source = (meta.get("filename"), meta.get("lineno"), self._digest)
         try:
             apply_entry(state, entry)
         except (AssertionError, Refusal, KeyError, ValueError, TypeError, AttributeError) as exc:
@@ -197,6 +214,8 @@ class Replay:
                        "rule checks stop here")
             self.rules_ok = False
             return
+        finally:
+            state.source = None
         supply = supply_of(state.g, self.params.sp_cap)
         if supply["issued"] > self.params.sp_cap:
             self.fault(directive, entry, "sp.cap_exceeded",
@@ -204,6 +223,48 @@ class Replay:
         for account in ("Liabilities:Holders:SP", "Liabilities:Holders:SV:Active", "Liabilities:Holders:SV:Locked"):
             if state.g.balance(account) > 0:
                 self.fault(directive, entry, "holders.negative", f"{account} is below zero")
+
+
+def _same(expected: Entry, found: Entry) -> bool:
+    """True when every field the canonical form reads is equal, numbers digit for digit.
+
+    A fast test, never looser than comparing canonical forms: it compares the same fields
+    in order (the canonical form sorts metadata) and numbers by value, exponent and sign
+    (the canonical form writes `format(number, "f")`: equal value, exponent and sign give
+    the same text). When it says no, the caller compares the canonical forms, so the
+    outcome is theirs.
+    """
+    try:
+        if type(expected) is not type(found) or expected.date != found.date:
+            return False
+        if not _same_meta(expected.meta, found.meta):
+            return False
+        if isinstance(expected, Price):
+            return _same_number(expected.number, found.number)
+        if (expected.payee != found.payee or expected.narration != found.narration or expected.flag != found.flag
+                or expected.tags != found.tags or expected.links != found.links
+                or len(expected.postings) != len(found.postings)):
+            return False
+        for e, f in zip(expected.postings, found.postings):
+            if (e.account != f.account or e.currency != f.currency or e.meta != f.meta
+                    or not _same_number(e.number, f.number)):
+                return False
+        return True
+    except (AttributeError, TypeError):  # not the types the rules and the parser give: compare the long way
+        return False
+
+
+def _same_number(a: Decimal, b: Decimal) -> bool:
+    return a == b and a.same_quantum(b) and a.is_signed() == b.is_signed()
+
+
+def _same_meta(expected, found) -> bool:
+    """The same metadata as the canonical form reads it (`prev`, `hash` and the parser's keys left out)."""
+    n = len(expected)
+    if found[:n] == expected and all(item[0] in _IGNORED_META for item in found[n:]):
+        return True  # the usual case: the journal's entry is the rules' one with `prev` and `hash` appended
+    return ([item for item in expected if item[0] not in _IGNORED_META]
+            == [item for item in found if item[0] not in _IGNORED_META])
 
 
 def _without_chain(entry: Entry) -> Entry:
@@ -248,3 +309,210 @@ def _diff(expected: Entry, found: Entry) -> str:
                     return f"{p.account} {fmt(p.number)} {p.currency}" + (f" ({extra})" if extra else "")
                 notes.append(f"posting {i + 1}: found {show(f)}, the rules give {show(e)}")
     return "; ".join(notes[:6]) or "the entry differs from what the rules book"
+
+
+# -- the reversible events, on disk ------------------------------------------------------------------
+
+
+class ReplayState(MemoryState):
+    """The position a replay rebuilds, with the orders and transfers kept out of memory.
+
+    A `reverse` needs the postings of the order or transfer it mirrors, and every order
+    needs to know whether its id was booked before: kept in memory (as `MemoryState` does)
+    they grow with events. Here each order or transfer is one row of a private temporary
+    SQLite database (a file SQLite deletes when it is closed): its id, kind, where it
+    stands in the journal (file and line) and the SHA-256 of its canonical form; an
+    order's id is another row. A reversal re-reads the entry from its file and uses it only
+    if its content hashes to what was replayed: the reversal rules see exactly the postings
+    they saw before, or the replay reports that the journal changed under it. Entries not
+    read from a file (parsed from a string) keep their postings in memory instead.
+
+    Memory holds a fixed-size filter of the order ids (most new ids are known to be new
+    without reading the disk) and up to `BUFFER` rows not yet written.
+    """
+
+    BUFFER = 2048  # rows kept in memory before one write
+    FILTER_BITS = 1 << 24  # 2 MiB: about 1 % false "maybe booked" answers at a million orders
+
+    def __init__(self, g: Globals) -> None:
+        super().__init__(g)
+        # Set by `Replay._apply` while an entry is applied: its (file, line, computed hash).
+        self.source: tuple[str | None, int | None, str] | None = None
+        self._db: sqlite3.Connection | None = None
+        self._files: list[str] = []
+        self._file_ids: dict[str, int] = {}  # -1: not a file that can be read again
+        self._new_records: dict[str, tuple] = {}  # id -> (kind, file, line, digest, reversed_by)
+        self._new_orders: dict[str, str] = {}
+        self._filter = bytearray(self.FILTER_BITS // 8)
+        self._recalled: tuple[str, bytes, tuple[Posting, ...]] | None = None
+        self._lines: tuple[tuple, array] | None = None
+
+    # -- the store -----------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("CREATE TABLE records (id TEXT PRIMARY KEY, kind TEXT NOT NULL, file INTEGER NOT NULL, "
+                       "line INTEGER NOT NULL, digest BLOB NOT NULL, reversed_by TEXT) WITHOUT ROWID")
+            db.execute("CREATE TABLE orders (id TEXT PRIMARY KEY, event TEXT NOT NULL) WITHOUT ROWID")
+            self._db = db
+        return self._db
+
+    def _flush(self) -> None:
+        if not (self._new_records or self._new_orders):
+            return
+        db = self._connection()
+        db.execute("BEGIN")
+        db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)",
+                       [(key, *row) for key, row in self._new_records.items()])
+        db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?)", self._new_orders.items())
+        db.execute("COMMIT")
+        self._new_records.clear()
+        self._new_orders.clear()
+
+    def close(self) -> None:
+        self._new_records.clear()
+        self._new_orders.clear()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _bits(self, order_id: str) -> tuple[int, int]:
+        h = hash(order_id)  # salted per process: the filter lives no longer than the process
+        mask = self.FILTER_BITS - 1
+        return h & mask, (h >> 32) & mask
+
+    def _file_id(self, filename: str | None) -> int:
+        if filename is None:
+            return -1
+        found = self._file_ids.get(filename)
+        if found is None:
+            found = -1
+            if os.path.isfile(filename):
+                found = len(self._files)
+                self._files.append(filename)
+            self._file_ids[filename] = found
+        return found
+
+    # -- the State interface ---------------------------------------------------------------
+
+    def order_event(self, order_id: str) -> str | None:
+        f = self._filter
+        if not all(f[b >> 3] & (1 << (b & 7)) for b in self._bits(order_id)):
+            return None  # never recorded
+        found = self._new_orders.get(order_id)
+        if found is None and self._db is not None:
+            row = self._db.execute("SELECT event FROM orders WHERE id = ?", (order_id,)).fetchone()
+            found = row[0] if row else None
+        return found
+
+    def record_event(self, record: EventRecord, order_id: str | None) -> None:
+        source = self.source
+        file_id = self._file_id(source[0]) if source is not None and source[2] else -1
+        if file_id < 0 or not isinstance(source[1], int):
+            self.records[record.id] = record
+            self._forget(record.id)
+        else:
+            self.records.pop(record.id, None)
+            self._new_records[record.id] = (record.kind, file_id, source[1], bytes.fromhex(source[2]),
+                                            record.reversed_by)
+        if order_id is not None:
+            f = self._filter
+            for b in self._bits(order_id):
+                f[b >> 3] |= 1 << (b & 7)
+            self._new_orders[order_id] = record.id
+        if len(self._new_records) + len(self._new_orders) >= self.BUFFER:
+            self._flush()
+
+    def _forget(self, event_id: str) -> None:
+        self._new_records.pop(event_id, None)
+        if self._db is not None:
+            self._db.execute("DELETE FROM records WHERE id = ?", (event_id,))
+
+    def event_record(self, event_id: str) -> EventRecord | None:
+        inline = self.records.get(event_id)
+        if inline is not None:
+            return inline
+        row = self._new_records.get(event_id)
+        if row is None and self._db is not None:
+            found = self._db.execute("SELECT kind, file, line, digest, reversed_by FROM records WHERE id = ?",
+                                     (event_id,)).fetchone()
+            row = tuple(found) if found else None
+        if row is None:
+            return None
+        kind, file_id, line, digest, reversed_by = row
+        return EventRecord(event_id, kind, self._recall(event_id, self._files[file_id], line, digest), reversed_by)
+
+    def put_event_record(self, record: EventRecord) -> None:
+        # Only `reversed_by` changes once an event is recorded (`apply` marks a reversal).
+        if record.id in self.records:
+            self.records[record.id] = record
+            return
+        row = self._new_records.get(record.id)
+        if row is not None:
+            self._new_records[record.id] = (*row[:4], record.reversed_by)
+        elif self._db is not None:
+            self._db.execute("UPDATE records SET reversed_by = ? WHERE id = ?", (record.reversed_by, record.id))
+
+    # -- reading an entry again ---------------------------------------------------------------
+
+    def _recall(self, event_id: str, path: str, line: int, digest: bytes) -> tuple[Posting, ...]:
+        """The postings of the entry at `path:line`, provided it hashes to `digest`."""
+        last = self._recalled
+        if last is not None and last[0] == event_id and last[1] == digest:
+            return last[2]
+        entry = self._reread(path, line, whole_file=False)
+        if entry is None or bytes.fromhex(entry_hash(entry, entry.get("prev") or "")) != digest:
+            entry = self._reread(path, line, whole_file=True)  # exactly as the file was parsed
+        if entry is None or bytes.fromhex(entry_hash(entry, entry.get("prev") or "")) != digest:
+            raise Conflict("reverse.original_changed",
+                           f"event: {event_id} at {path}:{line} no longer reads as it did when it was replayed "
+                           "(the journal changed during the check)", "event")
+        self._recalled = (event_id, digest, entry.postings)
+        return entry.postings
+
+    def _reread(self, path: str, line: int, whole_file: bool) -> Transaction | None:
+        from beancount.parser import parser
+
+        try:
+            if whole_file:
+                directives, _, _ = parser.parse_file(path)
+                found = [d for d in directives if d.meta.get("lineno") == line]
+            else:
+                directives, _, _ = parser.parse_string(self._entry_text(path, line))
+                found = directives[:1]
+        except (OSError, UnicodeDecodeError):
+            return None
+        entry = from_beancount(found[0]) if found else None
+        return entry if isinstance(entry, Transaction) else None
+
+    def _entry_text(self, path: str, line: int) -> str:
+        """The lines of the entry starting at `line`: its own and the indented ones after it."""
+        starts = self._line_starts(path)  # one more than the lines: the last is the end of the file
+        if not 0 < line < len(starts):
+            return ""
+        out: list[bytes] = []
+        with open(path, "rb") as file:
+            file.seek(starts[line - 1])
+            out.append(file.readline())
+            for text in file:
+                if text.strip() and text[:1] not in (b" ", b"\t"):
+                    break  # the next directive (metadata and postings are indented)
+                out.append(text)
+        return b"".join(out).decode("utf-8")
+
+    def _line_starts(self, path: str) -> array:
+        """Where each line of `path` starts (kept for the last file read, while it is unchanged)."""
+        stat = os.stat(path)
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if self._lines is None or self._lines[0] != key:
+            starts = array("q", [0])
+            offset = 0
+            with open(path, "rb") as file:
+                for text in file:
+                    offset += len(text)
+                    starts.append(offset)
+            self._lines = (key, starts)
+        return self._lines[1]
