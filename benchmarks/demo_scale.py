@@ -38,6 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+import seeding  # noqa: E402  (the machine facts, shared)
 FULL = {"members": 1_000_000, "merchants": 10_000, "orders_per_day": 50_000, "days": 7}
 QUICK = {"members": 100_000, "merchants": 1_000, "orders_per_day": 5_000, "days": 2}
 MIB = 1024 * 1024
@@ -48,25 +50,12 @@ def log(msg: str) -> None:
 
 
 def machine() -> dict:
-    cpu, mem_kib = "unknown", 0
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    except OSError:
-        pass
-    try:
-        import sqlite3
+    """seeding.machine(), with the names this script's results use and SQLite's version."""
+    import sqlite3
 
-        sqlite = sqlite3.sqlite_version
-    except ImportError:  # pragma: no cover
-        sqlite = "unknown"
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 1024 / 1024, 1),
-            "python": platform.python_version(), "sqlite": sqlite, "platform": platform.platform()}
+    found = seeding.machine()
+    return {"cpu": found["cpu"], "cores": found["nproc"], "ram_gib": found["ram_gib"], "python": found["python"],
+            "sqlite": sqlite3.sqlite_version, "platform": found["platform"]}
 
 
 def commit() -> str:
