@@ -230,6 +230,20 @@ def markdown(result: dict) -> str:
     ]
     if "verify" in result:
         lines += main_table(result)
+    if result.get("other_runs"):
+        lines += [
+            "Other runs of the comparison on the same books (`--no-scaling`, other code or load):",
+            "",
+            "| run | verify wall s | verify CPU s | verify peak RSS MiB | bean-check wall s | bean-check CPU s | "
+            "bean-check peak RSS MiB |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for other in result["other_runs"]:
+            v, bc = other["verify"], other["bean_check_journal"]
+            lines.append(f"| {other['label']} | {v['wall_s_median']:,.1f} | {v['cpu_s_median']:,.1f} | "
+                         f"{v['peak_rss_mib_max']:,.0f} | {bc['wall_s_median']:,.1f} | {bc['cpu_s_median']:,.1f} | "
+                         f"{bc['peak_rss_mib_max']:,.0f} |")
+        lines.append("")
     if result.get("scaling"):
         lines += scaling_table(result)
     lines.append("")
