@@ -517,13 +517,13 @@ class IndexCheck:
             self.faults.append(Fault(str(self.path), 0, event_id, rule, message))
 
     def after(self, directive: Any, replay: Any) -> None:
-        """Called after `replay` was fed `directive`."""
+        """Called after `replay` was fed `directive` (reads the entry it converted, `replay.entry`)."""
         meta = directive.meta
         if meta.get("kind") == "release":
             self.last_release = int(meta.get("seq") or 0)
         if self.target is None or self.compared:
             return
-        entry = from_beancount(directive)
+        entry = replay.entry  # the replay has just converted this directive
         if entry is None:
             return
         journal = _relative_journal(directive)
@@ -563,7 +563,7 @@ class IndexCheck:
             digest = hashlib.sha256()
             rows = c.execute(select(EVENTS.c.holder, EVENTS.c.day, EVENTS.c.event, EVENTS.c.kind, EVENTS.c.file,
                                     EVENTS.c.line).order_by(EVENTS.c.id))
-            for row in rows.yield_per(50_000):
+            for row in rows.yield_per(5_000):
                 digest.update(row_digest_line(tuple(row)))
             if digest.hexdigest() != self.digest.hexdigest():
                 self._fault("-", "index.events", "the holders' event rows differ from the journal's entries")
