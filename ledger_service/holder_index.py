@@ -362,11 +362,9 @@ class Writer:
     """
 
     def __init__(self, books_root: Path | str, rebuild: bool = False) -> None:
-        path = index_path(books_root)
         if rebuild:
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(path) + suffix).unlink(missing_ok=True)
-        self.engine = open_engine(path, create=True)
+            delete_index(books_root)
+        self.engine = open_engine(index_path(books_root), create=True)
         self.connection = self.engine.connect()
         self.transaction = self.connection.begin()
         self.position = read_position(self.connection)

@@ -114,7 +114,7 @@ class HolderView:
         from ..apply import apply_entry
         from ..entries import from_beancount
         from ..holder_index import Reader, event_rows
-        from ..ledger_tier import _relative
+        from ..ledger_tier import _day_of, _relative
 
         started = time.monotonic()
         head = _head_hash(self.root)
@@ -128,7 +128,7 @@ class HolderView:
             recent: dict[str, list] = {}
             applied = 0
             for path in Books(self.root).journal_files():
-                day = _day(path)
+                day = _day_of(path.name)
                 if day is not None and day <= position.closed_day:
                     continue
                 rel = _relative(self.root, path)
@@ -209,15 +209,6 @@ class _Composite:
     def epoch(self, number: int):
         found = self.since.epochs.get(number)
         return found if found is not None else self.index_state.epoch(number)
-
-
-def _day(path: Path):
-    from datetime import date
-
-    try:
-        return date.fromisoformat(Path(path).stem)
-    except ValueError:
-        return None
 
 
 # -- verify -------------------------------------------------------------------------------
