@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -14,19 +15,31 @@ from rich.table import Table
 
 from . import config
 from .cli_common import fail
-from .errors import JournalFault, Refusal
+from .errors import JournalFault, JournalUnavailable, Refusal
 
 console = Console(stderr=False)
 err = Console(stderr=True)
 
 
 def _date(_ctx, _param, value: str | None) -> date | None:
+    """Exactly YYYY-MM-DD (not fromisoformat's 20261128 or 2026-W48-1)."""
     if value is None:
         return None
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise click.BadParameter(f"{value!r} is not YYYY-MM-DD")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+        raise click.BadParameter(f"{value!r} is not a calendar date (YYYY-MM-DD)") from None
+
+
+def _text(_ctx, _param, value: str | None) -> str | None:
+    """Free text: none of the characters `ledger_service.text` refuses (controls, U+2028, bidi, …)."""
+    from .text import describe, refused_char
+
+    if value is not None and refused_char(value):
+        raise click.BadParameter(f"{describe(refused_char(value))} is not allowed")
+    return value
 
 
 books_option = click.option("--books", "books", required=True, type=click.Path(path_type=Path),
@@ -34,7 +47,23 @@ books_option = click.option("--books", "books", required=True, type=click.Path(p
 db_option = click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default: $DATABASE_URL, else SQLite in the books).")
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group: a database error (unreachable server, bad URL) is one line on
+    stderr, exit 2, never a traceback nor the URL's password."""
+
+    def invoke(self, ctx):
+        from sqlalchemy.exc import ArgumentError, DBAPIError
+
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            reason = str(exc.orig or exc).strip().splitlines() or ["no reason given"]
+            _fail(ConnectionError(f"database unavailable: {reason[0].strip()}"))
+        except ArgumentError as exc:
+            _fail(ValueError(f"database URL: {exc}"))
+
+
+@click.group(cls=_Main)
 def main() -> None:
     """Double-entry, hash-chained books of a shared-purchase points platform."""
 
@@ -57,6 +86,7 @@ def init(books: Path, profile: str, start: date | None, db_url: str | None) -> N
         _fail(exc)
     head = engine.head()
     console.print(f"books initialised at {books} (rules {engine.params.profile}), open day {head['open_day']}")
+    console.print("permissions: the books folder and its folders are 0700, every file in them 0600 (the owner alone)")
 
 
 @main.command("close-day")
@@ -70,7 +100,7 @@ def close_day(books: Path, day: date | None, db_url: str | None) -> None:
     try:
         engine = Engine(books, db_url)
         booked = engine.close_days(day)
-    except (Refusal, JournalFault, FileNotFoundError) as exc:
+    except (Refusal, JournalFault, JournalUnavailable, FileNotFoundError) as exc:
         _fail(exc)
     releases = [b for b in booked if b.kind == "release"]
     for b in releases:
@@ -125,7 +155,12 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
     from .audit import record
     from .audit.verify import verify as run_verify
     from .journal import Books
+    from .store.db import NoDatabase, database_url, sqlite_file
 
+    stray = None if no_db else sqlite_file(database_url(books, db_url))
+    if stray is not None and not stray.exists() and Books(books).exists():  # never create an empty one
+        _fail(NoDatabase(f"no database found ({stray} is absent): name the books' database with --db URL "
+                         "or $DATABASE_URL (books on PostgreSQL), or check the journal alone with --no-db"))
     files = len(Books(books).journal_files())
     fingerprint, started = record.fingerprint(books), time.monotonic()
     with Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -137,6 +172,8 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(report.to_json()))
         sys.exit(0 if report.ok else 1)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")  # one line each, like faults (a warning does not fail verify)
     for fault in report.faults:
         click.echo(f"FAULT {fault}")  # one line each, never wrapped: grep- and click-able
     if report.supply:
@@ -196,7 +233,8 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
     _print_demo_figures(figures)
     if stats_path is not None:
         stats_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    console.print(f"check it: bean-check {books}/main.beancount && ledger-service verify --books {books}")
+    console.print(f"check it: bean-check -C {books}/main.beancount && ledger-service verify --books {books}"
+                  + ("" if db_url is None else " --db URL"))  # -C: never Beancount's pickle cache
 
 
 def _demo_figures(books: Path, stats, seconds: float, batch: int, peak_rss_mib: float) -> dict:
@@ -259,6 +297,7 @@ def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -
     gunicorn = Path(sys.executable).with_name("gunicorn")
     args = [str(gunicorn), "--workers", str(workers), "--bind", f"{host}:{port}", "--timeout", "120",
             "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
+            "--worker-class", "ledger_service.api.gunicorn_worker.ProblemWorker",  # its own 400s as problem+json
             "ledger_service.api.wsgi:app"]
     console.print(f"API on http://{host}:{port}/ (docs /docs, OpenAPI /openapi.json), {workers} workers")
     os.execve(str(gunicorn), args, env)
@@ -270,15 +309,18 @@ def keys() -> None:
 
 
 def _key_session(books: Path, db_url: str | None):
-    from .store.db import database_url, make_engine, sessions
+    from .store.db import NoDatabase, database_url, make_engine, sessions
 
-    return sessions(make_engine(database_url(books, db_url)))()
+    try:
+        return sessions(make_engine(database_url(books, db_url)))()
+    except NoDatabase as exc:  # the books' database is elsewhere: never create an empty SQLite file
+        _fail(exc)
 
 
 @keys.command("create")
 @books_option
 @click.option("--role", required=True, type=click.Choice(["storefront", "finance", "auditor", "admin"]))
-@click.option("--name", default="", help="Who the key is for.")
+@click.option("--name", default="", callback=_text, help="Who the key is for.")
 @db_option
 def keys_create(books: Path, role: str, name: str, db_url: str | None) -> None:
     from .store import keys as key_store
@@ -319,17 +361,22 @@ def keys_revoke(books: Path, key_id: str, db_url: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--period", default=None, metavar="YYYY-MM", help="Open one month alone: its opening balances and days.")
-def fava(books: Path, host: str, port: int, period: str | None) -> None:
-    """Browse the ledger tier in Fava, read-only, with the Supply, Holder and Audit pages."""
+@db_option
+def fava(books: Path, host: str, port: int, period: str | None, db_url: str | None) -> None:
+    """Browse the ledger tier in Fava, read-only, with the Supply, Holder and Audit pages.
+
+    Log in with any user name and an API key of role finance, auditor or admin as the password
+    (HTTP Basic); the keys are read from the books' database (--db, $DATABASE_URL)."""
     from . import ledger_tier
+    from .fava_app import KeyDatabaseError
     from .journal import Books
 
     if not Books(books).main.is_file():
         _fail(FileNotFoundError(f"no books at {books}: run `ledger-service demo --books {books}` first"))
     try:
-        ledger_tier.fava_main(books, host, port, period,
-                              announce=lambda target: console.print(f"Fava (read-only) on http://{host}:{port}/ for {target}"))
-    except (FileNotFoundError, ValueError) as exc:
+        ledger_tier.fava_main(books, host, port, period, db_url=db_url,
+                              announce=lambda text: click.echo(text, nl=True))  # never wrapped
+    except (FileNotFoundError, ValueError, KeyDatabaseError, OSError) as exc:
         _fail(exc)
 
 
@@ -363,12 +410,17 @@ def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: s
         _, finance = key_store.create(session, "finance", "demo finance")
     engine.dispose()
     me = [sys.executable, "-m", "ledger_service.cli"]
-    db = ["--db", db_url] if db_url else []
-    api = subprocess.Popen(me + ["serve", "--books", str(books), "--port", str(api_port), "--workers", str(workers)] + db)
-    fava_proc = subprocess.Popen(me + ["fava", "--books", str(books), "--port", str(fava_port)])
+    import os  # the URL goes by environment, not argv: a password in it stays out of `ps`
+
+    env = dict(os.environ, DATABASE_URL=db_url) if db_url else None
+    api = subprocess.Popen(me + ["serve", "--books", str(books), "--port", str(api_port), "--workers", str(workers)],
+                           env=env)
+    fava_proc = subprocess.Popen(me + ["fava", "--books", str(books), "--port", str(fava_port)], env=env,
+                                 stdout=subprocess.DEVNULL)  # its lines are said below
     for line in (f"API   http://127.0.0.1:{api_port}/docs   storefront key: {storefront}",
                  f"                                      finance key:    {finance}",
-                 f"Fava  http://127.0.0.1:{fava_port}/   (read-only)     Ctrl-C stops both"):
+                 f"Fava  http://127.0.0.1:{fava_port}/   (read-only)     log in: any user name, password = the finance key",
+                 "Ctrl-C stops both"):
         click.echo(line)  # never wrapped: the keys are copied from here
     try:
         while api.poll() is None and fava_proc.poll() is None:

@@ -11,8 +11,10 @@ from .errors import Refusal
 
 def fail(exc: Exception) -> None:
     """One unstyled line on stderr (grep-able, never wrapped), exit code 2."""
+    from .store.db import redact
+
     if isinstance(exc, Refusal):
-        click.echo(f"refused [{exc.rule}] {exc.detail}", err=True)
+        click.echo(redact(f"refused [{exc.rule}] {exc.detail}"), err=True)
     else:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(redact(f"error: {exc}"), err=True)  # a URL's password never reaches the terminal
     sys.exit(2)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cli_common import fail
-from .errors import JournalFault, Refusal
+from .errors import JournalFault, JournalUnavailable, Refusal
 
 err = Console(stderr=True)  # the progress bar
 
@@ -71,7 +71,7 @@ def reconcile(books: Path, statement: Path, report_path: Path | None, window_day
     try:
         engine = open_engine(books, db_url)
         report = run(engine, statement, window_days, payers=_payers(payers), settle=not dry_run)
-    except (Refusal, JournalFault, FileNotFoundError, FormatError) as exc:
+    except (Refusal, JournalFault, JournalUnavailable, FileNotFoundError, FormatError) as exc:
         _fail(exc)
     if report_path is not None:
         report.write(report_path)
@@ -107,7 +107,7 @@ def import_orders(books: Path, file: Path, report_path: Path | None, db_url: str
                       console=err, transient=True) as bar:
             task = bar.add_task("rows", total=None)
             report = run(engine, file, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except (Refusal, JournalFault, FileNotFoundError, FormatError) as exc:
+    except (Refusal, JournalFault, JournalUnavailable, FileNotFoundError, FormatError) as exc:
         _fail(exc)
     if report_path is not None:
         report.write(report_path)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -35,13 +37,14 @@ from . import rules
 from .amounts import CNY, SP, ZERO, fmt, quantize
 from .apply import apply_entry
 from .config import Params
-from .entries import Entry, Price, Transaction, entry_hash, render, with_meta
-from .errors import Conflict, Invalid, JournalFault, NotFound
-from .journal import Books, day_file
+from .entries import GENESIS_PREV, Entry, Price, Transaction, entry_hash, render, with_meta
+from .errors import Conflict, Invalid, JournalFault, JournalUnavailable, NotFound, Refusal
+from .journal import DIR_MODE, Books, day_file, make_private_dirs
 from .rules.events import Event, Release
 from .state import Globals, MemoryState, Overlay, State, supply_of
-from .store.db import (DbReader, database_url, ledger_row, load_globals, make_engine, persist,
+from .store.db import (DbReader, database_url, ledger_row, load_globals, make_engine, persist, safe_url,
                        sessions)
+from .store import migrate
 from .store.migrate import upgrade
 from .store.models import DayRow, EventRow, IdempotencyRow, LedgerRow
 from .subledger import balance
@@ -53,6 +56,10 @@ MAX_DAYS_PER_COMMIT = 366
 MAX_EVENTS_PER_COMMIT = 10_000
 # A commit of at least this many events runs with the cyclic garbage collector paused (see _gc_paused).
 GC_PAUSE_FROM = 64
+# /health reads the journal's lag in batches of this many rows.
+LAG_BATCH_ROWS = 1000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,32 +112,45 @@ class IdempotentReplay(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Idempotency:
-    """An Idempotency-Key and the hash of its request, checked and stored in the booking's transaction."""
+    """An Idempotency-Key and the hash of its request, checked and stored in the booking's transaction.
+
+    `scope` is the id of the API key that sent it: equal keys of two clients are two requests
+    (paths without an API key use the fixed scope "cli"). A row of the placeholder scope
+    "legacy" (written before keys were scoped, migration 0002) answers any scope, as it did then.
+    """
 
     key: str
     request_hash: str
+    scope: str = "cli"
 
     def check(self, session) -> None:
-        row = session.connection().execute(_IDEMPOTENCY_BY_KEY, {"key": self.key}).first()
-        if row is None:
+        rows = session.connection().execute(_IDEMPOTENCY_BY_KEY,
+                                            {"key": self.key, "scopes": [self.scope, LEGACY_SCOPE]}).all()
+        if not rows:
             return
+        row = min(rows, key=lambda r: r.api_key_id == LEGACY_SCOPE)  # the key's own row first
         if row.request_hash != self.request_hash:
             raise Conflict("idempotency.key_reused",
                            "Idempotency-Key: this key was used with another request", "Idempotency-Key")
         raise IdempotentReplay(row.status, row.response)
 
     def store(self, session, status: int, body: dict) -> None:
-        session.add(IdempotencyRow(key=self.key, request_hash=self.request_hash, status=status,
+        session.add(IdempotencyRow(api_key_id=self.scope, key=self.key, request_hash=self.request_hash, status=status,
                                    response=json.dumps(body).encode("utf-8"), created=_utcnow()))
 
 
 _IDEMPOTENCY = IdempotencyRow.__table__
-_IDEMPOTENCY_BY_KEY = select(_IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.status, _IDEMPOTENCY.c.response).where(
-    _IDEMPOTENCY.c.key == bindparam("key"))
+_IDEMPOTENCY_BY_KEY = select(_IDEMPOTENCY.c.api_key_id, _IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.status,
+                             _IDEMPOTENCY.c.response).where(
+    _IDEMPOTENCY.c.key == bindparam("key"), _IDEMPOTENCY.c.api_key_id.in_(bindparam("scopes", expanding=True)))
+# The scope of idempotency rows written before keys were scoped (migration 0002).
+LEGACY_SCOPE = "legacy"
 _EVENTS = EventRow.__table__
 _JOURNAL_HEAD = select(_EVENTS.c.seq, _EVENTS.c.file, _EVENTS.c.offset, _EVENTS.c.length, _EVENTS.c.text).order_by(
     desc(_EVENTS.c.seq)).limit(1)
 _OPEN_DAY = select(LedgerRow.__table__.c.open_day)
+_ROWS_BELOW = select(_EVENTS.c.seq, _EVENTS.c.file, _EVENTS.c.offset, _EVENTS.c.length).where(
+    _EVENTS.c.seq < bindparam("below")).order_by(desc(_EVENTS.c.seq)).limit(LAG_BATCH_ROWS)
 
 
 def event_id_for(seq: int) -> str:
@@ -141,24 +161,45 @@ class Engine:
     """The books (journal + database) of one platform."""
 
     def __init__(self, books: Path | str, db_url: str | None = None,
-                 clock: Callable[[], date] | None = None) -> None:
+                 clock: Callable[[], date] | None = None, serve_on_fault: bool = False) -> None:
+        """Open the books and bring the journal level with the database.
+
+        A journal that cannot be written now (a read-only or full disk) is left behind and
+        logged: the engine opens degraded (reads work; every booking first retries the
+        repair and answers JournalUnavailable until it succeeds). A JournalFault (bytes the
+        database does not know) raises, unless `serve_on_fault` (the API: it keeps serving
+        reads and answers bookings with the fault).
+        """
         self.books = Books(books)
         self.url = database_url(self.books.root, db_url)
         if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
                 and not Path(self.url[len("sqlite:///"):]).is_file():
-            raise FileNotFoundError(f"no books at {self.books.root}; run `ledger-service init --books {self.books.root}`")
+            raise FileNotFoundError(f"no books at {self.books.root}; run `ledger-service init --books {self.books.root}` "
+                                    f"(no database found: books on another database need --db URL or $DATABASE_URL)")
         self.db = make_engine(self.url)
         self.Session = sessions(self.db)
         with self.Session() as session:
             row = session.get(LedgerRow, 1) if self._has_schema() else None
         if row is None:
-            raise FileNotFoundError(f"no books at {self.books.root} (database {self.url}); run `ledger-service init`")
+            raise FileNotFoundError(f"no books at {self.books.root} (database {safe_url(self.url)}); "
+                                    "run `ledger-service init`")
+        if migrate.current(self.db) != migrate.head():  # books of an older schema: upgraded first
+            with self.books.lock():
+                upgrade(self.db)
         self.params = Params.from_meta(json.loads(row.rules_json))
         self._clock = clock
         if not self.books.exists():
             self.books.write_main(row.genesis_day)
-        with self.books.lock(), self.Session() as session:
-            self._repair(session, deep=True)
+        try:
+            with self.books.lock(), self.Session() as session:
+                self._repair(session, deep=True)
+        except (JournalUnavailable, OSError) as exc:
+            log.warning("journal not repaired at start: %s; serving reads, bookings answer 503 until the "
+                        "journal can be written", exc if isinstance(exc, JournalUnavailable) else _cause(exc, self.books.root))
+        except JournalFault as exc:
+            if not serve_on_fault:
+                raise
+            log.error("journal fault at start: %s; serving reads, bookings refused until an audit", exc)
 
     def _has_schema(self) -> bool:
         from sqlalchemy import inspect
@@ -181,13 +222,14 @@ class Engine:
         book = Books(root)
         if book.exists():
             raise Conflict("books.exist", f"books: {root} already holds a journal", "books")
-        root.mkdir(parents=True, exist_ok=True)
-        db = make_engine(url)
+        make_private_dirs(root)
+        os.chmod(root, DIR_MODE)  # the books are the owner's alone (journal.DIR_MODE, FILE_MODE)
+        db = make_engine(url, create=True)
         upgrade(db)
         Session = sessions(db)
         with book.lock(), Session() as session, session.begin():
             if session.get(LedgerRow, 1) is not None:
-                raise Conflict("books.exist", f"books: database {url} already holds books", "books")
+                raise Conflict("books.exist", f"books: database {safe_url(url)} already holds books", "books")
             g = Globals(genesis_day=start, open_day=start, value=rules.value_of(Globals(start, start, ZERO), params))
             state = Overlay(MemoryState(g))
             seq = 1
@@ -235,7 +277,7 @@ class Engine:
                 self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
             with self.Session() as session:
                 with session.begin():
-                    self._repair(session)
+                    self._repair_or_unavailable(session, idempotency)
                     if idempotency is not None:
                         idempotency.check(session)
                     overlay, booked = self._plan(session, events)
@@ -243,7 +285,7 @@ class Engine:
                     events_booked = [b for b in booked if b.kind not in ("release", "price")]
                     if idempotency is not None:
                         idempotency.store(session, 201, events_booked[-1].to_json())
-                self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
+                self._append_committed(rows, events_booked[-1].event_id)
         self._update_ledger(booked)
         return events_booked
 
@@ -332,7 +374,7 @@ class Engine:
         while True:
             with self.Session() as session:
                 with session.begin():
-                    self._repair(session)
+                    self._repair_or_unavailable(session, idempotency if not out else None)
                     if idempotency is not None and not out:
                         idempotency.check(session)
                     g = load_globals(session)
@@ -346,7 +388,7 @@ class Engine:
                     done = overlay.g.open_day > through
                     if done and idempotency is not None:
                         idempotency.store(session, 201, closed_days_json(out + booked, through))
-                self.books.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
+                self._append_committed(rows, next((b.event_id for b in reversed(booked) if b.event_id), None))
             out += booked
             if done:
                 return out
@@ -399,17 +441,118 @@ class Engine:
                     raise JournalFault(f"{head.file}: the last entry (seq {head.seq}) differs from the database; run verify")
             return
         missing: list[EventRow] = []
+        below: EventRow | None = None  # the last row the journal still holds
         for row in session.scalars(select(EventRow).order_by(desc(EventRow.seq))):
             if self.books.size(row.file) >= row.offset + row.length:
+                below = row
                 break
             missing.append(row)
         missing.reverse()
+        _check_rows_to_rewrite(missing, below.hash if below is not None else GENESIS_PREV,
+                               session.connection().execute(_HEAD).scalar())
         cut: dict[str, int] = {}
         for row in missing:
             cut.setdefault(row.file, row.offset)
-        for file, offset in cut.items():
-            self.books.truncate(file, offset)
-        self.books.append([(r.file, r.text.encode("utf-8")) for r in missing])
+        try:
+            for file, offset in cut.items():
+                self.books.truncate(file, offset)
+            self._append_rows([(r.file, r.offset, r.text) for r in missing])
+        except OSError as exc:
+            raise JournalUnavailable(len(missing), _cause(exc, self.books.root)) from exc
+        log.warning("journal repaired: %d entries rewritten (seq %d..%d)", len(missing), missing[0].seq, missing[-1].seq)
+        if any(row.kind == "release" for row in missing):  # a close rewritten: the ledger tier gets its days
+            self._update_ledger_locked()
+
+    def _update_ledger_locked(self) -> None:
+        """The ledger tier's update after a repair rewrote a close (writer lock held; never fails the caller)."""
+        from . import ledger_tier
+
+        try:
+            ledger_tier.update(self.books.root, writer_locked=True)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("ledger tier not updated after the repair: %s", exc)
+
+    # -- a journal that cannot be written (a read-only or full disk) ------------------------------
+
+    def _repair_or_unavailable(self, session, idempotency: Idempotency | None) -> None:
+        """Repair before booking; while the journal cannot be brought level, book nothing and
+        name the event this request's Idempotency-Key already booked, if any."""
+        try:
+            self._repair(session)
+        except JournalUnavailable as exc:
+            exc.event_id = _booked_under(idempotency, session)
+            raise
+
+    def _append_committed(self, rows: list[dict], event_id: str | None) -> None:
+        """Append the entries just committed; a disk error is a JournalUnavailable (the event is booked)."""
+        try:
+            self._append_rows([(r["file"], r["offset"], r["text"]) for r in rows])
+        except OSError as exc:
+            cause = _cause(exc, self.books.root)
+            log.warning("journal write failed after the commit (%s): seq %d..%d booked, not written; bookings "
+                        "answer 503 until the journal has caught up", cause, rows[0]["seq"], rows[-1]["seq"])
+            raise JournalUnavailable(len(rows), cause, event_id, booked_now=True) from exc
+
+    def _append_rows(self, rows: list[tuple[str, int, str]]) -> None:
+        """Append entries (file, offset, text) in order and fsync; on a disk error cut every file
+        back to where these entries begin (no torn bytes are left), then raise the OSError.
+        A cut that fails too is logged: the next repair cuts the torn tail."""
+        try:
+            self.books.append([(file, text.encode("utf-8")) for file, _offset, text in rows])
+        except OSError:
+            starts: dict[str, int] = {}
+            for file, offset, _text in rows:
+                starts.setdefault(file, offset)
+            for file, offset in starts.items():
+                try:
+                    cut = self.books.cut_back(file, offset)
+                    if cut:
+                        log.warning("journal: %d torn bytes cut from %s (back to %d bytes)", cut, file, offset)
+                except OSError as cut_error:
+                    log.warning("journal: %s not cut back to %d bytes (%s); the next repair cuts it",
+                                file, offset, _cause(cut_error, self.books.root))
+            raise
+
+    def journal_state(self) -> dict:
+        """The journal against the database, for /health: `journal` ok | behind | fault,
+        `journal_lag_entries` (committed entries not yet in the journal), `journal_detail` on a fault."""
+        lag, fault = self._journal_state_now()
+        if lag or fault:  # perhaps a booking between its commit and its append: look again under the lock
+            try:
+                with self.books.lock():
+                    lag, fault = self._journal_state_now()
+            except OSError:
+                pass
+        out: dict = {"journal": "fault" if fault else "behind" if lag else "ok", "journal_lag_entries": lag}
+        if fault:
+            out["journal_detail"] = fault
+        return out
+
+    def _journal_state_now(self) -> tuple[int, str | None]:
+        with self.Session() as session:
+            head = session.connection().execute(_JOURNAL_HEAD).first()
+            if head is None:
+                return 0, None
+            size = self.books.size(head.file)
+            end = head.offset + head.length
+            if size > end:
+                return 0, f"{head.file}: {size - end} bytes after the last entry the database knows (seq {head.seq})"
+            if size == end:
+                with open(self.books.path(head.file), "rb") as handle:
+                    handle.seek(head.offset)
+                    if handle.read(head.length) != head.text.encode("utf-8"):
+                        return 0, f"{head.file}: the last entry (seq {head.seq}) differs from the database"
+                return 0, None
+            lag, below = 0, head.seq + 1
+            while True:
+                batch = session.connection().execute(_ROWS_BELOW, {"below": below}).all()
+                for row in batch:
+                    if self.books.size(row.file) >= row.offset + row.length:
+                        return lag, None
+                    lag += 1
+                if len(batch) < LAG_BATCH_ROWS:
+                    return lag, None
+                below = batch[-1].seq
 
     # -- reads -----------------------------------------------------------------------
 
@@ -503,6 +646,34 @@ def _gc_paused(pause: bool):
         gc.enable()
 
 
+def _cause(exc: OSError, root: Path) -> str:
+    """What failed, for logs and answers: the journal file relative to the books and the OS's
+    reason (never an absolute server path)."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.filename:
+        try:
+            return f"{Path(exc.filename).resolve().relative_to(root.resolve())}: {reason}"
+        except ValueError:
+            return f"{Path(exc.filename).name}: {reason}"
+    return reason
+
+
+def _booked_under(idempotency: Idempotency | None, session) -> str | None:
+    """The id of the event an Idempotency-Key (with this same request) already booked, if any."""
+    if idempotency is None:
+        return None
+    try:
+        idempotency.check(session)
+    except IdempotentReplay as replay:
+        try:
+            return json.loads(replay.body).get("id")
+        except (ValueError, AttributeError):
+            return None
+    except Refusal:
+        return None
+    return None
+
+
 def _today(params: Params) -> date:
     return datetime.now(params.timezone).date()
 
@@ -530,6 +701,40 @@ def _chain(state: State, entry: Entry, params: Params) -> Booked:
 
 
 _DAY_FILES: dict[date, str] = {}  # journal.day_file, remembered (strftime is slow)
+_HEAD = select(LedgerRow.__table__.c.head)
+
+
+def _check_rows_to_rewrite(rows: list[EventRow], prev: str, head: str | None) -> None:
+    """Repair writes a row's text only if it hashes to the chain the database records.
+
+    Each row's text must be one entry whose seq is the row's, whose `prev` is the row's and
+    the previous row's hash (`prev` for the first), and whose `hash` is the row's and the
+    SHA-256 of its content; the last row's hash must be the ledger's head. Anything else is
+    a JournalFault, raised before a byte is written.
+    """
+    from .store.db import parse_entry_text
+
+    for row in rows:
+        try:
+            entry = parse_entry_text(row.text)
+        except AssertionError:
+            entry = None
+        if entry is None:
+            problem = "its text is not one journal entry"
+        elif entry.get("seq") != str(row.seq):
+            problem = f"its text has seq {entry.get('seq')}"
+        elif row.prev != prev or entry.get("prev") != prev:
+            problem = f"its prev ({row.prev}, text {entry.get('prev')}) is not the previous row's hash {prev}"
+        elif entry.get("hash") != row.hash or entry_hash(entry, prev) != row.hash:
+            problem = f"its text does not hash to the row's hash {row.hash}"
+        else:
+            prev = row.hash
+            continue
+        raise JournalFault(f"{row.file}: the database row of seq {row.seq} cannot be rewritten: {problem}; "
+                           "nothing written; run verify")
+    if rows and prev != head:
+        raise JournalFault(f"{rows[-1].file}: the database row of seq {rows[-1].seq} hashes to {prev}, not to the "
+                           f"ledger's head {head}; nothing written; run verify")
 
 
 def _rows(booked: list[Booked], books: Books, sizes: dict[str, int]) -> list[dict]:

@@ -37,14 +37,15 @@ from decimal import Decimal
 from typing import Any, Iterable, Union
 
 from .amounts import fmt
+from .text import REFUSED
 
 GENESIS_PREV = "0" * 64
 FLAG = "*"
 # Metadata Beancount adds by itself, or that the hash covers rather than contains.
 _IGNORED_META = frozenset({"filename", "lineno", "prev", "hash", "__tolerances__", "__automatic__"})
 META_KEY_RE = re.compile(r"^[a-z][a-zA-Z0-9_-]{1,63}$")  # Beancount needs two characters
-# Characters a journal string may hold: printable, no quote-breaking controls.
-_FORBIDDEN_TEXT = re.compile(r"[\x00-\x1f\x7f]")
+# Characters a journal string may not hold (the rules refuse them first: `ledger_service.text`).
+_FORBIDDEN_TEXT = REFUSED
 
 
 Meta = tuple[tuple[str, str], ...]

@@ -34,3 +34,23 @@ class Conflict(Refusal):
 
 class JournalFault(Exception):
     """The journal on disk disagrees with the database in a way repair must not guess at."""
+
+
+class JournalUnavailable(Exception):
+    """The journal cannot be written (a read-only or full disk): an OSError on append, fsync or cut.
+
+    Raised after the database commit when the booking's own append fails (`event_id` is then
+    the event just booked), or before booking anything when the journal is behind the
+    database and cannot be brought level (`event_id` is the event an Idempotency-Key already
+    booked, if any). `lag_entries`: how many committed entries the journal is missing.
+    Recoverable: the next booking after the disk recovers rewrites the missing tail.
+    """
+
+    def __init__(self, lag_entries: int, cause: str, event_id: str | None = None, booked_now: bool = False) -> None:
+        booked = f"event {event_id} is booked but " if booked_now and event_id else ""
+        super().__init__(f"{booked}the journal cannot be written ({cause}): {lag_entries} entries behind the "
+                         f"database; the next booking after the disk recovers writes them")
+        self.lag_entries = lag_entries
+        self.cause = cause
+        self.event_id = event_id
+        self.booked_now = booked_now

@@ -121,7 +121,11 @@ def open_engine(path: Path, create: bool = False) -> Engine | None:
     """A SQLAlchemy engine on the index file (None: no index and `create` is false)."""
     if not create and not path.is_file():
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .journal import make_private_dirs, private_file
+
+    make_private_dirs(path.parent)
+    if not path.exists():
+        private_file(path)  # 0600 (SQLite gives its -wal and -shm files the same mode)
     engine = create_engine(f"sqlite:///{path}")
 
     @event.listens_for(engine, "connect")

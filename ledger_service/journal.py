@@ -26,6 +26,10 @@ MAIN = "main.beancount"
 JOURNAL_GLOB = "journal/*/*.beancount"
 LOCK = ".lock"
 PLUGIN = "ledger_service.plugin"
+# The books are the owner's alone: every folder 0700, every file 0600 (journal, database,
+# ledger tier, locks, records), whatever the umask (a umask only removes bits).
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 
 _COMMODITY_NAMES = {"CNY": "人民币 Chinese yuan", "SV": "共享值 share value", "SP": "共享积分 share points"}
 
@@ -93,14 +97,17 @@ class Books:
             path = self.path(relative)
             created = not path.exists()
             if created:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                make_private_dirs(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
             try:
                 data = b"".join(parts)
                 written = 0
                 while written < len(data):
                     written += os.write(fd, data[written:])
                 os.fsync(fd)
+            except OSError as exc:  # name the file (a write or fsync error does not)
+                exc.filename = exc.filename or str(path)
+                raise
             finally:
                 os.close(fd)
             if created:
@@ -116,12 +123,23 @@ class Books:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def cut_back(self, relative: str, size: int) -> int:
+        """Undo a failed append: cut the file back to `size` bytes (remove it if it held none
+        before); nothing to do when no byte was written. Returns the bytes cut."""
+        path = self.path(relative)
+        current = self.size(relative)
+        if current <= size and (size > 0 or not path.exists()):
+            return 0
+        if size == 0:
+            path.unlink()
+            return current
+        self.truncate(relative, size)
+        return current - size
+
     def write_main(self, genesis_day: date) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.root)
         tmp = self.main.with_suffix(".tmp")
-        tmp.write_text(main_text(genesis_day), encoding="utf-8")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        write_private(tmp, main_text(genesis_day).encode("utf-8"))
         os.replace(tmp, self.main)
         _fsync_dir(self.root)
 
@@ -129,13 +147,54 @@ class Books:
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock (flock) on `path`, created if missing, held for the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    make_private_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError:  # a read-only disk or lock file: flock works on a read-only descriptor too
+        if not path.exists():
+            raise
+        fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def make_private_dirs(path: Path | str) -> None:
+    """Create `path` and its missing parents, each 0700 (mkdir -p would give the parents 0777 − umask)."""
+    path = Path(path)
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(folder, DIR_MODE)
+
+
+def private_file(path: Path | str) -> None:
+    """Create `path` empty, 0600, unless it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+
+
+def write_private(path: Path | str, data: bytes) -> None:
+    """Write `path` whole (created or truncated), 0600, and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # a leftover file keeps its mode through O_CREAT
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
         os.close(fd)
 
 

@@ -42,19 +42,15 @@ from . import accounts, holder_index
 from .amounts import COMMODITIES, EXACT_CONTEXT, ZERO
 from .audit.replay import Fault
 from .entries import Entry, Posting, Price, Transaction, from_beancount, render
-from .journal import Books, file_lock
+from .journal import Books, file_lock, make_private_dirs, write_private
 
 LEDGER_DIR = "ledger"
 LEDGER_MAIN = f"{LEDGER_DIR}/main.beancount"
-# Fava's import page uses the project's beangulp importers (issue #5) through this shim,
-# resolved next to the ledger file, so the books folder can move between machines.
+# The ledger declares no Fava `import-config` (issue 10): Fava is read-only, and its extract
+# endpoint read any file the client named. Imports go through `ledger-service reconcile` and
+# `import-orders`. The shim earlier versions wrote is removed by `update` (and is an extra
+# file to `check` until then).
 IMPORT_CONFIG_NAME = "import_config.py"
-IMPORT_CONFIG = f"{LEDGER_DIR}/{IMPORT_CONFIG_NAME}"
-IMPORT_CONFIG_TEXT = (
-    '"""Fava\'s import configuration for these books: the project\'s beangulp importers.\n\n'
-    'Written by ledger-service; do not edit."""\n\n'
-    "from importers.fava_config import CONFIG, HOOKS  # noqa: F401\n"
-)
 MONTHS_DIR = f"{LEDGER_DIR}/months"
 OPENINGS_DIR = f"{LEDGER_DIR}/openings"
 LOCK = ".lock"
@@ -274,7 +270,6 @@ def header_text(genesis: Genesis, title: str) -> str:
         'option "operating_currency" "CNY"',
         "",
         f'{d} custom "fava-extension" "{EXTENSION}"',
-        f'{d} custom "fava-option" "import-config" "{IMPORT_CONFIG_NAME}"',
         "",
         f'{d} custom "ledger-service" "rules"',
         f"  journal: {_quote(genesis.journal)}",
@@ -355,7 +350,6 @@ def build_files(genesis: Genesis | None, blocks: list[DayBlock]) -> dict[str, st
             if b.closed:
                 last_closed = b
     files[LEDGER_MAIN] = header_text(genesis, TITLE) + "".join(f'include "months/{m}.beancount"\n' for m in months)
-    files[IMPORT_CONFIG] = IMPORT_CONFIG_TEXT
     return files
 
 
@@ -564,7 +558,7 @@ def ledger_files(root: Path) -> list[str]:
     out = [_relative(root, p) for p in folder.glob("*.beancount")]
     out += [_relative(root, p) for p in (root / MONTHS_DIR).glob("*.beancount")]
     out += [_relative(root, p) for p in (root / OPENINGS_DIR).glob("*.beancount")]
-    out += [_relative(root, p) for p in folder.glob(IMPORT_CONFIG_NAME)]
+    out += [_relative(root, p) for p in folder.glob(IMPORT_CONFIG_NAME)]  # an earlier version's: removed
     return sorted(out)
 
 
@@ -581,12 +575,9 @@ def _write_all(root: Path, wanted: dict[str, str]) -> list[str]:
                 continue
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_private(tmp, text.encode("utf-8"))  # 0600, as every file of the books
         os.replace(tmp, path)
         written.append(rel)
     for rel in ledger_files(root):
@@ -800,20 +791,25 @@ def ledger_file(books_root: Path | str, period: str | None = None) -> Path:
 
 
 def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000, period: str | None = None,
-              announce=None) -> None:
-    """Bring the ledger up to date, then exec Fava read-only on it (or on one period).
+              announce=None, db_url: str | None = None) -> None:
+    """Bring the ledger up to date, then serve Fava read-only on it (or on one period), behind
+    the API key check and the file guard of `ledger_service.fava_app`, until interrupted.
 
-    Raises FileNotFoundError (no books, no such period) or ValueError (a malformed period)
-    before anything is started; `announce(path)` is called with the file Fava will open.
+    Raises FileNotFoundError (no books, no such period), ValueError (a malformed period) or
+    fava_app.KeyDatabaseError (the API keys cannot be read) before anything is served;
+    `announce(text)` is called with each line to show (the address, how to log in).
     """
+    from . import fava_app
+
     root = Path(books_root)
+    keys = fava_app.KeyCheck(root, db_url)  # no key check, no Fava: refused before anything is written
     try:
-        update(root)
-    except holder_index.HolderIndexError as exc:  # the summaries are written; Fava still starts
-        print(f"warning: holder index not extended: {exc} (run `ledger-service verify`)", file=sys.stderr)
-    target = ledger_file(root, period)
-    if announce is not None:
-        announce(target)
-    fava_bin = Path(sys.executable).with_name("fava")
-    args = [str(fava_bin), "--read-only", "--host", host, "--port", str(port), str(target)]
-    os.execv(str(fava_bin), args)
+        try:
+            update(root)
+        except holder_index.HolderIndexError as exc:  # the summaries are written; Fava still starts
+            print(f"warning: holder index not extended: {exc} (run `ledger-service verify`)", file=sys.stderr)
+        target = ledger_file(root, period)
+    except BaseException:
+        keys.dispose()
+        raise
+    fava_app.serve(target, root, host, port, announce=announce, key_check=keys)

@@ -77,9 +77,8 @@ def postgres_available() -> bool:
         return False
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh, empty PostgreSQL database for one test (skipped when the server is unreachable)."""
+def scratch_pg_database():
+    """A fresh, empty PostgreSQL database, dropped afterwards (skips when the server is unreachable)."""
     if not postgres_available():
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}")
     name = f"ledger_test_{uuid.uuid4().hex[:12]}"
@@ -89,6 +88,18 @@ def pg_url():
     yield f"postgresql+psycopg://{base.split('://', 1)[1]}/{name}"
     with _pg_admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database for one test (skipped when the server is unreachable)."""
+    yield from scratch_pg_database()
+
+
+@pytest.fixture
+def second_pg_url():
+    """Another fresh, empty PostgreSQL database for the same test."""
+    yield from scratch_pg_database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -106,7 +106,7 @@ def free_port() -> int:
 
 
 def bean_check(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "beancount.scripts.check", str(root / "main.beancount")],
+    return subprocess.run([sys.executable, "-m", "beancount.scripts.check", "-C", str(root / "main.beancount")],
                           capture_output=True, text=True, timeout=120, env=_env())
 
 

@@ -3,7 +3,7 @@
 Debian's chromium (`apt-get install -y chromium`, done by .ci/run), headless, driven by
 Playwright's Python package against a Fava the test starts with `ledger-service fava`
 (`python -m ledger_service.fava_app` before the CLI has `--period`) on a copy of the demo
-books. It opens the balance sheet, the Supply page (its charts drawn), a Holder page for a
+books, logged in with a finance key (HTTP Basic, the browser context's credentials). It opens the balance sheet, the Supply page (its charts drawn), a Holder page for a
 demo holder and the Audit page, and asserts that the numbers shown equal
 `ledger-service supply --json` and the holder's balances from the API. Screenshots are
 saved under artifacts/ (git-ignored). Skipped only when /usr/bin/chromium is missing.
@@ -11,6 +11,7 @@ saved under artifacts/ (git-ignored). Skipped only when /usr/bin/chromium is mis
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -52,10 +53,25 @@ def _fava_command(books: Path, port: int) -> list[str]:
             "--port", str(port)]
 
 
+def _finance_key(books: Path) -> str:
+    from ledger_service.store import keys as key_store
+    from ledger_service.store.db import database_url, make_engine, sessions
+
+    db = make_engine(database_url(books))
+    with sessions(db)() as session, session.begin():
+        _, secret = key_store.create(session, "finance", "test_browser")
+    db.dispose()
+    return secret
+
+
+FINANCE_KEY: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(base url, books) of a Fava started on a copy of the demo books."""
+    """(base url, books) of a Fava started on a copy of the demo books (FINANCE_KEY["key"] logs in)."""
     books = copy_books(demo_books(tmp_path_factory), tmp_path_factory.mktemp("browser") / "books")
+    FINANCE_KEY["key"] = _finance_key(books)
     port = _free_port()
     log = open(books.parent / "fava.log", "w")
     proc = subprocess.Popen(_fava_command(books, port), stdout=log, stderr=subprocess.STDOUT)
@@ -63,7 +79,9 @@ def served(tmp_path_factory):
     deadline = time.monotonic() + 60
     while True:
         try:
-            with urllib.request.urlopen(base + "/", timeout=5) as answer:
+            login = urllib.request.Request(base + "/", headers={"Authorization": "Basic " + base64.b64encode(
+                f"finance:{FINANCE_KEY['key']}".encode()).decode()})
+            with urllib.request.urlopen(login, timeout=5) as answer:
                 assert answer.status == 200
                 break
         except Exception:
@@ -91,8 +109,9 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1360, "height": 1800})
+def page(browser, served):
+    context = browser.new_context(viewport={"width": 1360, "height": 1800},
+                                  http_credentials={"username": "finance", "password": FINANCE_KEY["key"]})
     page = context.new_page()
     yield page
     context.close()

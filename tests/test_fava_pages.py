@@ -1,6 +1,7 @@
 """The Fava extension on the ledger tier (issue 4), through Fava's own Flask app and test client.
 
-`fava.application.create_app([ledger], read_only=True)` on the demo books' ledger: the
+`ledger_service.fava_app.create_app(ledger)` (Fava's `create_app([ledger], read_only=True)`
+behind the API key gate, logged in with a finance key) on the demo books' ledger: the
 extension is registered by the ledger itself (`custom "fava-extension"`), its three pages
 answer, and the numbers they show are the engine's — the supply report, a holder's
 balances (derived from the journal, not the database), the chain head — and the balance
@@ -19,7 +20,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from fava.application import create_app
 from fava.util import slugify
 
 from ledger_service import ledger_tier
@@ -45,15 +45,32 @@ def engine(books: Path):
     engine.dispose()
 
 
+def finance_login(books_root: Path) -> dict[str, str]:
+    """The Authorization header of a new finance key of these books (Fava's login: HTTP Basic)."""
+    import base64
+
+    from ledger_service.store import keys as key_store
+    from ledger_service.store.db import database_url, make_engine, sessions
+
+    db = make_engine(database_url(books_root))
+    with sessions(db)() as session, session.begin():
+        _, secret = key_store.create(session, "finance", "test_fava_pages")
+    db.dispose()
+    return {"Authorization": "Basic " + base64.b64encode(f"finance:{secret}".encode()).decode()}
+
+
 class Fava:
     def __init__(self, ledger_file: Path) -> None:
-        self.app = create_app([str(ledger_file)], read_only=True, load=True)
+        from ledger_service.fava_app import create_app
+
+        self.app = create_app(ledger_file, load=True)
         self.client = self.app.test_client()
+        self.login = finance_login(ledger_tier.books_root_of(ledger_file))
         self.ledger = ledger = self.app.config["LEDGERS"].ledgers[0]
         self.slug = quote(slugify(ledger.options["title"]))
 
     def get(self, path: str, status: int = 200) -> str:
-        response = self.client.get(f"/{self.slug}/{path}")
+        response = self.client.get(f"/{self.slug}/{path}", headers=self.login)
         assert response.status_code == status, (path, response.status_code)
         return response.get_data(as_text=True)
 
@@ -81,8 +98,10 @@ def test_the_extension_is_registered_with_three_pages(fava: Fava):
     assert details == {"SupplyPage": "Supply", "HolderPage": "Holder", "AuditPage": "Audit"}
     assert not ledger.errors, [e.message for e in ledger.errors]
     assert fava.get("extension/NoSuchPage/", status=404)
-    # read-only: nothing but GET
+    # read-only: nothing but GET (405 once logged in; 401 without a key)
+    assert fava.client.post(f"/{fava.slug}/api/source", json={}, headers=fava.login).status_code == 405
     assert fava.client.post(f"/{fava.slug}/api/source", json={}).status_code == 401
+    assert fava.client.get(f"/{fava.slug}/extension/SupplyPage/").status_code == 401
 
 
 def test_supply_page_shows_the_engines_supply(fava: Fava, engine):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shlex
 import subprocess
@@ -81,8 +82,7 @@ def test_ledger_equals_a_fresh_rebuild(books: Path, copy: Path):
     assert set(on_disk) == {
         "ledger/main.beancount", "ledger/months/2026-02.beancount", "ledger/months/2026-03.beancount",
         "ledger/openings/2026-03.beancount", "ledger/period-2026-02.beancount", "ledger/period-2026-03.beancount",
-        "ledger/import_config.py",  # Fava's import page: the project's beangulp importers
-    }
+    }  # no import_config.py: Fava has no import page (issue 10)
     assert ledger_tier.rebuild_files(books) == on_disk
     assert ledger_tier.check(books) == []
     assert ledger_tier.update(books) == []  # idempotent: nothing to write
@@ -102,7 +102,7 @@ def test_ledger_equals_a_fresh_rebuild(books: Path, copy: Path):
 def test_bean_check_passes_on_both_tiers(books: Path):
     files = [books / "main.beancount", books / ledger_tier.LEDGER_MAIN,
              books / ledger_tier.period_file("2026-02"), books / ledger_tier.period_file("2026-03")]
-    procs = [subprocess.Popen([sys.executable, "-m", "beancount.scripts.check", str(f)], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-m", "beancount.scripts.check", "-C", str(f)], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for f in files]
     for f, proc in zip(files, procs):
         out, _ = proc.communicate(timeout=120)
@@ -286,11 +286,13 @@ def recipes() -> dict[str, tuple[str, str]]:
     out = {}
     for m in re.finditer(r"<!-- recipe: ([\w-]+) -->\n```sh\n(.*?)\n```", text, re.S):
         argv = shlex.split(m.group(2).replace("\\\n", " "))
-        assert argv[0] == "bean-query" and argv[1].startswith("BOOKS/") and len(argv) == 3, argv
-        out[m.group(1)] = (argv[1].removeprefix("BOOKS/"), argv[2])
+        # every recipe turns Beancount's pickle cache off (README, "For the auditor")
+        assert argv[0] == NO_CACHE and argv[1] == "bean-query" and argv[2].startswith("BOOKS/") and len(argv) == 4, argv
+        out[m.group(1)] = (argv[2].removeprefix("BOOKS/"), argv[3])
     return out
 
 
+NO_CACHE = "BEANCOUNT_DISABLE_LOAD_CACHE=1"
 RECIPE_NAMES = ["supply-on-a-date", "burns-per-merchant-per-month", "releases-per-day", "pending-payouts",
                 "sv-granted-by-kind"]
 
@@ -305,7 +307,8 @@ def recipe_results(books: Path) -> dict[str, list[dict[str, str]]]:
     procs = {}
     for name, (rel, query) in recipes().items():
         procs[name] = subprocess.Popen([sys.executable, "-m", "beanquery", "-f", "csv", str(books / rel), query],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       env={**os.environ, "BEANCOUNT_DISABLE_LOAD_CACHE": "1"})
     out = {}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=120)
@@ -390,14 +393,19 @@ def test_auditor_recipe_sv_granted_by_kind(books: Path, recipe_results, journal_
     assert sum(rows.values()) == journal_replay.state.g.balance(A.SV_GRANTED)
 
 
-def test_fava_import_page_loads_the_projects_importers(books: Path):
-    """The ledger Fava opens registers the beangulp importers as its import configuration."""
+def test_the_ledger_fava_opens_declares_no_import_config(books: Path, copy: Path):
+    """Issue 10: Fava's extract read any file the client named; the ledger declares no importer
+    (imports go through `ledger-service reconcile` / `import-orders`), and the shim an earlier
+    version wrote is an extra file to `check`, removed by `update`."""
     from fava.core import FavaLedger
 
     ledger = FavaLedger(str(books / "ledger" / "main.beancount"))
     ledger.ingest.load_file()
-    assert ledger.ingest.errors == ()
-    assert ledger.ingest.loaded_config is not None
-    names = set(ledger.ingest.loaded_config.importers)
-    assert any("PoolStatement" in name or "pool" in name.lower() for name in names), names
-    assert any("Order" in name or "order" in name.lower() for name in names), names
+    assert ledger.ingest.loaded_config is None and ledger.fava_options.import_dirs == []
+    for rel in ledger_tier.ledger_files(books):
+        assert "import-config" not in (books / rel).read_text(encoding="utf-8"), rel
+    shim = copy / ledger_tier.LEDGER_DIR / ledger_tier.IMPORT_CONFIG_NAME
+    shim.write_text("from importers.fava_config import CONFIG, HOOKS  # noqa: F401\n", encoding="utf-8")
+    assert [f.rule for f in ledger_tier.check(copy)] == ["ledger.extra_file"]
+    assert ledger_tier.update(copy) == ["ledger/import_config.py"] and not shim.exists()
+    assert ledger_tier.check(copy) == []

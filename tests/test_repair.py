@@ -69,7 +69,7 @@ def last_entry_offset(path: Path) -> tuple[int, int]:
 
 def bean_check(books: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run([sys.executable, "-m", "beancount.scripts.check", str(books / "main.beancount")],
+    return subprocess.run([sys.executable, "-m", "beancount.scripts.check", "-C", str(books / "main.beancount")],
                           capture_output=True, text=True, timeout=120, env=env)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from functools import wraps
@@ -22,23 +23,34 @@ from typing import Callable
 from apiflask import APIFlask, HTTPTokenAuth
 from apiflask.exceptions import HTTPError
 from flask import Response, g, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..engine import Engine, Idempotency, IdempotentReplay
-from ..errors import Invalid, JournalFault, NotFound, Refusal
+from ..errors import Invalid, JournalFault, JournalUnavailable, NotFound, Refusal
 from ..rules import events as ev
 from ..store import keys
+from ..store.db import redact
+from ..text import describe, refused_char
 from . import schemas as s
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32  # arrays and objects nested deeper are refused (422 input.too_deep) before parsing
+try:  # what gunicorn's body reader raises for a broken chunked framing (InvalidChunkSize, …)
+    from gunicorn.http.errors import ParseException as _ServerParseError
+except ImportError:  # pragma: no cover (gunicorn is a dependency; other servers raise OSError)
+    class _ServerParseError(Exception):
+        pass
+BODY_READ_ERRORS = (OSError, ValueError, HTTPException, _ServerParseError)
 PROBLEM = "application/problem+json"
 STATUS_OF = {"invalid": 422, "not_found": 404, "conflict": 409}
-TITLES = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
           409: "Refused by the rules", 422: "Invalid request", 500: "Internal error", 503: "Unavailable"}
 
 
 def problem(status: int, rule: str, detail: str, field: str | None = None) -> Response:
     body = {"type": f"/problems/{rule}", "title": TITLES.get(status, "Error"), "status": status,
-            "detail": detail, "rule": rule}
+            "detail": redact(detail), "rule": rule}  # a database URL's password never leaves
     if field:
         body["field"] = field
     return Response(json.dumps(body), status=status, mimetype=PROBLEM)
@@ -56,7 +68,7 @@ def _jsonable(value):
 
 def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[], date] | None = None,
                engine: Engine | None = None) -> APIFlask:
-    engine = engine or Engine(books, db_url, clock)
+    engine = engine or Engine(books, db_url, clock, serve_on_fault=True)  # a worker always boots: reads go on
     app = APIFlask(__name__, title="Shared-purchase points ledger API", version="1.0.0",
                    spec_path="/openapi.json", docs_path="/docs")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -68,8 +80,8 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
     @auth.verify_token
     def _verify(token: str):
         with engine.Session() as session:
-            role = keys.role_of(session, token or "")
-        return {"role": role} if role else None
+            found = keys.identify(session, token or "")
+        return {"key_id": found[0], "role": found[1]} if found else None
 
     @auth.get_user_roles
     def _roles(user):
@@ -85,7 +97,8 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
     def _error(error: HTTPError):
         if error.status_code == 422 and isinstance(error.detail, dict):
             field, message = _first_field(error.detail)
-            return problem(422, "input.invalid", f"{field}: {message}", field)
+            rule = "input.bad_date" if message.endswith(s.DATE_ERROR) else "input.invalid"
+            return problem(422, rule, f"{field}: {message}", field)
         if error.status_code == 413:
             return problem(422, "input.too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
         if error.status_code == 400:
@@ -110,13 +123,40 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
     def _fault(exc: JournalFault):
         return problem(503, "journal.fault", f"the books need an audit before booking: {exc}")
 
+    @app.errorhandler(JournalUnavailable)
+    def _unavailable(exc: JournalUnavailable):
+        return journal_unavailable(exc)
+
+    @app.errorhandler(OperationalError)
+    def _database_unavailable(exc: OperationalError):
+        app.logger.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig is not None else exc)
+        response = problem(503, "database.unavailable",
+                           "the database cannot be reached or written (a full disk, a lost connection); retry later "
+                           "with the same Idempotency-Key: a request that was booked returns its event, one that "
+                           "was not is booked then")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
     def body_problem() -> Response | None:
-        """A POST body that is not JSON, or too large (checked after auth: 401/403 come first)."""
-        if request.content_length and request.mimetype != "application/json":
+        """A POST body that is not JSON, too large, unreadable (a broken chunked framing: 400),
+        nested too deep, or holding a refused character; or a refused character in the path or
+        the query (checked after auth: 401/403 come first)."""
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        has_body = bool(request.content_length) or chunked
+        if has_body and request.mimetype != "application/json":
             return problem(422, "input.content_type", "send the body as application/json")
         if request.content_length and request.content_length > MAX_BODY_BYTES:
             return problem(422, "input.too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
-        return None
+        bad_url = url_strings_problem()
+        if bad_url is not None or not has_body:
+            return bad_url
+        try:
+            raw = request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            return problem(422, "input.too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+        except BODY_READ_ERRORS as exc:
+            return problem(400, "request.malformed", f"the request body cannot be read: {type(exc).__name__}")
+        return json_problem(raw)
 
     def write(role: str, idempotent: bool = True):
         """Auth for `role`, the body's type and size, then (for writes) a required
@@ -134,13 +174,16 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
                 if not key or len(key) > 200:
                     return problem(422, "idempotency.key_required",
                                    "Idempotency-Key: every write needs a key of 1 to 200 characters", "Idempotency-Key")
+                if refused_char(key):
+                    return problem(422, "input.bad_text", f"Idempotency-Key: {describe(refused_char(key))} is not allowed",
+                                   "Idempotency-Key")
                 raw = request.get_data(cache=True) or b"{}"
                 try:
                     canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
-                except ValueError:
+                except (ValueError, RecursionError):
                     canonical = raw.decode("utf-8", "replace")
                 digest = hashlib.sha256(f"{request.method} {request.path}\n{canonical}".encode()).hexdigest()
-                g.idempotency = Idempotency(key, digest)
+                g.idempotency = Idempotency(key, digest, scope=auth.current_user["key_id"])  # per API key
                 return view(*args, **kwargs)
 
             return app.auth_required(auth, roles=[role])(wrapper)
@@ -151,7 +194,15 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
         booked = engine.submit(event, _day(data), g.idempotency)
         return booked.to_json(), 201
 
-    read = app.auth_required(auth)
+    def read(view):
+        """Any key; then no refused character in the path or the query."""
+
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            bad_url = url_strings_problem()
+            return bad_url if bad_url is not None else view(*args, **kwargs)
+
+        return app.auth_required(auth)(wrapper)
 
     # -- writes --------------------------------------------------------------------
 
@@ -270,7 +321,7 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
     def close(day):
         from ..engine import closed_days_json
 
-        through = _parse_day(day, "date")
+        through = _parse_day(day, "day")
         booked = engine.close_days(through, g.idempotency)
         return closed_days_json(booked, through), 201
 
@@ -313,9 +364,42 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
     @app.output(s.HealthOut)
     @app.doc(summary="Journal head and database state")
     def health():
-        return {"status": "ok", "journal_head": engine.head(), "database": "ok"}
+        try:
+            journal = engine.journal_state()
+            status = {"ok": "ok", "behind": "degraded", "fault": "fault"}[journal["journal"]]
+            body = {"status": status, "journal_head": engine.head(), "database": "ok", **journal}
+        except OperationalError:
+            return {"status": "down", "database": "unavailable"}, 503
+        return body, (200 if status == "ok" else 503)
 
     return app
+
+
+# A booking refused or left unwritten by a journal that cannot be written: retry after this long.
+RETRY_AFTER_SECONDS = 5
+
+
+def journal_unavailable(exc: JournalUnavailable) -> Response:
+    """503 `journal.unavailable`: the journal cannot be written (a read-only or full disk)."""
+    lag = exc.lag_entries
+    if exc.booked_now:
+        detail = (f"event {exc.event_id} is booked (committed to the database) but the journal could not be "
+                  f"written ({exc.cause}); retry with the same Idempotency-Key: once the journal has caught up "
+                  f"the retry returns the event (201, Idempotent-Replayed: true); until then writes answer 503")
+    elif exc.event_id:
+        detail = (f"event {exc.event_id} was booked under this Idempotency-Key, but the journal is {lag} entries "
+                  f"behind the database and cannot be written ({exc.cause}); retry later with the same "
+                  f"Idempotency-Key to receive it")
+    else:
+        detail = (f"nothing was booked: the journal is {lag} entries behind the database and cannot be written "
+                  f"({exc.cause}); no write is booked until it has caught up; retry later")
+    body = {"type": "/problems/journal.unavailable", "title": TITLES[503], "status": 503, "detail": detail,
+            "rule": "journal.unavailable", "booked": exc.event_id is not None, "journal_lag_entries": lag}
+    if exc.event_id:
+        body["event_id"] = exc.event_id
+    response = Response(json.dumps(body), status=503, mimetype=PROBLEM)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 PROBLEM_SCHEMA = {
@@ -329,11 +413,17 @@ PROBLEM_SCHEMA = {
         "detail": {"type": "string"},
         "rule": {"type": "string"},
         "field": {"type": "string"},
+        "booked": {"type": "boolean", "description": "journal.unavailable: whether the event is booked"},
+        "event_id": {"type": "string", "description": "journal.unavailable: the booked event"},
+        "journal_lag_entries": {"type": "integer", "description": "journal.unavailable: entries the journal lacks"},
     },
 }
-_ERROR_TEXT = {"401": "no, unknown or revoked API key", "403": "this key's role may not use this path",
+_ERROR_TEXT = {"400": "the request cannot be read (a broken chunked body)",
+               "401": "no, unknown or revoked API key", "403": "this key's role may not use this path",
                "404": "an unknown id (or a date before the books began)", "409": "refused by the rules",
-               "422": "malformed input"}
+               "422": "malformed input",
+               "503": "the journal cannot be written (journal.unavailable; see booked/event_id), needs an audit "
+                      "(journal.fault), or the database cannot be reached (database.unavailable); Retry-After"}
 
 
 def document_errors(spec: dict) -> dict:
@@ -348,14 +438,18 @@ def document_errors(spec: dict) -> dict:
             for status in [s for s in responses if s.startswith("4")]:
                 del responses[status]
             if path == "/health":
+                if "200" in responses:  # degraded or fault: the same body, status 503
+                    responses["503"] = {**responses["200"], "description": "the journal is behind or at fault"}
                 continue
             wanted = {"401"}
             if method == "post":
-                wanted |= {"403", "409", "422"} | ({"404"} if path != "/v1/days/{day}/close" else set())
+                wanted |= {"400", "403", "409", "422"} | ({"404"} if path != "/v1/days/{day}/close" else set())
             elif "{" in path:
-                wanted |= {"404"}
+                wanted |= {"404", "422"}  # 422: a refused character in the path (input.bad_text)
             if path == "/v1/supply":
                 wanted |= {"404", "422"}
+            if method == "post" and path != "/v1/orders/quote":
+                wanted |= {"503"}
             for status in sorted(wanted):
                 responses[status] = {"description": _ERROR_TEXT[status], "content": problem_ref}
             if method == "post" and path != "/v1/orders/quote":
@@ -371,11 +465,94 @@ def _order(data: dict) -> ev.Order:
     return ev.Order(data["id"], data["buyer"], data["merchant"], data["amount_cny"], data.get("ship_region"))
 
 
+_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")  # exactly: not 20261128, 2026-W48-1 (fromisoformat's)
+
+
 def _parse_day(text: str, field: str) -> date:
+    if not _DATE_RE.match(text):
+        raise Invalid("input.bad_date", f"{field}: {text!r} {s.DATE_ERROR}", field)
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise Invalid("input.bad_date", f"{field}: {text!r} is not a date YYYY-MM-DD", field) from None
+        raise Invalid("input.bad_date", f"{field}: {text!r} is not a calendar date (YYYY-MM-DD)", field) from None
+
+
+def text_problem(field: str, ch: str) -> Response:
+    return problem(422, "input.bad_text", f"{field}: {describe(ch)} is not allowed", field)
+
+
+def url_strings_problem() -> Response | None:
+    """A refused character (`ledger_service.text`) in a path parameter (named as in the
+    OpenAPI document), a query parameter's value (named) or name (field `query`)."""
+    for name, value in (request.view_args or {}).items():
+        ch = refused_char(value) if isinstance(value, str) else None
+        if ch:
+            return text_problem(name, ch)
+    for name, value in request.args.items(multi=True):
+        if refused_char(name):
+            return text_problem("query", refused_char(name))
+        if refused_char(value):
+            return text_problem(name, refused_char(value))
+    return None
+
+
+# One pass, linear: a string token (to its closing quote, or to the end when unterminated) or a bracket.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.S)
+
+
+def json_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` (brackets inside strings ignored),
+    found in one linear scan, without a recursive parse."""
+    depth = 0
+    for found in _JSON_TOKEN.finditer(text):
+        token = found.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+    return False
+
+
+def _refused_in(value, field: str) -> tuple[str, str] | None:
+    """(field, character) of the first refused character in a parsed JSON value's strings:
+    a value is named by its key (`goods`, nested `a.b`, `a[0]`), a bad key by `body`."""
+    if isinstance(value, str):
+        ch = refused_char(value)
+        return (field, ch) if ch else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if refused_char(key):
+                return ("body", refused_char(key))
+            found = _refused_in(item, key if field == "body" else f"{field}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _refused_in(item, f"{field}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def json_problem(raw: bytes) -> Response | None:
+    """A JSON body nested deeper than MAX_JSON_DEPTH (422 input.too_deep), not JSON in UTF-8
+    (422 input.malformed), or holding a refused character (422 input.bad_text)."""
+    if not raw:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return problem(422, "input.malformed", "the body is not valid JSON (UTF-8)")
+    if json_depth_exceeds(text, MAX_JSON_DEPTH):
+        return problem(422, "input.too_deep", f"the body nests arrays or objects deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return problem(422, "input.malformed", "the body is not valid JSON")
+    found = _refused_in(value, "body")
+    return text_problem(*found) if found else None
 
 
 def _day(data: dict) -> date | None:

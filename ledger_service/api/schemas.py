@@ -15,7 +15,8 @@ from marshmallow import RAISE
 ID = Regexp(r"^[A-Za-z0-9_-]{1,64}\Z", error="ids are 1 to 64 characters of A-Z a-z 0-9 _ -")
 REGION = Regexp(r"^[0-9]{6}\Z", error="a region is a 6-digit division code like 441900")
 AMOUNT = Regexp(r"^[0-9]{1,14}(\.[0-9]{1,8})?\Z", error="an amount is a decimal string like \"10.00\"")
-DATE = Regexp(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", error="a date is YYYY-MM-DD")
+DATE_ERROR = "is not YYYY-MM-DD"  # the API answers this message with rule input.bad_date
+DATE = Regexp(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", error="{input!r} " + DATE_ERROR)
 
 
 class Strict(Schema):
@@ -187,9 +188,12 @@ class EventDetailOut(Schema):
 
 
 class HealthOut(Schema):
-    status = String()
+    status = String()  # ok | degraded (journal behind, 503) | fault (unknown journal bytes, 503)
     journal_head = Nested(lambda: HeadOut())
     database = String()
+    journal = String()  # ok | behind | fault
+    journal_lag_entries = Integer()
+    journal_detail = String()
 
 
 class HeadOut(Schema):

@@ -45,11 +45,13 @@ def fingerprint(books_root: Path | str) -> str:
 
 def write(books_root: Path | str, result: "VerifyResult") -> bool:
     """Write the record atomically; False when the books are not writable (a read-only copy)."""
+    from ..journal import make_private_dirs, write_private
+
     path = Path(books_root) / RECORD_FILE
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(result), indent=1, sort_keys=True), encoding="utf-8")
+        write_private(tmp, json.dumps(asdict(result), indent=1, sort_keys=True).encode("utf-8"))  # 0600
         os.replace(tmp, path)
     except OSError:
         return False

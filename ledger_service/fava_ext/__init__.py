@@ -40,8 +40,9 @@ def _int_arg(name: str, default: int = 1) -> int:
 
 
 def _date_arg(name: str) -> date | None:
-    value = request.args.get(name, "").strip()
-    if not value:
+    """Exactly YYYY-MM-DD, else None (not fromisoformat's 20261128 or 2026-W48-1)."""
+    value = request.args.get(name, "")
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
         return None
     try:
         return date.fromisoformat(value)

@@ -14,6 +14,7 @@ One instance of each per books folder, shared by every Fava ledger and request.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 import traceback
@@ -303,8 +304,15 @@ _day_lock = threading.Lock()
 
 
 def day_entries(path: Path) -> list[JournalEntry]:
-    """A journal day file as its entries, in order (cached by path, size and mtime)."""
-    from ..ledger_tier import _HEADER, _entry_meta
+    """A journal day file as its entries, in order (cached by path, size and mtime).
+
+    The entries are the directives Beancount's parser reads from the file (not its lines:
+    `str.splitlines` would break a string at U+2028, U+2029 or U+0085 and list what follows
+    as an entry of its own). An entry's text is its lines ("\n" ends a line, as for
+    Beancount) from its first up to the next blank line or the next entry.
+    """
+    from beancount.core import data
+    from beancount.parser import parser
 
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -312,17 +320,22 @@ def day_entries(path: Path) -> list[JournalEntry]:
         if key in _day_cache:
             _day_cache.move_to_end(key)
             return _day_cache[key]
+    text = path.read_text(encoding="utf-8", errors="replace")
+    directives, _errors, _options = parser.parse_string(text)
+    lines = text.split("\n")
+    starts = sorted({d.meta["lineno"] for d in directives if d.meta and d.meta.get("lineno")})
     out: list[JournalEntry] = []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    starts = [i for i, line in enumerate(lines) if _HEADER.match(line)]
-    for n, start in enumerate(starts):
-        end = starts[n + 1] if n + 1 < len(starts) else len(lines)
-        while end > start + 1 and not lines[end - 1].strip():
-            end -= 1
-        text = "\n".join(lines[start:end])
-        meta = _entry_meta(text)
-        kind = meta.get("kind") or ("price" if " price " in lines[start] else "")
-        out.append(JournalEntry(start + 1, meta.get("seq", ""), kind, meta.get("event", ""), text))
+    for directive in sorted(directives, key=lambda d: d.meta.get("lineno", 0)):
+        first = directive.meta.get("lineno", 0)
+        after = bisect.bisect_right(starts, first)
+        end = starts[after] - 1 if after < len(starts) else len(lines)  # 1-based: the last line it may hold
+        last = first
+        while last < end and lines[last].strip(" \t\r"):  # lines[last] is line last + 1
+            last += 1
+        meta = directive.meta or {}
+        kind = str(meta.get("kind") or ("price" if isinstance(directive, data.Price) else ""))
+        out.append(JournalEntry(first, str(meta.get("seq", "")), kind, str(meta.get("event", "")),
+                                "\n".join(lines[first - 1:last])))
     with _day_lock:
         _day_cache[key] = out
         while len(_day_cache) > 8:

@@ -18,11 +18,11 @@ from typing import Any, ClassVar, Mapping
 from ..amounts import CNY, SP, AmountError, fmt, parse_amount, parse_rate
 from ..config import ROLES
 from ..errors import Invalid
+from ..text import check as check_text
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # \Z: "$" would let a trailing newline through
 REGION_RE = re.compile(r"^[0-9]{6}\Z")
 TEXT_MAX = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # Field types: how a field is parsed from text and written back.
@@ -72,9 +72,9 @@ def _choice(*options: str):
 
 
 def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > TEXT_MAX or _CONTROL.search(value):
+    if not isinstance(value, str) or not value.strip() or len(value) > TEXT_MAX:
         raise Invalid("input.bad_text", f"{field}: 1 to {TEXT_MAX} printable characters on one line", field)
-    return value
+    return check_text(value, field)
 
 
 def _flag(value: Any, field: str) -> bool:
@@ -262,6 +262,8 @@ def parse(kind: str, fields: Mapping[str, Any], *, by_meta_key: bool = False) ->
     for name, (key, ftype, required) in cls.FIELDS.items():
         source = key if by_meta_key else name
         raw = fields.get(source)
+        if isinstance(raw, str):  # every string, whatever its type: the one text rule (ledger_service.text)
+            check_text(raw, source)
         if raw is None or (raw == "" and ftype != "flag"):
             if required:
                 raise Invalid("input.missing_field", f"{source}: required", source)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import fields
 from decimal import Decimal
 from pathlib import Path
@@ -62,6 +63,53 @@ _HOLDER_REFS = {
 _PREFETCH_ANCESTORS = 64
 
 
+# A password in a URL written out as text: `scheme://user:PASSWORD@host` (user may be empty).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@\s]*)@")
+_BARE_PASSWORD = re.compile(r"(?P<head>[^:/@\s]*:)(?P<secret>[^@\s]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&][^=&\s]*password[^=&\s]*=)(?P<secret>[^&\s]*)", re.I)
+
+
+def safe_url(url: str) -> str:
+    """`url` as it may be shown, logged or stored: its password masked (`***`).
+
+    SQLAlchemy's `render_as_string(hide_password=True)`, plus any `...password...=` query
+    parameter; a string SQLAlchemy cannot parse is masked by pattern instead."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001  (never echo what could not be parsed: any `x:y@` is masked)
+        masked = redact(url)
+        return masked if masked != url else _BARE_PASSWORD.sub(lambda m: m.group("head") + "***@", url)
+    return redact(shown)
+
+
+def redact(text: str) -> str:
+    """`text` with every URL password in it masked (for error messages that may quote a URL)."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + "***@", text)
+    return _QUERY_PASSWORD.sub(lambda m: m.group("head") + "***", text)
+
+
+class NoDatabase(FileNotFoundError):
+    """A SQLite database file that is not there (it is never created by opening it)."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None: another database, or SQLite in memory)."""
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return None
+    return Path(name)
+
+
 def database_url(books: Path, url: str | None = None) -> str:
     """The database for these books: `url`, else $DATABASE_URL, else SQLite in the books."""
     chosen = url or os.environ.get("DATABASE_URL")
@@ -72,7 +120,18 @@ def database_url(books: Path, url: str | None = None) -> str:
     return f"sqlite:///{(Path(books) / DB_FILENAME).resolve()}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, create: bool = False) -> Engine:
+    """An engine on `url`. A SQLite file is created (mode 0600, owner only) when `create`;
+    otherwise a missing one raises `NoDatabase` instead of being created empty."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        if not create:
+            raise NoDatabase(f"no database found at {path}: name the books' database with --db URL or $DATABASE_URL",
+                             path)
+        from ..journal import make_private_dirs, private_file
+
+        make_private_dirs(path.parent)
+        private_file(path)  # SQLite gives its -wal, -shm and -journal files the same mode
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
 
@@ -334,4 +393,5 @@ def ledger_row(g: Globals, rules_json: str) -> LedgerRow:
     )
 
 
-__all__ = ["Base", "DbReader", "Decimal", "database_url", "load_globals", "make_engine", "persist", "sessions"]
+__all__ = ["Base", "DbReader", "Decimal", "NoDatabase", "database_url", "load_globals", "make_engine", "persist",
+           "redact", "safe_url", "sessions", "sqlite_file"]

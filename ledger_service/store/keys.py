@@ -32,14 +32,20 @@ def create(session: Session, role: str, name: str = "") -> tuple[str, str]:
 
 def role_of(session: Session, secret: str) -> str | None:
     """The role of a live key, or None for an unknown or revoked one."""
+    found = identify(session, secret)
+    return found[1] if found else None
+
+
+def identify(session: Session, secret: str) -> tuple[str, str] | None:
+    """(key id, role) of a live key, or None for an unknown or revoked one."""
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
     table = ApiKeyRow.__table__
     row = session.connection().execute(
-        select(table.c.role, table.c.revoked).where(table.c.key_hash == digest(secret))).first()
+        select(table.c.id, table.c.role, table.c.revoked).where(table.c.key_hash == digest(secret))).first()
     if row is None or row.revoked is not None:
         return None
-    return row.role
+    return row.id, row.role
 
 
 def listing(session: Session) -> list[ApiKeyRow]:

@@ -145,7 +145,12 @@ class DayRow(Base):
 
 
 class IdempotencyRow(Base):
+    """A write's Idempotency-Key, scoped to the API key that sent it (`api_key_id`): two
+    clients' equal keys are two requests. Rows written before revision 0002 carry the
+    placeholder scope `legacy` (they answer any key, as every row did then)."""
+
     __tablename__ = "idempotency_keys"
+    api_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
