@@ -1,4 +1,4 @@
-# Two commands for a newcomer:  `make demo` (the platform) and `make test` (the tests).
+# Two commands for a newcomer:  `make demo` (the platform) and `make test` (the lint, then the tests).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ BOOKS ?= books/demo
 FAVA_PORT ?= 5000
 API_PORT ?= 8000
 
-.PHONY: setup test demo verify bench clean-books
+.PHONY: setup lint test demo verify bench clean-books
 
 setup: $(VENV)/.installed
 
@@ -16,7 +16,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-test: setup
+# ruff (style, import order, complexity), mypy (types) and the import contract (no cycle, no upward
+# import); their configuration is in pyproject.toml. `make test` runs them first.
+lint: setup
+	$(VENV)/bin/ruff check ledger_service importers
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: setup lint
 	$(PY) -m pytest
 
 demo: setup

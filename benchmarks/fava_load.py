@@ -51,14 +51,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def ledger_figures(root: Path) -> dict:
-    from ledger_service import ledger_tier
+    from ledger_service import views
+    from ledger_service.views import ledger_tier
 
     shutil.rmtree(root / "ledger", ignore_errors=True)
     t0 = time.perf_counter()
-    written = ledger_tier.update(root, rebuild=True)
+    written = views.update(root, rebuild=True)
     rebuild_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    faults = ledger_tier.check(root)
+    faults = ledger_tier.compare(root)
     check_s = time.perf_counter() - t0
     journal_files = list((root / "journal").rglob("*.beancount"))
     ledger_files = list((root / "ledger").rglob("*.beancount"))
@@ -182,7 +183,7 @@ def recorded_verify(root: Path) -> dict:
 
 def journal_wrapper(root: Path) -> Path:
     """The flat journal with the extension declared: main.beancount's text plus one line."""
-    from ledger_service.ledger_tier import EXTENSION
+    from ledger_service.views.ledger_tier import EXTENSION
 
     text = (root / "main.beancount").read_text(encoding="utf-8")
     first = next(line for line in text.splitlines() if " commodity " in line).split()[0]

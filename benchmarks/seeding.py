@@ -214,14 +214,14 @@ class Seeder:
                     self.sp_est[m] -= Decimal("0.0200")
 
     def close(self, day: date) -> None:
-        from ledger_service import ledger_tier
+        from ledger_service import views
 
         self.flush()
         t0 = time.perf_counter()
         self.engine.close_days(day)
         t1 = time.perf_counter()
         if self.update_ledger:
-            ledger_tier.update(self.root)  # a no-op when the engine already extends the ledger as days close
+            views.update(self.root)  # a no-op when the engine already extends the ledger as days close
         t2 = time.perf_counter()
         self.close_ms.append((t1 - t0) * 1000)
         self.update_ms.append((t2 - t1) * 1000)

@@ -48,7 +48,18 @@ import beangulp
 from beancount.core import amount as bc_amount
 from beancount.core import data
 
-from .common import HEADER_SEARCH_LINES, FormatError, NamedImporter, head_lines, parse_cny, parse_day, parse_time, read_text, rows_of, split_row
+from .common import (
+    HEADER_SEARCH_LINES,
+    FormatError,
+    NamedImporter,
+    head_lines,
+    parse_cny,
+    parse_day,
+    parse_time,
+    read_text,
+    rows_of,
+    split_row,
+)
 
 POOL_ACCOUNT = "Assets:Pool:Backing"
 PAYOUT_RESERVE_ACCOUNT = "Assets:Pool:PayoutReserve"
@@ -279,10 +290,10 @@ def _balance_breaks(statement: Statement, columns: StatementColumns) -> list[str
     out = []
     previous: StatementLine | None = None
     for item in statement.lines:
-        if previous is not None and previous.balance is not None and item.balance is not None:
-            if previous.balance + item.amount != item.balance:
-                out.append(f"line {item.line}: {columns.balance} {item.balance} is not {previous.balance} "
-                           f"(line {previous.line}) {'+' if item.amount > 0 else '-'} {abs(item.amount)}")
+        if (previous is not None and previous.balance is not None and item.balance is not None
+                and previous.balance + item.amount != item.balance):
+            out.append(f"line {item.line}: {columns.balance} {item.balance} is not {previous.balance} "
+                       f"(line {previous.line}) {'+' if item.amount > 0 else '-'} {abs(item.amount)}")
         previous = item
     return out
 
@@ -351,8 +362,8 @@ class PoolStatementImporter(NamedImporter, beangulp.Importer):
             entries.append(txn)
         for dup in statement.duplicates:
             first = by_serial.get(dup.serial)
-            if first is None:
-                continue  # the books hold it already
+            if first is None or dup.item is None:
+                continue  # the books hold it already (a parsed statement always sets `item`)
             txn = self._transaction(filepath, dup.item)
             txn.meta[DUPLICATE_META] = first
             entries.append(txn)
@@ -408,9 +419,9 @@ class PoolStatementImporter(NamedImporter, beangulp.Importer):
                 elif serial:
                     held[serial] = entry
             elif isinstance(entry, data.Balance):
-                key = (entry.account, entry.date)
-                if key in balances:
-                    entry.meta[DUPLICATE_META] = balances[key]
+                day_key = (entry.account, entry.date)
+                if day_key in balances:
+                    entry.meta[DUPLICATE_META] = balances[day_key]
                 else:
-                    balances[key] = entry
+                    balances[day_key] = entry
 

@@ -73,7 +73,7 @@ def head_lines(path: str | Path, limit: int = HEADER_SEARCH_LINES, max_bytes: in
     raw_lines = data.split(b"\n")
     if len(data) == max_bytes and len(raw_lines) > 1:
         raw_lines = raw_lines[:-1]  # the last one may be cut mid-character
-    out = []
+    out: list[str] = []
     for raw in raw_lines[:limit]:
         try:
             text, _ = decode(raw)
@@ -139,7 +139,7 @@ def parse_time(text: str, *, path, line: int, column: str) -> str:
     return f"{h}:{m}:{s}"
 
 
-def parse_cny(text: str, *, path, line: int, column: str, signed: bool = False,
+def parse_cny(text: str, *, path, line: int, column: str | None, signed: bool = False,
               empty_is_zero: bool = True) -> Decimal:
     """A CNY amount: at most 2 decimals, thousands separators allowed ("1,234.50").
 

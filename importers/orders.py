@@ -34,6 +34,9 @@ from beancount.core import amount as bc_amount
 from beancount.core import data
 from beancount.parser.grammar import ValueType
 
+from ledger_service.errors import Invalid, Refusal
+from ledger_service.rules.events import parse
+
 from .common import FormatError, NamedImporter, head_lines, parse_day, read_text, rows_of, split_row
 
 COLUMNS = ("order_id", "date", "buyer", "merchant", "amount_cny", "ship_region")
@@ -107,9 +110,6 @@ def row_day(row: OrderRow, path: str | Path = "") -> date | None:
 
 def row_event(row: OrderRow):
     """The row as an `Order` event, validated like an API body (raises `Refusal`)."""
-    from ledger_service.errors import Invalid
-    from ledger_service.rules.events import parse
-
     if "__extra__" in row.fields:
         raise Invalid("input.bad_row", f"more cells than the header has columns: {row.fields['__extra__']!r}", None)
     fields = {name: row.fields.get(name) or None for name in ("order_id", "buyer", "merchant", "amount_cny",
@@ -154,12 +154,10 @@ class OrderExportImporter(NamedImporter, beangulp.Importer):
         return max(days) if days else None
 
     def extract(self, filepath: str, existing: data.Entries) -> data.Entries:
-        from ledger_service.errors import Refusal
-
         held = {e.meta.get(ORDER_META) for e in existing or () if isinstance(e, data.Transaction) and e.meta}
         held.discard(None)
         orders = read_orders(filepath)
-        entries = []
+        entries: data.Entries = []
         seen: dict[str, data.Custom] = {}
         fallback = date.today()
         for row in orders.rows:

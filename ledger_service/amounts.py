@@ -124,7 +124,7 @@ def parse_rate(text: object, *, field: str) -> Decimal:
 
 def parse_decimal(text: object, *, field: str) -> Decimal:
     """A finite Decimal from a string, an int or a Decimal; never from a float."""
-    if isinstance(text, bool) or isinstance(text, float):
+    if isinstance(text, (bool, float)):
         raise AmountError(f"{field}: amounts are decimal strings like \"10.00\", not JSON numbers")
     if isinstance(text, Decimal):
         number = text

@@ -9,25 +9,43 @@ this function folded over the same entries.
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from . import accounts as A
-from .amounts import exact_add, sub
+from .amounts import ZERO, exact_add, sub
 from .entries import Entry, Price, Transaction
-from .rules.events import parse
+from .rules.events import (
+    BuyPack,
+    Deposit,
+    Event,
+    EventKind,
+    OpenStore,
+    Order,
+    PayoutCancel,
+    PayoutRequest,
+    PayoutSettle,
+    Register,
+    Reverse,
+    SetRole,
+    Transfer,
+    parse,
+)
 from .state import MEMBER, MERCHANT, EventRecord, Holder, Payout, State
 from .subledger import after_release, grant_active, settle, take_sp
 
 
 def apply_entry(state: State, entry: Entry) -> None:
-    g = state.g
+    """Fold one chained entry into `state`: a price sets the value; the genesis and the daily
+    release move the control balances (the release also the indices and the open day); an
+    event's own effects are dispatched on its parsed type."""
     if isinstance(entry, Price):
-        g.value = entry.number
+        state.g.value = entry.number
         _chain(state, entry)
         return
     kind = entry.kind
-    if kind in ("genesis", "release"):
+    if kind in (EventKind.GENESIS, EventKind.RELEASE):
         _apply_postings(state, entry)
-        if kind == "release":
+        if kind == EventKind.RELEASE:
             _apply_release(state, entry)
         _chain(state, entry)
         return
@@ -35,42 +53,64 @@ def apply_entry(state: State, entry: Entry) -> None:
     ev = parse(kind, dict(entry.meta), by_meta_key=True)
     event_id = entry.get("event")
     assert event_id is not None
-    if kind == "register":
-        state.put_holder(Holder(ev.member, MEMBER, entry.date, referrer=ev.referrer, region=ev.region))
-    elif kind == "open_store":
-        state.put_holder(Holder(
-            ev.merchant, MERCHANT, entry.date, region=ev.region, active=True, owner=ev.owner,
-            channel=ev.channel, rebate_rate=ev.rebate_rate, store_referrer=ev.referrer,
-        ))
-
+    _open_holder(state, ev, entry)
     _apply_postings(state, entry)
-
-    if kind == "set_role":
-        _update(state, ev.member, role=ev.role)
-    elif kind == "buy_pack":
-        _update(state, ev.member, active=True, last_purchase=entry.date)
-        if ev.pack == "partner":
-            state.set_partner(ev.region, ev.member)
-    elif kind == "deposit" and ev.merchant is not None:
-        store = state.holder(ev.merchant)
-        _update(state, ev.merchant, deposits_cny=exact_add(store.deposits_cny, ev.amount_cny))
-    elif kind == "order":
-        state.record_event(EventRecord(event_id, kind, entry.postings), ev.order_id)
-        _update(state, ev.buyer, last_purchase=entry.date)
-    elif kind == "transfer":
-        state.record_event(EventRecord(event_id, kind, entry.postings), None)
-    elif kind == "payout":
-        state.put_payout(Payout(event_id, ev.holder, ev.sp, _meta_amount(entry, "amount_cny"), "requested", entry.date))
-    elif kind in ("payout_settle", "payout_cancel"):
-        pay = state.payout(ev.payout)
-        pay.status = "settled" if kind == "payout_settle" else "cancelled"
-        pay.bank_reference = getattr(ev, "bank_reference", None)
-        state.put_payout(pay)
-    elif kind == "reverse":
-        record = state.event_record(ev.event)
-        record.reversed_by = event_id
-        state.put_event_record(record)
+    _apply_event(state, ev, entry, event_id)
     _chain(state, entry)
+
+
+def _open_holder(state: State, ev: Event, entry: Transaction) -> None:
+    """The holder a registration or a new store creates, before its postings name it."""
+    match ev:
+        case Register():
+            state.put_holder(Holder(ev.member, MEMBER, entry.date, referrer=ev.referrer, region=ev.region))
+        case OpenStore():
+            state.put_holder(Holder(
+                ev.merchant, MERCHANT, entry.date, region=ev.region, active=True, owner=ev.owner,
+                channel=ev.channel, rebate_rate=ev.rebate_rate, store_referrer=ev.referrer,
+            ))
+
+
+def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> None:
+    """What an event changes besides its postings: roles, activity, deposits, the records a
+    reversal mirrors, the payouts' status."""
+    match ev:
+        case SetRole():
+            _update(state, ev.member, role=ev.role)
+        case BuyPack():
+            _update(state, ev.member, active=True, last_purchase=entry.date)
+            if ev.pack == "partner":
+                assert ev.region is not None  # the rule refuses a partner pack without a region
+                state.set_partner(ev.region, ev.member)
+        case Deposit(merchant=str(merchant)):
+            store = state.holder(merchant)
+            assert store is not None, merchant
+            _update(state, merchant, deposits_cny=exact_add(store.deposits_cny, ev.amount_cny))
+        case Order():
+            state.record_event(EventRecord(event_id, entry.kind, entry.postings), ev.order_id)
+            _update(state, ev.buyer, last_purchase=entry.date)
+        case Transfer():
+            state.record_event(EventRecord(event_id, entry.kind, entry.postings), None)
+        case PayoutRequest():
+            state.put_payout(Payout(event_id, ev.holder, ev.sp, _meta_amount(entry, "amount_cny"), "requested",
+                                    entry.date))
+        case PayoutSettle():
+            _close_payout(state, ev.payout, "settled", ev.bank_reference)
+        case PayoutCancel():
+            _close_payout(state, ev.payout, "cancelled", None)
+        case Reverse():
+            record = state.event_record(ev.event)
+            assert record is not None, ev.event
+            record.reversed_by = event_id
+            state.put_event_record(record)
+
+
+def _close_payout(state: State, payout_id: str, status: str, bank_reference: str | None) -> None:
+    pay = state.payout(payout_id)
+    assert pay is not None, payout_id
+    pay.status = status
+    pay.bank_reference = bank_reference
+    state.put_payout(pay)
 
 
 def _chain(state: State, entry: Entry) -> None:
@@ -81,10 +121,10 @@ def _chain(state: State, entry: Entry) -> None:
     g.head = entry.get("hash") or g.head
 
 
-def _meta_amount(entry: Transaction, key: str):
-    from decimal import Decimal
-
-    return Decimal(entry.get(key))
+def _meta_amount(entry: Transaction, key: str) -> Decimal:
+    text = entry.get(key)
+    assert text is not None, (entry.get("event"), key)
+    return Decimal(text)
 
 
 def _update(state: State, holder_id: str, **changes) -> None:
@@ -126,8 +166,6 @@ def _apply_release(state: State, entry: Transaction) -> None:
     g = state.g
     released_sp = next((p.number for p in entry.postings if p.account == A.SP_RELEASED), None)
     converted_sv = next((p.number for p in entry.postings if p.account == A.HOLDERS_SV_ACTIVE), None)
-    from .amounts import ZERO
-
     after = after_release(g, released_sp or ZERO, converted_sv or ZERO)
     if after.ended is not None:
         state.add_epoch(after.ended)

@@ -1,10 +1,20 @@
-"""`ledger-service`: the command line of the books."""
+"""`ledger-service`: the command line of the books.
+
+Each command imports the heavy modules it runs (the engine and SQLAlchemy, `verify` and
+Beancount, Fava) when it runs, so that `ledger-service --help` and a mistyped option answer
+at once; nothing else is imported inside a function.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import resource
+import signal
+import subprocess
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -16,6 +26,9 @@ from rich.table import Table
 from . import config
 from .cli_common import fail
 from .errors import JournalFault, JournalUnavailable, Refusal
+from .journal import Books
+from .rules.events import EventKind
+from .text import describe, refused_char
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -35,16 +48,16 @@ def _date(_ctx, _param, value: str | None) -> date | None:
 
 def _text(_ctx, _param, value: str | None) -> str | None:
     """Free text: none of the characters `ledger_service.text` refuses (controls, U+2028, bidi, …)."""
-    from .text import describe, refused_char
-
-    if value is not None and refused_char(value):
-        raise click.BadParameter(f"{describe(refused_char(value))} is not allowed")
+    bad = refused_char(value) if value is not None else None
+    if bad:
+        raise click.BadParameter(f"{describe(bad)} is not allowed")
     return value
 
 
 books_option = click.option("--books", "books", required=True, type=click.Path(path_type=Path),
                             help="The books folder (holds main.beancount).")
-db_option = click.option("--db", "db_url", default=None, help="SQLAlchemy URL (default: $DATABASE_URL, else SQLite in the books).")
+db_option = click.option("--db", "db_url", default=None,
+                         help="SQLAlchemy URL (default: $DATABASE_URL, else SQLite in the books).")
 
 
 class _Main(click.Group):
@@ -102,7 +115,7 @@ def close_day(books: Path, day: date | None, db_url: str | None) -> None:
         booked = engine.close_days(day)
     except (Refusal, JournalFault, JournalUnavailable, FileNotFoundError) as exc:
         _fail(exc)
-    releases = [b for b in booked if b.kind == "release"]
+    releases = [b for b in booked if b.kind == EventKind.RELEASE]
     for b in releases:
         console.print(f"closed {b.day}: released {b.entry.get('released_sp')} SP at {b.entry.get('value')} CNY/SP")
     if not releases:
@@ -150,11 +163,8 @@ def _print_supply(report: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
     """Re-derive everything from the journal alone; exit 1 on any fault, each located."""
-    import time
-
     from .audit import record
     from .audit.verify import verify as run_verify
-    from .journal import Books
     from .store.db import NoDatabase, database_url, sqlite_file
 
     stray = None if no_db else sqlite_file(database_url(books, db_url))
@@ -204,9 +214,6 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
 def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: int | None, seed: int,
          profile: str, batch: int, stats_path: Path | None, db_url: str | None) -> None:
     """Simulate a platform through the engine (initialises the books if needed)."""
-    import resource
-    import time
-
     from . import demo as demo_module
 
     started = time.perf_counter()
@@ -264,7 +271,8 @@ def _print_demo_figures(figures: dict) -> None:
         table.add_column(column, justify="left" if column == "phase" else "right")
     for name, phase in figures["phases"].items():
         rate = phase["events"] / phase["seconds"] if phase["seconds"] else 0
-        table.add_row(name, f"{phase['seconds']:,.1f}", f"{phase['events']:,}", f"{rate:,.0f}" if phase["events"] else "")
+        table.add_row(name, f"{phase['seconds']:,.1f}", f"{phase['events']:,}",
+                      f"{rate:,.0f}" if phase["events"] else "")
     console.print(table)
     mib = 1024 * 1024
     console.print(f"commits {figures['commits']:,} (batches of up to {figures['batch']:,} events; "
@@ -283,10 +291,6 @@ def _print_demo_figures(figures: dict) -> None:
 @db_option
 def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -> None:
     """Serve the API with gunicorn: N worker processes on the same books and database."""
-    import os
-
-    from .journal import Books
-
     if not Books(books).exists():
         _fail(FileNotFoundError(f"no books at {books}: run `ledger-service init --books {books}` first"))
     if not 1 <= workers <= 64:
@@ -367,15 +371,13 @@ def fava(books: Path, host: str, port: int, period: str | None, db_url: str | No
 
     Log in with any user name and an API key of role finance, auditor or admin as the password
     (HTTP Basic); the keys are read from the books' database (--db, $DATABASE_URL)."""
-    from . import ledger_tier
-    from .fava_app import KeyDatabaseError
-    from .journal import Books
+    from .fava_app import KeyDatabaseError, fava_main
 
     if not Books(books).main.is_file():
         _fail(FileNotFoundError(f"no books at {books}: run `ledger-service demo --books {books}` first"))
     try:
-        ledger_tier.fava_main(books, host, port, period, db_url=db_url,
-                              announce=lambda text: click.echo(text, nl=True))  # never wrapped
+        fava_main(books, host, port, period, db_url=db_url,
+                  announce=lambda text: click.echo(text, nl=True))  # never wrapped
     except (FileNotFoundError, ValueError, KeyDatabaseError, OSError) as exc:
         _fail(exc)
 
@@ -388,14 +390,9 @@ def fava(books: Path, host: str, port: int, period: str | None, db_url: str | No
 @db_option
 def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: str | None) -> None:
     """The demo platform: demo books if absent, checked; the API and Fava side by side."""
-    import signal
-    import subprocess
-    import time
-
     from . import demo as demo_module
     from .audit.verify import verify as run_verify
     from .engine import Engine
-    from .journal import Books
     from .store import keys as key_store
 
     if not Books(books).exists():
@@ -404,14 +401,14 @@ def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: s
     engine = Engine(books, db_url)
     engine.close_days()
     report = run_verify(books, db_url)
-    console.print("books verify" if report.ok else f"[red]{len(report.faults)} fault(s): run ledger-service verify[/red]")
+    console.print("books verify" if report.ok
+                  else f"[red]{len(report.faults)} fault(s): run ledger-service verify[/red]")
     with engine.Session() as session, session.begin():
         _, storefront = key_store.create(session, "storefront", "demo storefront")
         _, finance = key_store.create(session, "finance", "demo finance")
     engine.dispose()
     me = [sys.executable, "-m", "ledger_service.cli"]
-    import os  # the URL goes by environment, not argv: a password in it stays out of `ps`
-
+    # the URL goes by environment, not argv: a password in it stays out of `ps`
     env = dict(os.environ, DATABASE_URL=db_url) if db_url else None
     api = subprocess.Popen(me + ["serve", "--books", str(books), "--port", str(api_port), "--workers", str(workers)],
                            env=env)
@@ -419,7 +416,8 @@ def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: s
                                  stdout=subprocess.DEVNULL)  # its lines are said below
     for line in (f"API   http://127.0.0.1:{api_port}/docs   storefront key: {storefront}",
                  f"                                      finance key:    {finance}",
-                 f"Fava  http://127.0.0.1:{fava_port}/   (read-only)     log in: any user name, password = the finance key",
+                 f"Fava  http://127.0.0.1:{fava_port}/   (read-only)     "
+                 "log in: any user name, password = the finance key",
                  "Ctrl-C stops both"):
         click.echo(line)  # never wrapped: the keys are copied from here
     try:

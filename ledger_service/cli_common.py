@@ -11,7 +11,7 @@ from .errors import Refusal
 
 def fail(exc: Exception) -> None:
     """One unstyled line on stderr (grep-able, never wrapped), exit code 2."""
-    from .store.db import redact
+    from .store.db import redact  # heavy (SQLAlchemy): imported only when a command fails
 
     if isinstance(exc, Refusal):
         click.echo(redact(f"refused [{exc.rule}] {exc.detail}"), err=True)

@@ -1,6 +1,8 @@
 """`ledger-service reconcile` and `ledger-service import-orders` (issue #5).
 
 Registered in cli.py with `main.add_command(reconcile)` and `main.add_command(import_orders)`.
+As in cli.py, the engine and the importers (SQLAlchemy, Beancount, beangulp) are imported
+when a command runs, not when the CLI starts: `ledger-service --help` stays fast.
 """
 
 from __future__ import annotations
@@ -26,12 +28,9 @@ db_option = click.option("--db", "db_url", default=None,
 
 def open_engine(books: Path, db_url: str | None):
     """The engine on the books (a seam for tests, which run on a fixed clock)."""
-    from .engine import Engine
+    from .engine import Engine  # heavy (SQLAlchemy, Beancount): loaded when a command runs
 
     return Engine(books, db_url)
-
-
-_fail = fail
 
 
 def _payers(values: tuple[str, ...]) -> dict[str, str]:
@@ -64,7 +63,7 @@ def reconcile(books: Path, statement: Path, report_path: Path | None, window_day
     unmatched book items, and the bank's balance against Backing + PayoutReserve at
     the end of each day. Running it again on the same statement books nothing.
     """
-    from importers.common import FormatError
+    from importers.common import FormatError  # heavy: loaded when the command runs (see the module docstring)
 
     from .importing import reconcile as run
 
@@ -72,7 +71,7 @@ def reconcile(books: Path, statement: Path, report_path: Path | None, window_day
         engine = open_engine(books, db_url)
         report = run(engine, statement, window_days, payers=_payers(payers), settle=not dry_run)
     except (Refusal, JournalFault, JournalUnavailable, FileNotFoundError, FormatError) as exc:
-        _fail(exc)
+        fail(exc)
     if report_path is not None:
         report.write(report_path)
     if as_json:
@@ -97,7 +96,7 @@ def import_orders(books: Path, file: Path, report_path: Path | None, db_url: str
     a refused row books nothing and is listed with its line and reason. Exit code 1
     when any row was rejected.
     """
-    from importers.common import FormatError
+    from importers.common import FormatError  # heavy: loaded when the command runs (see the module docstring)
 
     from .importing import import_orders as run
 
@@ -108,7 +107,7 @@ def import_orders(books: Path, file: Path, report_path: Path | None, db_url: str
             task = bar.add_task("rows", total=None)
             report = run(engine, file, progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (Refusal, JournalFault, JournalUnavailable, FileNotFoundError, FormatError) as exc:
-        _fail(exc)
+        fail(exc)
     if report_path is not None:
         report.write(report_path)
     click.echo(report.to_text(), nl=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .amounts import EXACT_CONTEXT, SP, SV, CNY, QUANTUM, fmt
+from .amounts import CNY, EXACT_CONTEXT, QUANTUM, SP, SV, fmt
 
 ROLES = ("member", "vip", "shop_owner", "store_owner", "service_provider")
 TEAM_ROLES = ROLES[1:]
@@ -86,7 +86,7 @@ class Params:
         return out
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> "Params":
+    def from_meta(cls, meta: dict[str, Any]) -> Params:
         """Rebuild the rules from a genesis entry's metadata (validated again)."""
         flat: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
@@ -129,32 +129,12 @@ MAX_REPURCHASE_DAYS = 3660
 
 
 def _check(key: str, kind: str, raw: Any) -> Any:
+    """The value of one parameter, checked against its kind (see `_SCHEMA`)."""
     if kind == "timezone":
-        if not isinstance(raw, str):
-            raise ConfigError(key, "must be an IANA time zone name like \"Asia/Shanghai\"")
-        try:
-            ZoneInfo(raw)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(key, f"unknown time zone {raw!r}") from None
-        return raw
+        return _check_timezone(key, raw)
     if kind == "days":
-        if isinstance(raw, bool) or not isinstance(raw, (int, str, Decimal)):
-            raise ConfigError(key, "must be a whole number of days")
-        try:
-            days = int(Decimal(str(raw)))
-        except Exception:
-            raise ConfigError(key, f"{raw!r} is not a whole number of days") from None
-        if Decimal(str(raw)) != days or not 0 <= days <= MAX_REPURCHASE_DAYS:
-            raise ConfigError(key, f"must be a whole number of days in [0, {MAX_REPURCHASE_DAYS}]")
-        return days
-    if isinstance(raw, bool) or isinstance(raw, float) or not isinstance(raw, (int, str, Decimal)):
-        raise ConfigError(key, f"must be an exact decimal (string or TOML number), got {raw!r}")
-    try:
-        number = Decimal(str(raw))
-    except Exception:
-        raise ConfigError(key, f"{raw!r} is not a decimal number") from None
-    if not number.is_finite():
-        raise ConfigError(key, "must be finite")
+        return _check_days(key, raw)
+    number = _decimal(key, raw)
     if kind == "rate":
         if not Decimal(0) <= number <= 1:
             raise ConfigError(key, f"a rate must lie in [0, 1], got {raw}")
@@ -174,6 +154,41 @@ def _check(key: str, kind: str, raw: Any) -> Any:
     if number != number.quantize(quantum, context=EXACT_CONTEXT):
         raise ConfigError(key, f"has more decimals than {currency} allows ({quantum})")
     return number.quantize(quantum, context=EXACT_CONTEXT)
+
+
+def _check_timezone(key: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ConfigError(key, "must be an IANA time zone name like \"Asia/Shanghai\"")
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(key, f"unknown time zone {raw!r}") from None
+    return raw
+
+
+def _check_days(key: str, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, str, Decimal)):
+        raise ConfigError(key, "must be a whole number of days")
+    try:
+        days = int(Decimal(str(raw)))
+    except Exception:
+        raise ConfigError(key, f"{raw!r} is not a whole number of days") from None
+    if Decimal(str(raw)) != days or not 0 <= days <= MAX_REPURCHASE_DAYS:
+        raise ConfigError(key, f"must be a whole number of days in [0, {MAX_REPURCHASE_DAYS}]")
+    return days
+
+
+def _decimal(key: str, raw: Any) -> Decimal:
+    """A finite Decimal from a string, an int or a Decimal (never a float or a bool)."""
+    if isinstance(raw, (bool, float)) or not isinstance(raw, (int, str, Decimal)):
+        raise ConfigError(key, f"must be an exact decimal (string or TOML number), got {raw!r}")
+    try:
+        number = Decimal(str(raw))
+    except Exception:
+        raise ConfigError(key, f"{raw!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise ConfigError(key, "must be finite")
+    return number
 
 
 def _build(flat: dict[str, Any]) -> Params:
@@ -216,7 +231,12 @@ def parse_toml(text: str, *, source: str = "<rules>") -> Params:
         if not isinstance(node, dict) or key not in node:
             raise ConfigError(f"{section}.{key}", "missing")
         flat[name] = node[key]
-    for section in known_sections - {"team"}:
+    _reject_unknown_parameters(doc, known_sections - {"team"})
+    return _build(flat)
+
+
+def _reject_unknown_parameters(doc: dict[str, Any], sections: set[str]) -> None:
+    for section in sections:
         node = doc
         for part in section.split("."):
             node = node.get(part, {})
@@ -224,7 +244,6 @@ def parse_toml(text: str, *, source: str = "<rules>") -> Params:
         for key in node:
             if key not in allowed:
                 raise ConfigError(f"{section}.{key}", "unknown parameter")
-    return _build(flat)
 
 
 def load(profile_or_path: str | Path = "seed-a") -> Params:

@@ -32,20 +32,35 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from .amounts import CNY, SP, ZERO, div, exact_mul, floor, quantize
 from .config import Params
 from .engine import MAX_EVENTS_PER_COMMIT, Booked, Engine
 from .errors import Refusal
-from .rules.events import (BuyPack, Deposit, Event, OpenStore, Order, PayoutCancel, PayoutRequest, PayoutSettle,
-                           Redeem, Register, Reverse, SetRole, Transfer)
+from .journal import Books
+from .rules.events import (
+    BuyPack,
+    Deposit,
+    Event,
+    OpenStore,
+    Order,
+    PayoutCancel,
+    PayoutRequest,
+    PayoutSettle,
+    Redeem,
+    Register,
+    Reverse,
+    SetRole,
+    Transfer,
+)
 
 REGIONS = ("441900", "440300", "440100", "310100", "110100", "330100", "510100", "420100")
 ROLES = ("vip", "shop_owner", "store_owner", "service_provider")
@@ -60,7 +75,7 @@ class DemoStats:
     commits: int = 0  # database commits that booked events
     split: int = 0  # batches the rules refused whole, split in halves to find the refused event
     tried_alone: int = 0  # events expected to be refused, put to the rules alone after their batch
-    seconds: Counter = field(default_factory=Counter)  # per phase of `run` (PHASES)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # per phase of `run` (PHASES)
     phase_events: Counter = field(default_factory=Counter)  # events booked per phase
 
     @property
@@ -257,11 +272,12 @@ class Demo:
             member = f"m{self.next_member:07d}"
             self.next_member += 1
             referrer = self.rng.choice(self.members) if self.members and self.rng.random() < 0.85 else None
-            if self.book(Register(member, referrer=referrer, region=self.rng.choice(REGIONS)), day,
-                         apply=partial(self.members.append, member), undo=partial(_remove, self.members, member)):
-                if self.rng.random() < 0.7:
-                    self.book(BuyPack(member, "activation"), day,
-                              apply=partial(self.active.append, member), undo=partial(_remove, self.active, member))
+            registered = self.book(Register(member, referrer=referrer, region=self.rng.choice(REGIONS)), day,
+                                   apply=partial(self.members.append, member),
+                                   undo=partial(_remove, self.members, member))
+            if registered and self.rng.random() < 0.7:
+                self.book(BuyPack(member, "activation"), day,
+                          apply=partial(self.active.append, member), undo=partial(_remove, self.active, member))
 
     def grade(self, day: date, count: int) -> None:
         for _ in range(min(count, len(self.active))):
@@ -311,8 +327,8 @@ class Demo:
                 self.deposit(merchant, Decimal(2000), day)
         holders = self.active + self.merchants
         for _ in range(max(1, orders // 20)):
-            source, target = self.rng.sample(holders, 2) if len(holders) >= 2 else (None, None)
-            if source:
+            if len(holders) >= 2:
+                source, target = self.rng.sample(holders, 2)
                 sp = self.sp(self.rng.randint(1, 50))
                 self.spend(Transfer(source, target, sp), source, sp, day)
         for _ in range(max(1, orders // 25)):
@@ -342,7 +358,8 @@ class Demo:
         self._spend(merchant, sp)
 
     def _requested(self, booked: Booked) -> None:
-        self.pending_payouts.append(booked.event_id)
+        if booked.event_id is not None:  # always, for a booked request
+            self.pending_payouts.append(booked.event_id)
 
     def reverse_one(self, day: date) -> None:
         self.flush()
@@ -390,11 +407,11 @@ def run(books: Path, params: Params, members: int, merchants: int, days: int, se
     stores open over the following days (all on the first when `days` is 1) and trade
     from the day they open. `progress(day, phase, stats)` is called as commits land
     (at most twice a second) and after each close.
+
+    One function over the usual ~60 lines on purpose: it is the simulation's script, day by
+    day, read top to bottom; each step it takes (members, stores, orders, payouts) is a
+    function of its own.
     """
-    from datetime import datetime
-
-    from .journal import Books
-
     clock = time.perf_counter
     t0 = clock()
     today = datetime.now(params.timezone).date()
@@ -407,7 +424,7 @@ def run(books: Path, params: Params, members: int, merchants: int, days: int, se
     else:
         engine = Engine.init(books, params, start=start, db_url=db_url)
     params = engine.params
-    now = {"day": start, "phase": "init", "shown": 0.0}
+    now: dict[str, Any] = {"day": start, "phase": "init", "shown": 0.0}
 
     def committed(stats: DemoStats) -> None:
         if progress is not None and clock() - now["shown"] >= 0.5:
@@ -429,7 +446,7 @@ def run(books: Path, params: Params, members: int, merchants: int, days: int, se
         demo.flush()
         t = clock()
         stats.seconds[now["phase"]] += t - mark[0]
-        stats.phase_events[now["phase"]] += stats.events - mark[1]
+        stats.phase_events[now["phase"]] += stats.events - int(mark[1])
         mark[:] = [t, stats.events]
         now["phase"] = name
 

@@ -25,29 +25,27 @@ import gc
 import json
 import logging
 import os
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterable
 
 from sqlalchemy import bindparam, desc, select
 
-from . import rules
-from .amounts import CNY, SP, ZERO, fmt, quantize
+from . import reports, rules, views
+from .amounts import fmt
 from .apply import apply_entry
 from .config import Params
 from .entries import GENESIS_PREV, Entry, Price, Transaction, entry_hash, render, with_meta
-from .errors import Conflict, Invalid, JournalFault, JournalUnavailable, NotFound, Refusal
+from .errors import Conflict, Invalid, JournalFault, JournalUnavailable, Refusal
 from .journal import DIR_MODE, Books, day_file, make_private_dirs
-from .rules.events import Event, Release
-from .state import Globals, MemoryState, Overlay, State, supply_of
-from .store.db import (DbReader, database_url, ledger_row, load_globals, make_engine, persist, safe_url,
-                       sessions)
-from .store import migrate
+from .rules.events import Event, EventKind, Release
+from .state import ClosedDay, Globals, MemoryState, Overlay, State
+from .store import migrate, queries
+from .store.db import DbReader, database_url, ledger_row, load_globals, make_engine, persist, safe_url, sessions
 from .store.migrate import upgrade
-from .store.models import DayRow, EventRow, IdempotencyRow, LedgerRow
-from .subledger import balance
+from .store.models import EventRow, IdempotencyRow, LedgerRow
 
 # Limits: a booking closes at most this many days in one database transaction
 # (longer gaps are closed in several), and the books span at most this many days.
@@ -56,10 +54,10 @@ MAX_DAYS_PER_COMMIT = 366
 MAX_EVENTS_PER_COMMIT = 10_000
 # A commit of at least this many events runs with the cyclic garbage collector paused (see _gc_paused).
 GC_PAUSE_FROM = 64
-# /health reads the journal's lag in batches of this many rows.
-LAG_BATCH_ROWS = 1000
 
 log = logging.getLogger(__name__)
+# The engine's hook once days are closed: `hook(books_root, writer_locked=bool)` (views.on_days_closed).
+DaysClosedHook = Callable[..., object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +94,7 @@ def closed_days_json(booked: list[Booked], through: date) -> dict:
         "closed": [
             {"date": b.day.isoformat(), "id": b.event_id, "released_sp": b.entry.get("released_sp"),
              "value_cny_per_sp": b.entry.get("value"), "hash": b.hash}
-            for b in booked if b.kind == "release"
+            for b in booked if b.kind == EventKind.RELEASE
         ],
     }
 
@@ -145,12 +143,6 @@ _IDEMPOTENCY_BY_KEY = select(_IDEMPOTENCY.c.api_key_id, _IDEMPOTENCY.c.request_h
     _IDEMPOTENCY.c.key == bindparam("key"), _IDEMPOTENCY.c.api_key_id.in_(bindparam("scopes", expanding=True)))
 # The scope of idempotency rows written before keys were scoped (migration 0002).
 LEGACY_SCOPE = "legacy"
-_EVENTS = EventRow.__table__
-_JOURNAL_HEAD = select(_EVENTS.c.seq, _EVENTS.c.file, _EVENTS.c.offset, _EVENTS.c.length, _EVENTS.c.text).order_by(
-    desc(_EVENTS.c.seq)).limit(1)
-_OPEN_DAY = select(LedgerRow.__table__.c.open_day)
-_ROWS_BELOW = select(_EVENTS.c.seq, _EVENTS.c.file, _EVENTS.c.offset, _EVENTS.c.length).where(
-    _EVENTS.c.seq < bindparam("below")).order_by(desc(_EVENTS.c.seq)).limit(LAG_BATCH_ROWS)
 
 
 def event_id_for(seq: int) -> str:
@@ -161,8 +153,12 @@ class Engine:
     """The books (journal + database) of one platform."""
 
     def __init__(self, books: Path | str, db_url: str | None = None,
-                 clock: Callable[[], date] | None = None, serve_on_fault: bool = False) -> None:
+                 clock: Callable[[], date] | None = None, serve_on_fault: bool = False,
+                 on_days_closed: DaysClosedHook = views.on_days_closed) -> None:
         """Open the books and bring the journal level with the database.
+
+        `on_days_closed(books_root, writer_locked=...)` is called once days are closed (or a
+        repair rewrote a close) to extend the derived views (default: `views.on_days_closed`).
 
         A journal that cannot be written now (a read-only or full disk) is left behind and
         logged: the engine opens degraded (reads work; every booking first retries the
@@ -171,11 +167,13 @@ class Engine:
         reads and answers bookings with the fault).
         """
         self.books = Books(books)
+        self.on_days_closed = on_days_closed
         self.url = database_url(self.books.root, db_url)
         if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
                 and not Path(self.url[len("sqlite:///"):]).is_file():
-            raise FileNotFoundError(f"no books at {self.books.root}; run `ledger-service init --books {self.books.root}` "
-                                    f"(no database found: books on another database need --db URL or $DATABASE_URL)")
+            raise FileNotFoundError(f"no books at {self.books.root}; run `ledger-service init --books "
+                                    f"{self.books.root}` (no database found: books on another database need "
+                                    "--db URL or $DATABASE_URL)")
         self.db = make_engine(self.url)
         self.Session = sessions(self.db)
         with self.Session() as session:
@@ -195,7 +193,8 @@ class Engine:
                 self._repair(session, deep=True)
         except (JournalUnavailable, OSError) as exc:
             log.warning("journal not repaired at start: %s; serving reads, bookings answer 503 until the "
-                        "journal can be written", exc if isinstance(exc, JournalUnavailable) else _cause(exc, self.books.root))
+                        "journal can be written",
+                        exc if isinstance(exc, JournalUnavailable) else _cause(exc, self.books.root))
         except JournalFault as exc:
             if not serve_on_fault:
                 raise
@@ -210,7 +209,7 @@ class Engine:
 
     @classmethod
     def init(cls, books: Path | str, params: Params, start: date | None = None, db_url: str | None = None,
-             clock: Callable[[], date] | None = None) -> "Engine":
+             clock: Callable[[], date] | None = None) -> Engine:
         """Create the books: schema, genesis entry with the rules, the first day's price."""
         params = Params.from_meta(params.to_meta())  # validated and normalised before anything is written
         root = Path(books)
@@ -230,8 +229,7 @@ class Engine:
         with book.lock(), Session() as session, session.begin():
             if session.get(LedgerRow, 1) is not None:
                 raise Conflict("books.exist", f"books: database {safe_url(url)} already holds books", "books")
-            g = Globals(genesis_day=start, open_day=start, value=rules.value_of(Globals(start, start, ZERO), params))
-            state = Overlay(MemoryState(g))
+            state = Overlay(MemoryState(reports.genesis_globals(start, params)))
             seq = 1
             ctx = rules.Ctx(event_id_for(seq), seq, start, params)
             booked = [_chain(state, rules.genesis(params, start, ctx), params)]
@@ -239,7 +237,7 @@ class Engine:
             session.add(ledger_row(state.g, json.dumps(params.to_meta(), sort_keys=True)))
             session.flush()
             rows = _rows(booked, book, {})
-            persist(session, state, rows)
+            persist(session, state.changes(), rows)
         book.write_main(start)
         book.append([(r["file"], r["text"].encode("utf-8")) for r in rows])
         db.dispose()
@@ -282,7 +280,7 @@ class Engine:
                         idempotency.check(session)
                     overlay, booked = self._plan(session, events)
                     rows = self._persist(session, overlay, booked)
-                    events_booked = [b for b in booked if b.kind not in ("release", "price")]
+                    events_booked = [b for b in booked if b.kind not in (EventKind.RELEASE, EventKind.PRICE)]
                     if idempotency is not None:
                         idempotency.store(session, 201, events_booked[-1].to_json())
                 self._append_committed(rows, events_booked[-1].event_id)
@@ -291,24 +289,12 @@ class Engine:
 
     def _open_day(self) -> date:
         with self.db.connect() as connection:
-            return connection.execute(_OPEN_DAY).scalar_one()
+            return queries.open_day(connection)
 
     def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[dict]:
+        """The booked entries' rows, written with the overlay's changes (and the days it closed)."""
         rows = _rows(booked, self.books, {})
-        persist(session, overlay, rows)
-        session.flush()
-        previous_last: int | None = None
-        for closed in getattr(overlay, "closed_days", []):
-            day = closed["day"]
-            if previous_last is None:  # the day before's last entry (none before the genesis day)
-                before = session.get(DayRow, day - timedelta(days=1))
-                previous_last = before.last_seq if before is not None else 0
-            first, last = previous_last + 1, closed["last_seq"]
-            session.add(DayRow(
-                day=day, file=day_file(day), first_seq=first, last_seq=last, events=last - first + 1,
-                closing_hash=closed["closing_hash"], value=closed["value"], supply_json=json.dumps(closed["supply"]),
-            ))
-            previous_last = last
+        persist(session, overlay.changes(), rows)
         return rows
 
     def _plan(self, session, events) -> tuple[Overlay, list[Booked]]:
@@ -354,16 +340,12 @@ class Engine:
         Never fails a booking: the ledger is derived; the next update (or `ledger-service fava`)
         catches up, and `verify` reports a ledger that lags or differs.
         """
-        if not any(b.kind == "release" for b in booked):
+        if not any(b.kind == EventKind.RELEASE for b in booked):
             return
-        from . import ledger_tier
-
         try:
-            ledger_tier.update(self.books.root)
+            self.on_days_closed(self.books.root, writer_locked=False)
         except Exception as exc:  # noqa: BLE001
-            import logging
-
-            logging.getLogger(__name__).warning("ledger tier not updated: %s", exc)
+            log.warning("ledger tier not updated: %s", exc)
 
     def _catch_up(self, through: date, idempotency: Idempotency | None = None) -> list[Booked]:
         """Close open days up to `through`, at most MAX_DAYS_PER_COMMIT per commit (lock held).
@@ -408,22 +390,20 @@ class Engine:
         seq = overlay.g.seq + 1
         ctx = rules.Ctx(event_id_for(seq), seq, day, self.params)
         release = _chain(overlay, rules.book(overlay, Release(), ctx), self.params)
-        supply = _supply_json(overlay.g, self.params)
-        supply["value_cny_per_sp"] = release.entry.get("value")
-        price = _chain(overlay, rules.price(overlay.g, day + timedelta(days=1), overlay.g.seq + 1, self.params), self.params)
-        supply["closing_value_cny_per_sp"] = fmt(price.entry.number)
-        if not hasattr(overlay, "closed_days"):
-            overlay.closed_days = []
-        overlay.closed_days.append({"day": day, "closing_hash": release.hash, "last_seq": release.seq,
-                                    "value": _dec(release.entry.get("value")),
-                                    "supply": supply})
+        # the report after the release: the day's value (a release leaves it: the release's
+        # `value`) and the value its close sets (the next day's price, booked below)
+        supply = reports.supply_report(overlay.g, self.params)
+        value = overlay.g.value
+        price = _chain(overlay, rules.price(overlay.g, day + timedelta(days=1), overlay.g.seq + 1, self.params),
+                       self.params)
+        overlay.close_day(ClosedDay(day, release.file, release.hash, release.seq, value, supply))
         return [release, price]
 
     # -- repair ----------------------------------------------------------------------
 
     def _repair(self, session, deep: bool = False) -> None:
         """Bring the journal level with the committed rows (lock held)."""
-        head = session.connection().execute(_JOURNAL_HEAD).first()
+        head = queries.last_event_row(session.connection())
         if head is None:
             return
         end = head.offset + head.length
@@ -438,7 +418,8 @@ class Engine:
             with open(self.books.path(head.file), "rb") as handle:
                 handle.seek(head.offset)
                 if handle.read(head.length) != head.text.encode("utf-8"):
-                    raise JournalFault(f"{head.file}: the last entry (seq {head.seq}) differs from the database; run verify")
+                    raise JournalFault(f"{head.file}: the last entry (seq {head.seq}) differs from the database; "
+                                       "run verify")
             return
         missing: list[EventRow] = []
         below: EventRow | None = None  # the last row the journal still holds
@@ -449,7 +430,7 @@ class Engine:
             missing.append(row)
         missing.reverse()
         _check_rows_to_rewrite(missing, below.hash if below is not None else GENESIS_PREV,
-                               session.connection().execute(_HEAD).scalar())
+                               queries.ledger_head(session.connection()))
         cut: dict[str, int] = {}
         for row in missing:
             cut.setdefault(row.file, row.offset)
@@ -459,16 +440,15 @@ class Engine:
             self._append_rows([(r.file, r.offset, r.text) for r in missing])
         except OSError as exc:
             raise JournalUnavailable(len(missing), _cause(exc, self.books.root)) from exc
-        log.warning("journal repaired: %d entries rewritten (seq %d..%d)", len(missing), missing[0].seq, missing[-1].seq)
-        if any(row.kind == "release" for row in missing):  # a close rewritten: the ledger tier gets its days
+        log.warning("journal repaired: %d entries rewritten (seq %d..%d)", len(missing), missing[0].seq,
+                    missing[-1].seq)
+        if any(row.kind == EventKind.RELEASE for row in missing):  # a close rewritten: the ledger tier gets its days
             self._update_ledger_locked()
 
     def _update_ledger_locked(self) -> None:
         """The ledger tier's update after a repair rewrote a close (writer lock held; never fails the caller)."""
-        from . import ledger_tier
-
         try:
-            ledger_tier.update(self.books.root, writer_locked=True)
+            self.on_days_closed(self.books.root, writer_locked=True)
         except Exception as exc:  # noqa: BLE001
             log.warning("ledger tier not updated after the repair: %s", exc)
 
@@ -530,7 +510,7 @@ class Engine:
 
     def _journal_state_now(self) -> tuple[int, str | None]:
         with self.Session() as session:
-            head = session.connection().execute(_JOURNAL_HEAD).first()
+            head = queries.last_event_row(session.connection())
             if head is None:
                 return 0, None
             size = self.books.size(head.file)
@@ -545,12 +525,12 @@ class Engine:
                 return 0, None
             lag, below = 0, head.seq + 1
             while True:
-                batch = session.connection().execute(_ROWS_BELOW, {"below": below}).all()
+                batch = queries.event_rows_below(session.connection(), below)
                 for row in batch:
                     if self.books.size(row.file) >= row.offset + row.length:
                         return lag, None
                     lag += 1
-                if len(batch) < LAG_BATCH_ROWS:
+                if len(batch) < queries.LAG_BATCH_ROWS:
                     return lag, None
                 below = batch[-1].seq
 
@@ -560,67 +540,31 @@ class Engine:
         return DbReader(session, load_globals(session))
 
     def holder(self, holder_id: str) -> dict:
+        """`GET /v1/holders/{id}` (`reports.holder_view`)."""
         with self.Session() as session:
-            reader = self.state_reader(session)
-            found = reader.holder(holder_id)
-            if found is None:
-                raise NotFound("holder.unknown", f"id: no holder {holder_id!r}", "id")
-            held = balance(found, reader.g, reader)
-            from .amounts import CNY, exact_mul, floor
+            return queries.holder(session, holder_id, self.params)
 
-            out = {
-                "id": found.id, "kind": found.kind, "active": found.active, "role": found.role,
-                "referrer": found.referrer, "region": found.region,
-                "sv_locked": held.sv_locked, "sv_active": held.sv_active, "sp": held.sp,
-                "sp_value_cny": floor(exact_mul(held.sp, reader.g.value), CNY),
-                "value_cny_per_sp": reader.g.value,
-            }
-            if found.kind == "merchant":
-                from .rules.orders import can_take_orders
-
-                out.update({
-                    "owner": found.owner, "channel": found.channel, "rebate_rate": found.rebate_rate,
-                    "store_referrer": found.store_referrer, "deposits_cny": quantize(found.deposits_cny, CNY),
-                    "can_take_orders": can_take_orders(found, self.params),
-                })
-            return out
+    def merchant(self, merchant_id: str) -> dict:
+        """`GET /v1/merchants/{id}` (`reports.holder_view` of a merchant)."""
+        with self.Session() as session:
+            return queries.merchant(session, merchant_id, self.params)
 
     def supply(self, day: date | None = None) -> dict:
         """The supply report at the close of `day` (or now, for an open or absent day)."""
         with self.Session() as session:
-            g = load_globals(session)
-            if day is not None and day < g.open_day:
-                if day < g.genesis_day:
-                    raise NotFound("day.before_genesis", f"date: the books start on {g.genesis_day}", "date")
-                row = session.get(DayRow, day)
-                data = json.loads(row.supply_json)
-                data["date"] = day.isoformat()
-                data["closed"] = True
-                return data
-            if day is not None and day > self.today():
-                raise Invalid("date.future", f"date: {day} is in the future", "date")
-            data = _supply_json(g, self.params)
-            data["value_cny_per_sp"] = fmt(g.value)
-            data["closing_value_cny_per_sp"] = fmt(rules.value_of(g, self.params))
-            return {**data, "date": (day or self.today()).isoformat(), "closed": False}
+            return queries.supply(session, self.params, day, self.today())
 
     def event(self, event_id: str) -> dict:
         with self.Session() as session:
-            row = session.scalar(select(EventRow).where(EventRow.id == event_id))
-            if row is None:
-                raise NotFound("event.unknown", f"id: no event {event_id!r}", "id")
-            return {"id": row.id, "seq": row.seq, "kind": row.kind, "date": row.day.isoformat(),
-                    "file": row.file, "hash": row.hash, "prev": row.prev, "entry": row.text,
-                    "reversed_by": row.reversed_by}
+            return queries.event(session, event_id)
 
     def event_for_order(self, order_id: str) -> str | None:
         with self.Session() as session:
-            return session.scalar(select(EventRow.id).where(EventRow.order_id == order_id))
+            return queries.event_for_order(session, order_id)
 
     def head(self) -> dict:
         with self.Session() as session:
-            g = load_globals(session)
-            return {"seq": g.seq, "hash": g.head, "open_day": g.open_day.isoformat(), "value_cny_per_sp": fmt(g.value)}
+            return queries.head(session)
 
     def dispose(self) -> None:
         self.db.dispose()
@@ -678,12 +622,6 @@ def _today(params: Params) -> date:
     return datetime.now(params.timezone).date()
 
 
-def _dec(text: str):
-    from decimal import Decimal
-
-    return Decimal(text)
-
-
 def _chain(state: State, entry: Entry, params: Params) -> Booked:
     """Give `entry` its place in the chain and apply it to `state`."""
     prev = state.g.head
@@ -697,11 +635,12 @@ def _chain(state: State, entry: Entry, params: Params) -> Booked:
         if len(_DAY_FILES) > 4096:
             _DAY_FILES.clear()
         file = _DAY_FILES[full.date] = day_file(full.date)
-    return Booked(int(full.get("seq")), event_id, kind, full.date, digest, prev, full, render(full), file)
+    seq = full.get("seq")
+    assert seq is not None, full
+    return Booked(int(seq), event_id, kind, full.date, digest, prev, full, render(full), file)
 
 
 _DAY_FILES: dict[date, str] = {}  # journal.day_file, remembered (strftime is slow)
-_HEAD = select(LedgerRow.__table__.c.head)
 
 
 def _check_rows_to_rewrite(rows: list[EventRow], prev: str, head: str | None) -> None:
@@ -752,14 +691,7 @@ def _rows(booked: list[Booked], books: Books, sizes: dict[str, int]) -> list[dic
     return rows
 
 
-def _supply_json(g: Globals, params: Params) -> dict:
-    supply = supply_of(g, params.sp_cap)
-    out = {key: fmt(quantize(value, CNY if key == "pool_cny" else SP)) for key, value in supply.items()}
-    return out
-
-
 def _utcnow() -> datetime:
     """Naive UTC now, as stored in the database's DateTime columns."""
-    from datetime import timezone
 
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -31,10 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Iterable, Union
+from typing import Any
+
+from beancount.core import data
 
 from .amounts import fmt
 from .text import REFUSED
@@ -105,7 +108,7 @@ class Price:
         return meta_get(self.meta, key, default)
 
 
-Entry = Union[Transaction, Price]
+Entry = Transaction | Price
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,7 @@ def render(entry: Entry) -> str:
     """The entry's one text in the journal, ending with a blank line."""
     out: list[str] = []
     if isinstance(entry, Transaction):
-        marks = "".join(f" #{t}" for t in entry.tags) + "".join(f" ^{l}" for l in entry.links)
+        marks = "".join(f" #{t}" for t in entry.tags) + "".join(f" ^{link}" for link in entry.links)
         out.append(f"{entry.date.isoformat()} {entry.flag} {_string(entry.payee)} {_string(entry.narration)}{marks}")
     else:
         out.append(f"{entry.date.isoformat()} price SP {_fmt(entry.number)} CNY")
@@ -246,8 +249,6 @@ def _meta_from(raw: dict[str, Any] | None) -> Meta:
 
 def from_beancount(directive: Any) -> Entry | None:
     """Our entry from a parsed Beancount directive (None for directives we do not chain)."""
-    from beancount.core import data
-
     if isinstance(directive, data.Transaction):
         postings = []
         for p in directive.postings:
@@ -268,7 +269,7 @@ def from_beancount(directive: Any) -> Entry | None:
             tuple(sorted(directive.links or ())),
         )
     if isinstance(directive, data.Price):
-        if directive.currency != "SP" or directive.amount.currency != "CNY":
+        if directive.currency != "SP" or directive.amount.currency != "CNY" or directive.amount.number is None:
             return None
         return Price(directive.date, directive.amount.number, _meta_from(directive.meta))
     return None

@@ -1,6 +1,9 @@
 """Fava on the ledger tier, behind an API key, reading no file but the books':
 `python -m ledger_service.fava_app --books DIR [--period YYYY-MM] [--db URL]` (= `ledger-service fava`).
 
+`fava_main` brings the derived views up to date (`views.update`), then serves the ledger
+tier's main file (or one period's) with the guarded Fava below.
+
 Fava's Flask app is built in-process (`fava.application.create_app(..., read_only=True)`) and
 served by cheroot (the WSGI server Fava itself uses), on 127.0.0.1 by default. Two guards:
 
@@ -28,9 +31,25 @@ import binascii
 import cmd
 import os
 import sys
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Callable, Iterable
+from urllib.parse import urlsplit
+
+from beanquery.parser import ParseError, ast, parse
+from cheroot.wsgi import Server
+from fava.application import create_app as fava_create_app
+from fava.helpers import FavaAPIError
+from flask import abort, g, jsonify, render_template, request
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import views
+from .store import keys
+from .store.db import database_url, make_engine, sessions
+from .store.models import ApiKeyRow
+from .views.ledger_tier import books_root_of, ledger_file
 
 FAVA_ROLES = frozenset({"finance", "auditor", "admin"})
 REALM = "ledger-service books"
@@ -67,10 +86,6 @@ class KeyCheck:
     """The role of an API key, read from the books' database at every call (a revoked key stops at once)."""
 
     def __init__(self, books_root: Path | str, db_url: str | None = None) -> None:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from .store.db import database_url, make_engine, sessions
-
         url = database_url(Path(books_root), db_url)
         if url.startswith("sqlite") and not _sqlite_path(url).is_file():  # never created empty
             raise KeyDatabaseError(f"no database of API keys at {_sqlite_path(url)}: name the books' database "
@@ -88,17 +103,11 @@ class KeyCheck:
                                    ) from None
 
     def role(self, secret: str) -> str | None:
-        from .store import keys
-
         with self._sessions() as session:
             return keys.role_of(session, secret)
 
     def usable_keys(self) -> int:
         """Live keys that open Fava (0: nobody can log in yet)."""
-        from sqlalchemy import func, select
-
-        from .store.models import ApiKeyRow
-
         table = ApiKeyRow.__table__
         with self._sessions() as session:
             return session.connection().execute(
@@ -106,12 +115,11 @@ class KeyCheck:
                 .where(table.c.role.in_(sorted(FAVA_ROLES)), table.c.revoked.is_(None))).scalar_one()
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        if self.engine is not None:
+            self.engine.dispose()
 
 
 def _sqlite_path(url: str) -> Path:
-    from sqlalchemy.engine import make_url
-
     return Path(make_url(url).database or "")
 
 
@@ -161,7 +169,7 @@ class KeyGate:
 
 def _deny(start_response: Callable, status: HTTPStatus, message: str,
           headers: list[tuple[str, str]] | None = None) -> list[bytes]:
-    body = f"{status.value} {status.phrase}: {message}\n".encode("utf-8")
+    body = f"{status.value} {status.phrase}: {message}\n".encode()
     head = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
             ("Cache-Control", "no-store")]
     if status == HTTPStatus.UNAUTHORIZED:
@@ -210,8 +218,6 @@ def _split_command(text: str) -> tuple[str, str, str]:
 
 def query_refusal(text: str) -> str | None:
     """Why the query shell may not run `text` (None: it may). Reads nothing, runs nothing."""
-    from beanquery.parser import ParseError, ast, parse
-
     if len(text) > MAX_QUERY_CHARS:
         return f"a query is at most {MAX_QUERY_CHARS} characters"
     command, arg, line = _split_command(text)
@@ -237,8 +243,6 @@ def query_refusal(text: str) -> str | None:
 
 
 def _same_site(referrer: str | None, host: str) -> bool:
-    from urllib.parse import urlsplit
-
     if not referrer:
         return False
     parts = urlsplit(referrer)
@@ -247,8 +251,6 @@ def _same_site(referrer: str | None, host: str) -> bool:
 
 def guard_files(fava_app, books_root: Path) -> None:
     """Register, first among Fava's `before_request` functions, the endpoint and path policy."""
-    from flask import abort, g, jsonify, request
-
     def _guard():
         endpoint = request.endpoint
         if endpoint in REFUSED_ENDPOINTS:
@@ -257,19 +259,7 @@ def guard_files(fava_app, books_root: Path) -> None:
             abort(404)
         if endpoint == "jump" and not _same_site(request.referrer, request.host):
             abort(400)  # Fava's /jump redirects back to the referrer: only to itself (and none: a 500)
-        ledger = getattr(g, "ledger", None)
-        named = [v for name in PATH_ARGS for v in request.args.getlist(name) if v]
-        if named or endpoint == "statement":
-            roots = allowed_roots(ledger, books_root) if ledger is not None else []
-            if any(not is_inside(value, roots) for value in named):
-                abort(404)
-            if endpoint == "statement":
-                try:
-                    path = ledger.statement_path(request.args.get("entry_hash", ""), request.args.get("key", ""))
-                except Exception:  # noqa: BLE001  (no such entry or document: refused like any other)
-                    abort(404)
-                if not is_inside(str(path), roots):
-                    abort(404)
+        _guard_paths(endpoint, getattr(g, "ledger", None), books_root)
         if endpoint in QUERY_ENDPOINTS:
             reason = query_refusal(request.args.get("query_string", ""))
             if reason is not None:
@@ -281,12 +271,29 @@ def guard_files(fava_app, books_root: Path) -> None:
     fava_app.before_request_funcs.setdefault(None, []).insert(0, _guard)
 
 
+def _guard_paths(endpoint: str | None, ledger, books_root: Path) -> None:
+    """404 unless every file argument, and the file a `statement` resolves to, lies inside the
+    folders the ledger may send files from."""
+    named = [v for name in PATH_ARGS for v in request.args.getlist(name) if v]
+    if not named and endpoint != "statement":
+        return
+    roots = allowed_roots(ledger, books_root) if ledger is not None else []
+    if any(not is_inside(value, roots) for value in named):
+        abort(404)
+    if endpoint == "statement":
+        if ledger is None:
+            abort(404)
+        try:
+            path = ledger.statement_path(request.args.get("entry_hash", ""), request.args.get("key", ""))
+        except Exception:  # noqa: BLE001  (no such entry or document: refused like any other)
+            abort(404)
+        if not is_inside(str(path), roots):
+            abort(404)
+
+
 def _client_errors(fava_app) -> None:
     """Fava answers its own errors about the request (a bad filter, an unknown entry) with 500:
     they are the client's, 400."""
-    from fava.helpers import FavaAPIError
-    from flask import jsonify, render_template, request
-
     def _as_400(error: FavaAPIError):
         if request.blueprint == "json_api":
             response = jsonify({"error": error.message})
@@ -307,16 +314,12 @@ def create_app(ledger_file: Path | str, books_root: Path | str | None = None, db
     """Fava's Flask app on `ledger_file`, read-only, behind the key gate and the file guard.
 
     Raises KeyDatabaseError when the keys cannot be read (nothing is served then)."""
-    from fava.application import create_app as fava_create_app
-
-    from .ledger_tier import books_root_of
-
     root = Path(books_root) if books_root is not None else books_root_of(ledger_file)
     check = key_check or KeyCheck(root, db_url)
     app = fava_create_app([str(ledger_file)], read_only=True, load=load)
     guard_files(app, root)
     _client_errors(app)
-    app.wsgi_app = KeyGate(app.wsgi_app, check.role)
+    app.wsgi_app = KeyGate(app.wsgi_app, check.role)  # type: ignore[method-assign]  # Flask's middleware idiom
     app.extensions["ledger_service_keys"] = check
     return app
 
@@ -328,8 +331,6 @@ def is_loopback(host: str) -> bool:
 def serve(ledger_file: Path, books_root: Path, host: str, port: int, db_url: str | None = None, *,
           announce: Callable[[str], None] | None = None, key_check: KeyCheck | None = None) -> None:
     """Serve the guarded Fava with cheroot until interrupted. Raises KeyDatabaseError before binding."""
-    from cheroot.wsgi import Server
-
     app = create_app(ledger_file, books_root, db_url, key_check=key_check)
     check: KeyCheck = app.extensions["ledger_service_keys"]
     bind = "127.0.0.1" if host == "localhost" else host
@@ -352,9 +353,30 @@ def serve(ledger_file: Path, books_root: Path, host: str, port: int, db_url: str
         check.dispose()
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .ledger_tier import fava_main
+def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000, period: str | None = None,
+              announce: Callable[[str], None] | None = None, db_url: str | None = None) -> None:
+    """Bring the ledger up to date, then serve Fava read-only on it (or on one period), behind
+    the API key check and the file guard, until interrupted.
 
+    Raises FileNotFoundError (no books, no such period), ValueError (a malformed period) or
+    KeyDatabaseError (the API keys cannot be read) before anything is served;
+    `announce(text)` is called with each line to show (the address, how to log in).
+    """
+    root = Path(books_root)
+    check = KeyCheck(root, db_url)  # no key check, no Fava: refused before anything is written
+    try:
+        try:
+            views.update(root)
+        except views.ViewError as exc:  # the summaries are written; Fava still starts
+            print(f"warning: holder index not extended: {exc} (run `ledger-service verify`)", file=sys.stderr)
+        target = ledger_file(root, period)
+    except BaseException:
+        check.dispose()
+        raise
+    serve(target, root, host, port, announce=announce, key_check=check)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ledger_service.fava_app", description=__doc__.splitlines()[0])
     parser.add_argument("--books", required=True, help="the books folder (holds main.beancount)")
     parser.add_argument("--host", default="127.0.0.1")

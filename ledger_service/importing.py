@@ -29,37 +29,42 @@ Each statement line and each book item is matched at most once; a repeated seria
 (duplicate line) is reported and ignored. Running `reconcile` twice books nothing
 the second time: settled payouts are no longer pending, and their serials match by
 reference.
+
+The stages of `reconcile`: read (the statement; the books' side of it, `_BookSide`),
+match (`_Matching`), settle (`_settle`), report (`_unmatched_book_items`, `_balances`).
+The books' side is read from the store: payout rows, the event rows of a kind and a
+day range (their metadata read by `journal.entry_meta`, the one reader of the
+format), and the balance of each day from the closed days' rows and the payouts
+(`pool_balances`), never by searching the journal's text.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 from sqlalchemy import select
-
-from . import accounts as A
-from .amounts import ZERO, fmt
-from .engine import Engine
-from .errors import Refusal
-from .rules.events import Order, PayoutSettle
-from .store.models import DayRow, EventRow, PayoutRow
+from sqlalchemy.orm import Session
 
 from importers.bank import DEFAULT_COLUMNS, Statement, StatementColumns, StatementLine, parse_statement
 from importers.common import FormatError
 from importers.orders import OrderRow, read_orders, row_day, row_event
 
+from . import accounts as A
+from .amounts import fmt
+from .engine import Engine
+from .errors import Refusal
+from .journal import entry_meta
+from .rules.events import EventKind, Order, PayoutSettle
+from .store.models import BalanceRow, DayRow, EventRow, LedgerRow, PayoutRow
+
 PAYOUT_ID_RE = re.compile(r"(?<![A-Za-z0-9])E\d{9}(?![0-9])")
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
-_POOL_POSTING_RE = re.compile(
-    rf"^  ({re.escape(A.POOL)}|{re.escape(A.POOL_PAYOUTS)})  (-?[0-9]+(?:\.[0-9]+)?) CNY$", re.M)
-_META_RE = re.compile(r'^  ([a-z_]+): "(.*)"$', re.M)
 PLATFORM = "platform"
 _CHUNK = 500
 CNY_ZERO = Decimal("0.00")
@@ -68,11 +73,6 @@ CNY_ZERO = Decimal("0.00")
 def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def _meta(text: str) -> dict[str, str]:
-    """The entry-level metadata of a journal entry's text (postings' metadata are indented deeper)."""
-    return {key: value for key, value in _META_RE.findall(text)}
 
 
 # -- orders ------------------------------------------------------------------------------
@@ -145,7 +145,8 @@ class ImportReport:
 
 
 def _order_terms(text: str) -> dict[str, str]:
-    meta = _meta(text)
+    """The terms of a booked order, from its entry's metadata (read by `journal.entry_meta`)."""
+    meta = entry_meta(text)
     return {key: meta.get(key, "") for key in ("buyer", "merchant", "amount_cny", "ship_region")}
 
 
@@ -370,7 +371,8 @@ class ReconcileReport:
             out.append(f"  {'date':<10}  {'bank':>14}  {'books':>14}  {'difference':>12}  {'in transit':>12}  "
                        f"{'unexplained':>12}")
             for b in self.balances:
-                out.append(f"  {b.day.isoformat():<10}  {fmt(b.bank):>14}  {fmt(b.books):>14}  {fmt(b.difference):>12}  "
+                out.append(f"  {b.day.isoformat():<10}  {fmt(b.bank):>14}  {fmt(b.books):>14}  "
+                           f"{fmt(b.difference):>12}  "
                            f"{fmt(b.in_transit):>12}  {fmt(b.unexplained):>12}" + ("" if b.closed else "  (day open)"))
         out.append("")
         out.append("RESULT: reconciled" if self.ok else "RESULT: NOT reconciled — see the unmatched items and "
@@ -402,158 +404,103 @@ def reconcile(engine: Engine, statement_path: str | Path, window_days: int = 3, 
     dry run. A settlement is booked on the bank line's date when that day is still
     open, else on the open day. A malformed statement raises `FormatError` before
     anything is booked.
+
+    The stages: read the statement and the books' side of it; match (references and
+    memos, then amounts, then deposits); settle what matched a pending payout; report
+    what is left on either side and the balance of each day.
     """
     if window_days < 0:
         raise ValueError("window_days must be >= 0")
     statement = parse_statement(statement_path, columns)
     report = ReconcileReport(statement, window_days, dry_run=not settle)
-    if not statement.lines:
+    if statement.first_day is None or statement.last_day is None:  # no line
         return report
-    payers = dict(payers or {})
-    window = timedelta(days=window_days)
-    first, last = statement.first_day, statement.last_day
-    books = _BookSide.load(engine, statement, window)
-
-    matched_payouts: set[str] = set()
-    matched_deposits: set[str] = set()
-    pending_settle: list[Match] = []
-    todo: list[StatementLine] = []
-
-    # 1. and 2. references: serials already settled, payout ids in the memo.
-    for line in statement.lines:
-        if line.credit:
-            todo.append(line)
-            continue
-        by_ref = books.by_reference.get(line.serial)
-        if by_ref is not None and by_ref.cny != -line.amount:
-            report.unmatched_lines.append(Unmatched(
-                line, f"payout {by_ref.id} was settled with this serial as reference, but it is "
-                      f"{fmt(by_ref.cny)} CNY and the line {fmt(-line.amount)} CNY"))
-            continue
-        if by_ref is not None and by_ref.id not in matched_payouts:
-            matched_payouts.add(by_ref.id)
-            report.matched.append(Match(line, "payout", by_ref.id, "reference", "settled before", by_ref.settled_on,
-                                        holder=by_ref.holder))
-            continue
-        named = [books.payouts[pid] for pid in PAYOUT_ID_RE.findall(f"{line.memo} {line.counterparty}")
-                 if pid in books.payouts]
-        if named:
-            payout = named[0]
-            if payout.id in matched_payouts:
-                report.unmatched_lines.append(Unmatched(line, f"names payout {payout.id}, already matched to another line"))
-            elif payout.cny != -line.amount:
-                report.unmatched_lines.append(Unmatched(
-                    line, f"names payout {payout.id} of {fmt(payout.cny)} CNY, but the line is {fmt(-line.amount)} CNY"))
-            elif payout.status == "requested":
-                matched_payouts.add(payout.id)
-                match = Match(line, "payout", payout.id, "memo", "to settle", None, holder=payout.holder)
-                report.matched.append(match)
-                pending_settle.append(match)
-            else:
-                report.unmatched_lines.append(Unmatched(
-                    line, f"names payout {payout.id}, which is already {payout.status}"
-                          + (f" (bank reference {payout.bank_reference})" if payout.bank_reference else "")))
-            continue
-        todo.append(line)
-
-    # 3. amounts: pending payouts for money out, deposits for money in.
-    waiting = [line for line in todo if not line.credit]
-    reasons: dict[int, str] = {}
-    progress = True
-    while progress and waiting:
-        progress = False
-        for line in list(waiting):
-            paid = -line.amount
-            candidates = [p for p in books.pending if p.id not in matched_payouts and p.cny == paid
-                          and timedelta(0) <= line.date - p.requested <= window]
-            if len(candidates) > 1:
-                tokens = set(TOKEN_RE.findall(line.memo)) | {line.counterparty, payers.get(line.counterparty, "")}
-                narrowed = [p for p in candidates if p.holder in tokens]
-                candidates = narrowed or candidates
-            if len(candidates) == 1:
-                payout = candidates[0]
-                matched_payouts.add(payout.id)
-                match = Match(line, "payout", payout.id, "amount", "to settle", None, holder=payout.holder)
-                report.matched.append(match)
-                pending_settle.append(match)
-                waiting.remove(line)
-                progress = True
-            elif candidates:
-                reasons[line.line] = ("ambiguous: pending payouts " + ", ".join(p.id for p in candidates)
-                                      + f" are all {fmt(paid)} CNY within {window_days} days; put the payout id "
-                                        "in the memo or settle by hand")
-            else:
-                reasons[line.line] = (f"no pending payout of {fmt(paid)} CNY requested within {window_days} days "
-                                      "before the line")
-    for line in waiting:
-        report.unmatched_lines.append(Unmatched(line, reasons[line.line]))
-
-    for line in (item for item in todo if item.credit):
-        payer = payers.get(line.counterparty, line.counterparty)
-        tokens = set(TOKEN_RE.findall(line.memo)) | {payer}
-        candidates = [d for d in books.deposits if d.id not in matched_deposits and d.cny == line.amount
-                      and abs(d.day - line.date) <= window and d.payer in tokens]
-        if not candidates:
-            same_amount = [d for d in books.deposits if d.id not in matched_deposits and d.cny == line.amount
-                           and abs(d.day - line.date) <= window]
-            why = f"no deposit of {fmt(line.amount)} CNY from {payer or '(no name)'} booked within {window_days} days"
-            if same_amount:
-                why += " (same amount from " + ", ".join(f"{d.payer} {d.id}" for d in same_amount) + ")"
-            report.unmatched_lines.append(Unmatched(line, why))
-            continue
-        deposit = min(candidates, key=lambda d: (abs(d.day - line.date), d.id))
-        matched_deposits.add(deposit.id)
-        report.matched.append(Match(line, "deposit", deposit.id, "amount+payer", "deposit", deposit.day,
-                                    holder=deposit.payer))
-
-    # Settle, oldest line first (a booking closes the open days before its own).
+    period = _Period(statement.first_day, statement.last_day)
+    books = _BookSide.load(engine, statement, period, timedelta(days=window_days))
+    matching = _Matching(report, books, dict(payers or {}), window_days)
+    todo = [line for line in statement.lines if line.credit or not matching.by_reference_or_memo(line)]
+    matching.payouts_by_amount([line for line in todo if not line.credit])
+    matching.deposits([line for line in todo if line.credit])
     if settle:
-        for match in sorted(pending_settle, key=lambda m: (m.line.date, m.line.time, m.line.line)):
-            open_day = date.fromisoformat(engine.head()["open_day"])
-            day = min(max(match.line.date, open_day), engine.today())
-            try:
-                booked = engine.submit(PayoutSettle(match.item, match.line.serial), day)
-            except Refusal as refusal:
-                report.matched.remove(match)
-                matched_payouts.discard(match.item)
-                report.unmatched_lines.append(Unmatched(match.line, f"settling payout {match.item} was refused: "
-                                                                    f"[{refusal.rule}] {refusal.detail}"))
-                continue
-            match.status, match.settle_event, match.book_day = "settled now", booked.event_id, booked.day
-            books.payouts[match.item].status = "settled"
+        _settle(engine, matching)
     report.matched.sort(key=lambda m: m.line.line)
     report.unmatched_lines.sort(key=lambda u: u.line.line)
-
-    # What the books hold that the bank does not show.
-    for payout in sorted(books.pending, key=lambda p: (p.requested, p.id)):
-        if payout.id in matched_payouts or payout.status != "requested":
-            continue
-        report.unmatched_items.append({
-            "kind": "payout", "id": payout.id, "holder": payout.holder, "cny": fmt(payout.cny),
-            "requested": payout.requested.isoformat(), "days_outstanding": (last - payout.requested).days,
-            "what": f"of {payout.holder}, requested {payout.requested}, pending: no bank line pays it "
-                    f"({(last - payout.requested).days} days to the statement's end)",
-        })
-    for payout in books.settled_in_period:
-        if payout.id in matched_payouts:
-            continue
-        report.unmatched_items.append({
-            "kind": "settled payout", "id": payout.id, "holder": payout.holder, "cny": fmt(payout.cny),
-            "settled_on": payout.settled_on.isoformat(), "bank_reference": payout.bank_reference,
-            "what": f"of {payout.holder}, settled on {payout.settled_on} with bank reference "
-                    f"{payout.bank_reference!r}, which no line of the statement carries",
-        })
-    for deposit in books.deposits:
-        if deposit.id in matched_deposits or not first <= deposit.day <= last:
-            continue
-        report.unmatched_items.append({
-            "kind": "deposit", "id": deposit.id, "payer": deposit.payer, "cny": fmt(deposit.cny),
-            "day": deposit.day.isoformat(),
-            "what": f"from {deposit.payer}, booked {deposit.day}: no bank line within {window_days} days",
-        })
-
-    _balances(engine, statement, report)
+    report.unmatched_items = _unmatched_book_items(matching, period)
+    _balances(engine, statement, period, report)
     return report
+
+
+# -- the books' side of a statement ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Period:
+    """A statement's first and last day (a statement with lines has both)."""
+
+    first: date
+    last: date
+
+
+def _payout(row: PayoutRow) -> BookPayout:
+    return BookPayout(row.id, row.holder, row.cny, row.status, row.requested, row.bank_reference)
+
+
+def _event_meta(session: Session, kinds: tuple[EventKind, ...], since: date,
+                until: date | None = None) -> Iterator[tuple[str, date, dict[str, str]]]:
+    """(event id, day, entry metadata) of the booked events of `kinds` from `since` (to `until`),
+    in booking order: the store's rows, their metadata read by `journal.entry_meta`."""
+    query = select(EventRow.id, EventRow.day, EventRow.text).where(
+        EventRow.kind.in_([kind.value for kind in kinds]), EventRow.day >= since)  # plain strings for the driver
+    if until is not None:
+        query = query.where(EventRow.day <= until)
+    for row in session.execute(query.order_by(EventRow.seq)):
+        yield row.id, row.day, entry_meta(row.text)
+
+
+def _statement_payouts(session: Session, statement: Statement, period: _Period) -> dict[str, BookPayout]:
+    """The payouts a statement may touch: settled with one of its serials, named in one of its
+    lines, or pending and requested by its last day."""
+    serials = [line.serial for line in statement.lines]
+    named = sorted({pid for line in statement.lines
+                    for pid in PAYOUT_ID_RE.findall(f"{line.memo} {line.counterparty}")})
+    rows: dict[str, PayoutRow] = {}
+    for chunk in _chunks(serials):
+        rows.update((r.id, r) for r in session.scalars(select(PayoutRow).where(PayoutRow.bank_reference.in_(chunk))))
+    for chunk in _chunks(named):
+        rows.update((r.id, r) for r in session.scalars(select(PayoutRow).where(PayoutRow.id.in_(chunk))))
+    rows.update((r.id, r) for r in session.scalars(
+        select(PayoutRow).where(PayoutRow.status == "requested", PayoutRow.requested <= period.last)))
+    return {pid: _payout(r) for pid, r in rows.items()}
+
+
+def _settled_days(session: Session, period: _Period, payouts: dict[str, BookPayout]) -> list[BookPayout]:
+    """Sets each settled payout's `settled_on` (the day of its payout_settle event); adds the
+    payouts settled within the statement's period; returns those, in booking order."""
+    first, last = period.first, period.last
+    since = min([p.requested for p in payouts.values() if p.status == "settled"] + [first])
+    settled_in_period: list[BookPayout] = []
+    for _event_id, day, meta in _event_meta(session, (EventKind.PAYOUT_SETTLE,), since):
+        pid = meta.get("payout", "")
+        found = payouts.get(pid)
+        if found is None and first <= day <= last:
+            row = session.get(PayoutRow, pid)
+            if row is None:  # pragma: no cover - every settle names a payout
+                continue
+            found = payouts[pid] = _payout(row)
+        if found is not None:
+            found.settled_on = day
+            if first <= day <= last:
+                settled_in_period.append(found)
+    return settled_in_period
+
+
+def _deposits(session: Session, period: _Period, window: timedelta) -> list[BookDeposit]:
+    """The deposits booked within `window` of the statement's period, in booking order."""
+    deposits = []
+    for event_id, day, meta in _event_meta(session, (EventKind.DEPOSIT,), period.first - window,
+                                           period.last + window):
+        payer = meta.get("merchant") or (PLATFORM if meta.get("platform") else "")
+        deposits.append(BookDeposit(event_id, day, Decimal(meta["amount_cny"]), payer))
+    return deposits
 
 
 @dataclass
@@ -567,94 +514,253 @@ class _BookSide:
     deposits: list[BookDeposit]
 
     @classmethod
-    def load(cls, engine: Engine, statement: Statement, window: timedelta) -> "_BookSide":
-        first, last = statement.first_day, statement.last_day
-        serials = [line.serial for line in statement.lines]
-        named = sorted({pid for line in statement.lines for pid in PAYOUT_ID_RE.findall(f"{line.memo} {line.counterparty}")})
-        rows: dict[str, PayoutRow] = {}
+    def load(cls, engine: Engine, statement: Statement, period: _Period, window: timedelta) -> _BookSide:
         with engine.Session() as session:
-            for chunk in _chunks(serials):
-                rows.update((r.id, r) for r in session.scalars(select(PayoutRow).where(PayoutRow.bank_reference.in_(chunk))))
-            for chunk in _chunks(named):
-                rows.update((r.id, r) for r in session.scalars(select(PayoutRow).where(PayoutRow.id.in_(chunk))))
-            rows.update((r.id, r) for r in session.scalars(
-                select(PayoutRow).where(PayoutRow.status == "requested", PayoutRow.requested <= last)))
-            payouts = {pid: BookPayout(r.id, r.holder, r.cny, r.status, r.requested, r.bank_reference)
-                       for pid, r in rows.items()}
-            # When each settled payout was settled: the day of its payout_settle entry.
-            settled_in_period: list[BookPayout] = []
-            since = min([p.requested for p in payouts.values() if p.status == "settled"] + [first])
-            for event in session.execute(select(EventRow.id, EventRow.day, EventRow.text)
-                                         .where(EventRow.kind == "payout_settle", EventRow.day >= since)
-                                         .order_by(EventRow.seq)):
-                meta = _meta(event.text)
-                pid = meta.get("payout")
-                found = payouts.get(pid)
-                if found is None and first <= event.day <= last:
-                    r = session.get(PayoutRow, pid)
-                    if r is None:  # pragma: no cover - every settle names a payout
-                        continue
-                    found = payouts[pid] = BookPayout(r.id, r.holder, r.cny, r.status, r.requested, r.bank_reference)
-                if found is not None:
-                    found.settled_on = event.day
-                    if first <= event.day <= last:
-                        settled_in_period.append(found)
-            deposits = []
-            for event in session.execute(select(EventRow.id, EventRow.day, EventRow.text)
-                                         .where(EventRow.kind == "deposit", EventRow.day >= first - window,
-                                                EventRow.day <= last + window).order_by(EventRow.seq)):
-                meta = _meta(event.text)
-                payer = meta.get("merchant") or (PLATFORM if meta.get("platform") else "")
-                deposits.append(BookDeposit(event.id, event.day, Decimal(meta["amount_cny"]), payer))
+            payouts = _statement_payouts(session, statement, period)
+            settled_in_period = _settled_days(session, period, payouts)
+            deposits = _deposits(session, period, window)
         by_reference = {p.bank_reference: p for p in payouts.values() if p.status == "settled" and p.bank_reference}
-        pending = [p for p in payouts.values() if p.status == "requested" and p.requested <= last]
+        pending = [p for p in payouts.values() if p.status == "requested" and p.requested <= period.last]
         return cls(payouts, by_reference, pending, settled_in_period, deposits)
 
 
-def pool_movements(engine: Engine, through: date) -> dict[date, Decimal]:
-    """{day: the day's net movement of Backing + PayoutReserve}, for every day up to `through`.
+# -- matching -------------------------------------------------------------------------------
 
-    Summed from the journal entries' text in the database (the engine has no
-    balance-at-date read). Every movement of either account is a posting line of
-    an entry; the two accounts start at zero at genesis.
+@dataclass
+class _Matching:
+    """The matching of one statement: what is matched so far, what waits to be settled."""
+
+    report: ReconcileReport
+    books: _BookSide
+    payers: dict[str, str]
+    window_days: int
+    matched_payouts: set[str] = field(default_factory=set)
+    matched_deposits: set[str] = field(default_factory=set)
+    to_settle: list[Match] = field(default_factory=list)
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(days=self.window_days)
+
+    def unmatched(self, line: StatementLine, reason: str) -> None:
+        self.report.unmatched_lines.append(Unmatched(line, reason))
+
+    def matched(self, line: StatementLine, payout: BookPayout, how: str) -> None:
+        """`line` pays the pending `payout`: to settle."""
+        self.matched_payouts.add(payout.id)
+        match = Match(line, "payout", payout.id, how, "to settle", None, holder=payout.holder)
+        self.report.matched.append(match)
+        self.to_settle.append(match)
+
+    def by_reference_or_memo(self, line: StatementLine) -> bool:
+        """Stages 1 and 2 for money out: a payout settled with this line's serial, or one the
+        memo names. True when the line is dealt with (matched or left unmatched)."""
+        by_ref = self.books.by_reference.get(line.serial)
+        if by_ref is not None and by_ref.cny != -line.amount:
+            self.unmatched(line, f"payout {by_ref.id} was settled with this serial as reference, but it is "
+                                 f"{fmt(by_ref.cny)} CNY and the line {fmt(-line.amount)} CNY")
+            return True
+        if by_ref is not None and by_ref.id not in self.matched_payouts:
+            self.matched_payouts.add(by_ref.id)
+            self.report.matched.append(Match(line, "payout", by_ref.id, "reference", "settled before",
+                                             by_ref.settled_on, holder=by_ref.holder))
+            return True
+        named = [self.books.payouts[pid] for pid in PAYOUT_ID_RE.findall(f"{line.memo} {line.counterparty}")
+                 if pid in self.books.payouts]
+        if not named:
+            return False
+        payout = named[0]
+        if payout.id in self.matched_payouts:
+            self.unmatched(line, f"names payout {payout.id}, already matched to another line")
+        elif payout.cny != -line.amount:
+            self.unmatched(line, f"names payout {payout.id} of {fmt(payout.cny)} CNY, but the line is "
+                                 f"{fmt(-line.amount)} CNY")
+        elif payout.status == "requested":
+            self.matched(line, payout, "memo")
+        else:
+            self.unmatched(line, f"names payout {payout.id}, which is already {payout.status}"
+                                 + (f" (bank reference {payout.bank_reference})" if payout.bank_reference else ""))
+        return True
+
+    def payouts_by_amount(self, waiting: list[StatementLine]) -> None:
+        """Stage 3 for money out: a pending payout of the line's amount within the window,
+        narrowed by holder; repeated while a match removes a candidate from the others."""
+        reasons: dict[int, str] = {}
+        progress = True
+        while progress and waiting:
+            progress = False
+            for line in list(waiting):
+                candidates = self._pending_candidates(line)
+                if len(candidates) == 1:
+                    self.matched(line, candidates[0], "amount")
+                    waiting.remove(line)
+                    progress = True
+                elif candidates:
+                    reasons[line.line] = ("ambiguous: pending payouts " + ", ".join(p.id for p in candidates)
+                                          + f" are all {fmt(-line.amount)} CNY within {self.window_days} days; "
+                                            "put the payout id in the memo or settle by hand")
+                else:
+                    reasons[line.line] = (f"no pending payout of {fmt(-line.amount)} CNY requested within "
+                                          f"{self.window_days} days before the line")
+        for line in waiting:
+            self.unmatched(line, reasons[line.line])
+
+    def _pending_candidates(self, line: StatementLine) -> list[BookPayout]:
+        paid = -line.amount
+        candidates = [p for p in self.books.pending if p.id not in self.matched_payouts and p.cny == paid
+                      and timedelta(0) <= line.date - p.requested <= self.window]
+        if len(candidates) > 1:
+            tokens = set(TOKEN_RE.findall(line.memo)) | {line.counterparty, self.payers.get(line.counterparty, "")}
+            candidates = [p for p in candidates if p.holder in tokens] or candidates
+        return candidates
+
+    def deposits(self, lines: list[StatementLine]) -> None:
+        """Money in: a deposit of the same amount from the payer, booked within the window (the nearest)."""
+        for line in lines:
+            payer = self.payers.get(line.counterparty, line.counterparty)
+            tokens = set(TOKEN_RE.findall(line.memo)) | {payer}
+            same_amount = [d for d in self.books.deposits if d.id not in self.matched_deposits
+                           and d.cny == line.amount and abs(d.day - line.date) <= self.window]
+            candidates = [d for d in same_amount if d.payer in tokens]
+            if not candidates:
+                why = (f"no deposit of {fmt(line.amount)} CNY from {payer or '(no name)'} booked within "
+                       f"{self.window_days} days")
+                if same_amount:
+                    why += " (same amount from " + ", ".join(f"{d.payer} {d.id}" for d in same_amount) + ")"
+                self.unmatched(line, why)
+                continue
+            deposit = min(candidates, key=lambda d: (abs(d.day - line.date), d.id))
+            self.matched_deposits.add(deposit.id)
+            self.report.matched.append(Match(line, "deposit", deposit.id, "amount+payer", "deposit", deposit.day,
+                                             holder=deposit.payer))
+
+
+# -- settling -------------------------------------------------------------------------------
+
+def _settle(engine: Engine, matching: _Matching) -> None:
+    """Book the settlement of every payout matched to a line, oldest line first (a booking
+    closes the open days before its own); a refused settlement leaves its line unmatched."""
+    for match in sorted(matching.to_settle, key=lambda m: (m.line.date, m.line.time, m.line.line)):
+        open_day = date.fromisoformat(engine.head()["open_day"])
+        day = min(max(match.line.date, open_day), engine.today())
+        try:
+            booked = engine.submit(PayoutSettle(match.item, match.line.serial), day)
+        except Refusal as refusal:
+            matching.report.matched.remove(match)
+            matching.matched_payouts.discard(match.item)
+            matching.unmatched(match.line, f"settling payout {match.item} was refused: "
+                                           f"[{refusal.rule}] {refusal.detail}")
+            continue
+        match.status, match.settle_event, match.book_day = "settled now", booked.event_id, booked.day
+        matching.books.payouts[match.item].status = "settled"
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+def _unmatched_book_items(matching: _Matching, period: _Period) -> list[dict]:
+    """What the books hold that the bank does not show: pending payouts no line pays, payouts
+    settled in the period with a reference no line carries, deposits no line brings."""
+    books, first, last = matching.books, period.first, period.last
+    items = []
+    for payout in sorted(books.pending, key=lambda p: (p.requested, p.id)):
+        if payout.id in matching.matched_payouts or payout.status != "requested":
+            continue
+        items.append({
+            "kind": "payout", "id": payout.id, "holder": payout.holder, "cny": fmt(payout.cny),
+            "requested": payout.requested.isoformat(), "days_outstanding": (last - payout.requested).days,
+            "what": f"of {payout.holder}, requested {payout.requested}, pending: no bank line pays it "
+                    f"({(last - payout.requested).days} days to the statement's end)",
+        })
+    for payout in books.settled_in_period:
+        if payout.id in matching.matched_payouts:
+            continue
+        assert payout.settled_on is not None
+        items.append({
+            "kind": "settled payout", "id": payout.id, "holder": payout.holder, "cny": fmt(payout.cny),
+            "settled_on": payout.settled_on.isoformat(), "bank_reference": payout.bank_reference,
+            "what": f"of {payout.holder}, settled on {payout.settled_on} with bank reference "
+                    f"{payout.bank_reference!r}, which no line of the statement carries",
+        })
+    for deposit in books.deposits:
+        if deposit.id in matching.matched_deposits or not first <= deposit.day <= last:
+            continue
+        items.append({
+            "kind": "deposit", "id": deposit.id, "payer": deposit.payer, "cny": fmt(deposit.cny),
+            "day": deposit.day.isoformat(),
+            "what": f"from {deposit.payer}, booked {deposit.day}: no bank line within {matching.window_days} days",
+        })
+    return items
+
+
+def pool_balances(engine: Engine, first: date, last: date) -> tuple[dict[date, Decimal], set[date]]:
+    """({day: Backing + PayoutReserve at the close of the day} for every day first..last, the
+    closed days among them), from the store, not the journal's text.
+
+    Backing at a closed day's close is the pool of the supply its close recorded (`days`
+    rows); on a day not closed yet it is the balance now (every entry is dated on or
+    before the open day). PayoutReserve at a day's end is the payouts requested by then
+    and neither settled nor cancelled by then (`payouts` rows, with the day of each
+    settle or cancel event). Both accounts are zero before genesis.
     """
-    moves: dict[date, Decimal] = defaultdict(lambda: ZERO)
     with engine.Session() as session:
-        query = (select(EventRow.day, EventRow.text)
-                 .where(EventRow.day <= through, EventRow.text.contains("  Assets:Pool:"))
-                 .order_by(EventRow.seq))
-        for day, text in session.execute(query):
-            for _account, number in _POOL_POSTING_RE.findall(text):
-                moves[day] += Decimal(number)
-    return dict(moves)
+        ledger = session.get(LedgerRow, 1)
+        assert ledger is not None, "the books have no ledger row"
+        closes = {row.day: Decimal(json.loads(row.supply_json)["pool_cny"])
+                  for row in session.scalars(select(DayRow).where(DayRow.day >= first, DayRow.day <= last))}
+        backing_now = session.get(BalanceRow, A.POOL)
+        reserve = _reserve_by_day(session, first, last)
+    totals: dict[date, Decimal] = {}
+    for day in _days(first, last):
+        if day < ledger.genesis_day:
+            totals[day] = CNY_ZERO
+            continue
+        if day in closes:
+            backing = closes[day]
+        elif day >= ledger.open_day:
+            backing = backing_now.amount if backing_now is not None else CNY_ZERO
+        else:  # pragma: no cover - every day before the open day has its close row
+            raise LookupError(f"the books hold no close of {day}, before their open day {ledger.open_day}")
+        totals[day] = CNY_ZERO + backing + reserve[day]
+    return totals, set(closes)
 
 
-def _balances(engine: Engine, statement: Statement, report: ReconcileReport) -> None:
+def _reserve_by_day(session: Session, first: date, last: date) -> dict[date, Decimal]:
+    """{day: the payouts requested on or before it and still pending at its end}, first..last."""
+    closed_on: dict[str, date] = {}  # the payouts settled or cancelled after `first`
+    for _event_id, day, meta in _event_meta(session, (EventKind.PAYOUT_SETTLE, EventKind.PAYOUT_CANCEL),
+                                            first + timedelta(days=1)):
+        closed_on[meta["payout"]] = day
+    rows = list(session.scalars(select(PayoutRow).where(PayoutRow.status == "requested",
+                                                        PayoutRow.requested <= last)))
+    for chunk in _chunks(sorted(closed_on)):
+        rows += session.scalars(select(PayoutRow).where(PayoutRow.id.in_(chunk), PayoutRow.requested <= last))
+    reserve = {}
+    for day in _days(first, last):
+        reserve[day] = sum((r.cny for r in rows if r.requested <= day and day < closed_on.get(r.id, date.max)),
+                           CNY_ZERO)
+    return reserve
+
+
+def _days(first: date, last: date) -> Iterator[date]:
+    for n in range((last - first).days + 1):
+        yield first + timedelta(days=n)
+
+
+def _balances(engine: Engine, statement: Statement, period: _Period, report: ReconcileReport) -> None:
+    """The bank's closing balance of each statement day against the books' Backing +
+    PayoutReserve at the close of that day, with the matched money held on different
+    days by the bank and the books (in transit); the opening balance likewise."""
     closing = statement.closing_balances()
     if not closing:
         return
-    last = statement.last_day
-    moves = pool_movements(engine, last)
-    with engine.Session() as session:
-        closed_days = {d for (d,) in session.execute(select(DayRow.day).where(DayRow.day >= statement.first_day,
-                                                                              DayRow.day <= last))}
-    running = CNY_ZERO
-    by_day = sorted(moves.items())
-    i = 0
-    opening_day = statement.first_day - timedelta(days=1)
-    while i < len(by_day) and by_day[i][0] <= opening_day:
-        running += by_day[i][1]
-        i += 1
+    opening_day = period.first - timedelta(days=1)
+    books, closed_days = pool_balances(engine, opening_day, period.last)
     opening = statement.opening_balance()
     if opening is not None:
-        report.opening = {"date": opening_day.isoformat(), "bank": fmt(opening), "books": fmt(running),
-                          "difference": fmt(opening - running)}
-    # Matched money held on different days by the bank and the books.
+        report.opening = {"date": opening_day.isoformat(), "bank": fmt(opening), "books": fmt(books[opening_day]),
+                          "difference": fmt(opening - books[opening_day])}
     shifts = [(m.line.date, m.book_day, m.line.amount) for m in report.matched]
     for day in statement.days():
-        while i < len(by_day) and by_day[i][0] <= day:
-            running += by_day[i][1]
-            i += 1
         if day not in closing:
             continue
         transit = CNY_ZERO
@@ -663,4 +769,4 @@ def _balances(engine: Engine, statement: Statement, report: ReconcileReport) -> 
                 transit += amount
             elif book_day is not None and book_day <= day < bank_day:
                 transit -= amount
-        report.balances.append(DayBalance(day, closing[day], running, transit, day in closed_days))
+        report.balances.append(DayBalance(day, closing[day], books[day], transit, day in closed_days))

@@ -1,17 +1,22 @@
 """What the rules need to know about the platform, as plain data.
 
-`State` is the narrow interface the pure rules read and `apply` writes. Two
-implementations: `MemoryState` here (used by quotes and tests, and through its subclass
-`audit.replay.ReplayState` by `verify` and the plugin) and `store.DbState` (the service's
-database). Both hold the same dataclasses, so a rule cannot tell which it is given.
+`State` is the narrow interface the pure rules read and `apply` writes. Its
+implementations: `MemoryState` here (quotes and tests, and through its subclass
+`audit.replay.ReplayState` `verify` and the plugin), `store.db.DbReader` (the service's
+database, read-only) and the holder index's `IndexState`; they hold the same
+dataclasses, so a rule cannot tell which it is given. Writes go to an `Overlay`, a
+copy-on-write layer whose `changes()` is a `ChangeSet`: what `store.db.persist` writes
+back in one commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
-from typing import Iterator, Protocol
+from types import MappingProxyType
+from typing import Protocol
 
 from . import accounts
 from .amounts import ZERO
@@ -19,6 +24,10 @@ from .entries import GENESIS_PREV, Posting
 
 MEMBER = "member"
 MERCHANT = "merchant"
+# The entry metadata keys that name a holder (an entry naming one is one of that holder's
+# events), in the order the holder index lists them; postings name theirs in `holder`.
+# The events' fields that name a holder are the fields written under these keys.
+HOLDER_KEYS = ("member", "buyer", "merchant", "holder", "from", "to", "owner", "referrer")
 
 
 @dataclass(slots=True)
@@ -100,8 +109,14 @@ class Globals:
     def balance(self, account: str) -> Decimal:
         return self.balances.get(account, ZERO)
 
-    def copy(self) -> "Globals":
+    def copy(self) -> Globals:
         return replace(self, balances=dict(self.balances))
+
+
+class Epochs(Protocol):
+    """Where the closed epochs are read (every `State`; a holder's balance needs no more)."""
+
+    def epoch(self, number: int) -> Epoch: ...
 
 
 class State(Protocol):
@@ -192,6 +207,34 @@ class Overlay:
         self._payouts: dict[str, Payout] = {}
         self._orders: dict[str, str] = {}
         self._records: dict[str, EventRecord] = {}
+        self._closed_days: list[ClosedDay] = []
+
+    def changes(self) -> ChangeSet:
+        """What this overlay changed, to be written back (read-only views of its own tables:
+        the overlay is not to be used after this)."""
+        base_balances = self.base.g.balances
+        changed_balances, added_balances = {}, {}
+        for account, amount in self.g.balances.items():
+            if account not in base_balances:
+                added_balances[account] = amount
+            elif base_balances[account] != amount:
+                changed_balances[account] = amount
+        return ChangeSet(
+            g=self.g, changed_balances=MappingProxyType(changed_balances),
+            added_balances=MappingProxyType(added_balances), holders=MappingProxyType(self._holders),
+            new_holders=frozenset(self._new_holders), partners=MappingProxyType(self._partners),
+            epochs=MappingProxyType(self._epochs), payouts=MappingProxyType(self._payouts),
+            orders=MappingProxyType(self._orders), records=MappingProxyType(self._records),
+            closed_days=tuple(self._closed_days),
+        )
+
+    @property
+    def closed_days(self) -> tuple[ClosedDay, ...]:
+        return tuple(self._closed_days)
+
+    def close_day(self, closed: ClosedDay) -> None:
+        """Record a day closed on this overlay (its release and the next day's price are applied)."""
+        self._closed_days.append(closed)
 
     def holder(self, holder_id: str) -> Holder | None:
         if holder_id not in self._holders:
@@ -249,12 +292,54 @@ class Overlay:
         self._records[record.id] = record
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedDay:
+    """A day closed by a booking: what its day row records."""
+
+    day: date
+    file: str  # its journal day file
+    closing_hash: str  # the hash of its release
+    last_seq: int  # the seq of its release, its last entry
+    value: Decimal  # CNY per SP on the day
+    supply: Mapping[str, str]  # the supply report at its close (`reports.supply_report`)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """What an `Overlay` changed: the new position and the rows to write (`store.db.persist`).
+
+    `holders` holds every holder the overlay looked up or wrote (None: looked up, not there);
+    `new_holders` the ids among them the base did not have. `orders` maps an order id to the
+    id of the event that booked it; `records` are the event records added or changed
+    (a reversal sets `reversed_by`)."""
+
+    g: Globals
+    changed_balances: Mapping[str, Decimal]
+    added_balances: Mapping[str, Decimal]
+    holders: Mapping[str, Holder | None]
+    new_holders: frozenset[str]
+    partners: Mapping[str, str]
+    epochs: Mapping[int, Epoch]
+    payouts: Mapping[str, Payout]
+    orders: Mapping[str, str]
+    records: Mapping[str, EventRecord]
+    closed_days: tuple[ClosedDay, ...] = ()
+
+
 def supply_of(g: Globals, cap: Decimal) -> dict[str, Decimal]:
-    """The supply report's numbers from the control balances (SPEC §3, §7)."""
-    released = g.balance(accounts.SP_RELEASED)
-    sold = g.balance(accounts.SP_SOLD)
-    burned = -g.balance(accounts.SP_BURNED)
-    redeemed = -g.balance(accounts.SP_REDEEMED)
+    """The supply report's numbers of a position (SPEC §3, §7): `supply_numbers` of its balances."""
+    return supply_numbers(g.balances, cap)
+
+
+def supply_numbers(balances: Mapping[str, Decimal], cap: Decimal) -> dict[str, Decimal]:
+    """The supply report's numbers from the control balances (SPEC §3, §7), unrounded.
+
+    `reports.supply_figures` rounds them as shown; the rules read them for the value of a
+    point and the day's release."""
+    released = balances.get(accounts.SP_RELEASED, ZERO)
+    sold = balances.get(accounts.SP_SOLD, ZERO)
+    burned = -balances.get(accounts.SP_BURNED, ZERO)
+    redeemed = -balances.get(accounts.SP_REDEEMED, ZERO)
     issued = released + sold
     return {
         "cap": cap,
@@ -264,5 +349,5 @@ def supply_of(g: Globals, cap: Decimal) -> dict[str, Decimal]:
         "burned": burned,
         "redeemed": redeemed,
         "circulating": issued - burned - redeemed,
-        "pool_cny": g.balance(accounts.POOL),
+        "pool_cny": balances.get(accounts.POOL, ZERO),
     }

@@ -24,11 +24,11 @@ than the control accounts; the difference is the rounding residue `verify` shows
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from .amounts import INDEX_CONTEXT, SP, SV, ZERO, add, div, floor, mul, sub
-from .state import Epoch, Globals, Holder, State
+from .state import Epoch, Epochs, Globals, Holder
 
 REBASE_BELOW = Decimal("1e-6")
 # Index arithmetic leaves crumbs far below any quantum (300 SV granted at D = 0.7 reads
@@ -36,7 +36,7 @@ REBASE_BELOW = Decimal("1e-6")
 GRAIN = Decimal("1e-18")
 
 
-def settle(holder: Holder, g: Globals, epochs: State) -> None:
+def settle(holder: Holder, g: Globals, epochs: Epochs) -> None:
     """Bring `holder` to the current epoch and SP index (value-preserving)."""
     while holder.epoch < g.epoch:
         ended = epochs.epoch(holder.epoch)
@@ -64,10 +64,8 @@ class Balance:
     sp: Decimal
 
 
-def balance(holder: Holder, g: Globals, epochs: State) -> Balance:
+def balance(holder: Holder, g: Globals, epochs: Epochs) -> Balance:
     """The holder's balances rounded down to the commodity quantum, without changing them."""
-    from dataclasses import replace
-
     view = replace(holder)
     settle(view, g, epochs)
     return Balance(floor(view.sv_locked, SV), spendable(sv_active(view, g), SV), spendable(view.sp_exact, SP))

@@ -55,9 +55,9 @@ def demo_books(tmp_path_factory) -> Path:
                         break
                     pending += demo.book(PayoutRequest(holder, Decimal(3)), day) is not None
             engine.close_days(day)
-        from ledger_service import ledger_tier
+        from ledger_service import views
 
-        ledger_tier.update(root)  # the engine does it as days close once wired; harmless twice
+        views.update(root)  # the engine does it as days close once wired; harmless twice
         engine.dispose()
         assert demo.stats.booked["order"] > 20 and demo.stats.booked["reverse"] == 1, demo.stats
         _built["demo"] = root

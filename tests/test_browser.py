@@ -225,7 +225,7 @@ def test_audit_page(served, page):
             break
         page.wait_for_timeout(500)
     assert status == "true", page.inner_text("article")[:2000]
-    from ledger_service.ledger_tier import journal_head
+    from ledger_service.journal import head as journal_head
 
     head = journal_head(books)
     shown = _figures(page, "#audit-head")

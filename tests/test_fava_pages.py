@@ -22,7 +22,8 @@ from urllib.parse import quote
 import pytest
 from fava.util import slugify
 
-from ledger_service import ledger_tier
+from ledger_service import journal
+from ledger_service.views import ledger_tier
 from ledger_service.fava_ext import figures
 from ledger_service.journal import day_file
 
@@ -212,7 +213,7 @@ def test_audit_page(fava: Fava, engine, books: Path):
     for rel, events, closing in rows[1:]:
         entries = (books / rel).read_text(encoding="utf-8").count('\n  kind: "')
         assert int(events) == entries - 1  # every entry but the day's price
-        assert closing == ledger_tier.last_entry(books / rel)["hash"]
+        assert closing == journal.last_entry(books / rel)["hash"]
     assert shown["ledger_closing_hash"] == rows[1][2]
 
 

@@ -29,7 +29,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from ledger_service import ledger_tier
+from ledger_service.views import ledger_tier
 from ledger_service.store import keys as key_store
 from ledger_service.store.db import database_url, make_engine, sessions
 

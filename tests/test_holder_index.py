@@ -17,13 +17,14 @@ import pytest
 from beancount.parser import parser
 from click.testing import CliRunner
 
-from ledger_service import holder_index, ledger_tier
+from ledger_service import views
 from ledger_service.audit import record
 from ledger_service.audit.verify import verify
 from ledger_service.entries import from_beancount
 from ledger_service.journal import Books
 from ledger_service.rules.events import Order, Register
 from ledger_service.store.models import HolderRow
+from ledger_service.views import holder_index, ledger_tier
 
 from ledger_books import CLOSED, OPEN_DAY, copy_books, demo_books, engine_on
 
@@ -88,11 +89,11 @@ def test_the_index_lists_each_holders_events_in_journal_order(books: Path):
 def test_a_rebuild_gives_the_same_index(books: Path, tmp_path: Path):
     copy = copy_books(books, tmp_path / "books")
     holder_index.delete_index(copy)
-    written = ledger_tier.update(copy)
+    written = views.update(copy)
     assert written == ["ledger/holders.sqlite"]  # the summaries were there; only the index was built
     assert tables(copy) == tables(books)
-    assert ledger_tier.update(copy) == []  # nothing new: nothing written
-    ledger_tier.update(copy, rebuild=True)
+    assert views.update(copy) == []  # nothing new: nothing written
+    views.update(copy, rebuild=True)
     assert tables(copy) == tables(books)
 
 
@@ -143,7 +144,7 @@ def test_verify_names_an_index_that_lags(books: Path, tmp_path: Path):
                             day, sorted(parser.parse_file(str(path))[0], key=lambda d: d.meta["lineno"]))
     faults = faults_of(copy)
     assert len(faults) == 1 and "[index.lags]" in faults[0] and str(CLOSED[1]) in faults[0], faults
-    ledger_tier.update(copy)  # the next update catches up
+    views.update(copy)  # the next update catches up
     assert faults_of(copy) == []
 
 

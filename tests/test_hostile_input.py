@@ -429,7 +429,8 @@ def test_audit_drill_down_lists_no_phantom_entry(tmp_path):
     from fava.application import create_app
     from fava.util import slugify
 
-    from ledger_service import config, ledger_tier
+    from ledger_service import config, views
+    from ledger_service.views import ledger_tier
     from ledger_service.engine import Engine
     from ledger_service.journal import day_file
     from ledger_service.rules.events import Register
@@ -438,7 +439,7 @@ def test_audit_drill_down_lists_no_phantom_entry(tmp_path):
     engine = Engine.init(tmp_path / "books", config.load("seed-a"), start=date(2026, 3, 1), clock=clock)
     engine.submit(Register("m1"), date(2026, 3, 1))
     engine.close_days(date(2026, 3, 2))
-    ledger_tier.update(engine.books.root)
+    views.update(engine.books.root)
     engine.dispose()
     path = tmp_path / "books" / day_file(date(2026, 3, 1))
     with open(path, "a", encoding="utf-8") as handle:  # an entry written by hand, past the rules

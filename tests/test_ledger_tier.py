@@ -33,11 +33,12 @@ from beancount import loader
 from beancount.core import data
 
 from ledger_service import accounts as A
-from ledger_service import ledger_tier
+from ledger_service import views
 from ledger_service.audit.replay import Replay
-from ledger_service.audit.verify import journal_directives, verify
-from ledger_service.journal import Books, day_file
+from ledger_service.audit.verify import verify
+from ledger_service.journal import Books, day_file, journal_directives, last_entry
 from ledger_service.rules.events import Order, Register
+from ledger_service.views import ledger_tier
 
 from ledger_books import CLOSED, OPEN_DAY, copy_books, demo_books, engine_on
 
@@ -84,17 +85,17 @@ def test_ledger_equals_a_fresh_rebuild(books: Path, copy: Path):
         "ledger/openings/2026-03.beancount", "ledger/period-2026-02.beancount", "ledger/period-2026-03.beancount",
     }  # no import_config.py: Fava has no import page (issue 10)
     assert ledger_tier.rebuild_files(books) == on_disk
-    assert ledger_tier.check(books) == []
-    assert ledger_tier.update(books) == []  # idempotent: nothing to write
+    assert ledger_tier.compare(books) == []
+    assert views.update(books) == []  # idempotent: nothing to write
     # deterministic: summarising every day again from an empty ledger gives the same bytes
     import shutil
 
     shutil.rmtree(copy / "ledger")
-    written = ledger_tier.update(copy)
+    written = views.update(copy)
     assert sorted(written) == sorted([*on_disk, "ledger/holders.sqlite"])  # the holder index, rebuilt too
     assert ledger_texts(copy) == on_disk
     # a rebuild rewrites no summary file; the holder index is recreated (its content: test_holder_index)
-    assert ledger_tier.update(copy, rebuild=True) == ["ledger/holders.sqlite"]
+    assert views.update(copy, rebuild=True) == ["ledger/holders.sqlite"]
     report = verify(books, use_db=False)
     assert report.ok, [str(f) for f in report.faults]
 
@@ -128,7 +129,7 @@ def test_summaries_add_up_to_the_journal(books: Path):
     for e in summaries:
         journal = books / e.meta["journal"]
         assert e.meta["journal"] == day_file(e.date)
-        last = ledger_tier.last_entry(journal)
+        last = last_entry(journal)
         assert last["kind"] == "release" and last["hash"] == e.meta["closing_hash"]
         assert not any(p.meta and "holder" in p.meta for p in e.postings)  # no per-holder postings
     # the prices: every business day's, the open day's included
@@ -155,7 +156,7 @@ def test_summarize_day_is_pure_and_per_kind(books: Path):
                   for p in d.postings if p.account == A.SP_BURNED), Decimal(0))
     assert next(p.number for p in order.postings if p.account == A.SP_BURNED) == burned
     assert all(p.number != 0 for e in first[1:] for p in e.postings)
-    assert dict(order.meta)["journal"] == rel and dict(order.meta)["closing_hash"] == ledger_tier.last_entry(path)["hash"]
+    assert dict(order.meta)["journal"] == rel and dict(order.meta)["closing_hash"] == last_entry(path)["hash"]
 
 
 # -- updated as days close ----------------------------------------------------------------------
@@ -167,11 +168,11 @@ def test_only_closed_days_and_closing_extends_the_ledger(copy: Path):
     try:
         engine.submit(Register("zz-new"), OPEN_DAY)
         engine.submit(Order("zz-o1", "zz-new", "s00000", Decimal("100.00")), OPEN_DAY)
-        assert ledger_tier.update(copy) == []  # the open day contributes its price only
+        assert views.update(copy) == []  # the open day contributes its price only
         assert ledger_texts(copy) == before
-        assert ledger_tier.check(copy) == []
+        assert ledger_tier.compare(copy) == []
         engine.close_days(OPEN_DAY)  # the engine extends the ledger as days close
-        ledger_tier.update(copy)  # (a no-op once the engine has done it)
+        views.update(copy)  # (a no-op once the engine has done it)
     finally:
         engine.dispose()
     after = ledger_texts(copy)
@@ -212,7 +213,7 @@ def test_tampered_journal_day_names_the_ledger_entries(copy: Path):
     journal, _ = _tamper_burn(copy, day)
     month = copy / ledger_tier.month_file("2026-02")
     order_line = _line_of(month, f'{day.isoformat()} * "order"')
-    faults = ledger_tier.check(copy)
+    faults = ledger_tier.compare(copy)
     by_place = {(Path(f.filename).resolve(), f.lineno): f for f in faults}
     fault = by_place.get((month.resolve(), order_line))
     assert fault is not None, [str(f) for f in faults]
@@ -237,7 +238,7 @@ def test_tampered_ledger_entry_is_named(copy: Path):
     text = month.read_text(encoding="utf-8")
     text = text.replace("Equity:SP:Released  500.0000 SP", "Equity:SP:Released  499.0000 SP", 1)
     month.write_text(text, encoding="utf-8")
-    faults = ledger_tier.check(copy)
+    faults = ledger_tier.compare(copy)
     first_release = _line_of(month, f'{date(2026, 3, 1).isoformat()} * "release"')
     assert [(f.rule, f.lineno, f.event) for f in faults] == [
         ("ledger.entry", first_release, day_file(date(2026, 3, 1)))], [str(f) for f in faults]
@@ -246,10 +247,10 @@ def test_tampered_ledger_entry_is_named(copy: Path):
     with open(month, "a", encoding="utf-8") as handle:
         handle.write('2026-03-03 * "order" "forged"\n  kind: "order"\n  Assets:Pool:Backing  1.00 CNY\n'
                      '  Equity:Pool:Contributions  -1.00 CNY\n')
-    rules = Counter(f.rule for f in ledger_tier.check(copy))
+    rules = Counter(f.rule for f in ledger_tier.compare(copy))
     assert rules == {"ledger.entry": 1, "ledger.extra": 1, "ledger.missing_file": 1}, rules
-    ledger_tier.update(copy, rebuild=True)
-    assert ledger_tier.check(copy) == []
+    views.update(copy, rebuild=True)
+    assert ledger_tier.compare(copy) == []
 
 
 # -- periods ----------------------------------------------------------------------------------------
@@ -406,6 +407,6 @@ def test_the_ledger_fava_opens_declares_no_import_config(books: Path, copy: Path
         assert "import-config" not in (books / rel).read_text(encoding="utf-8"), rel
     shim = copy / ledger_tier.LEDGER_DIR / ledger_tier.IMPORT_CONFIG_NAME
     shim.write_text("from importers.fava_config import CONFIG, HOOKS  # noqa: F401\n", encoding="utf-8")
-    assert [f.rule for f in ledger_tier.check(copy)] == ["ledger.extra_file"]
-    assert ledger_tier.update(copy) == ["ledger/import_config.py"] and not shim.exists()
-    assert ledger_tier.check(copy) == []
+    assert [f.rule for f in ledger_tier.compare(copy)] == ["ledger.extra_file"]
+    assert views.update(copy) == ["ledger/import_config.py"] and not shim.exists()
+    assert ledger_tier.compare(copy) == []

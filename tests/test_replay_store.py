@@ -17,7 +17,8 @@ import pytest
 from beancount.parser import parser
 
 from ledger_service.audit.replay import Replay, ReplayState
-from ledger_service.audit.verify import journal_directives, verify
+from ledger_service.audit.verify import verify
+from ledger_service.journal import journal_directives
 from ledger_service.journal import Books
 from ledger_service.rules.events import BuyPack, Deposit, OpenStore, Order, Register, Reverse, Transfer
 from ledger_service.state import EventRecord, Globals

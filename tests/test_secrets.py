@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy.engine import make_url
 
-from ledger_service import ledger_tier
+from ledger_service import views
 from ledger_service.audit.verify import verify
 from ledger_service.engine import Engine
 from ledger_service.rules.events import BuyPack, Register
@@ -254,7 +254,7 @@ def test_books_folder_0700_and_files_0600_whatever_the_umask(make_books, clock, 
         engine.submit(BuyPack("m1", "activation", None))
         clock.advance()
         engine.close_days()
-        ledger_tier.update(root)
+        views.update(root)
         done_ok(cli("keys", "create", "--books", root, "--role", "storefront",
                     *(["--db", engine.url] if db_url else [])))
         done_ok(cli("verify", "--books", root, *(["--db", engine.url] if db_url else [])))

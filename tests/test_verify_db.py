@@ -27,7 +27,8 @@ import pytest
 from sqlalchemy import Date, Integer, create_engine, select, update
 
 from ledger_service.audit.replay import Replay
-from ledger_service.audit.verify import journal_directives, verify
+from ledger_service.audit.verify import verify
+from ledger_service.journal import journal_directives
 from ledger_service.engine import Engine
 from ledger_service.entries import Price, Transaction, entry_hash, render, with_meta
 from ledger_service.errors import JournalFault

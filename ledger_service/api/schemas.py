@@ -15,6 +15,8 @@ from marshmallow import RAISE
 ID = Regexp(r"^[A-Za-z0-9_-]{1,64}\Z", error="ids are 1 to 64 characters of A-Z a-z 0-9 _ -")
 REGION = Regexp(r"^[0-9]{6}\Z", error="a region is a 6-digit division code like 441900")
 AMOUNT = Regexp(r"^[0-9]{1,14}(\.[0-9]{1,8})?\Z", error="an amount is a decimal string like \"10.00\"")
+MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32  # arrays and objects nested deeper are refused (422 input.too_deep) before parsing
 DATE_ERROR = "is not YYYY-MM-DD"  # the API answers this message with rule input.bad_date
 DATE = Regexp(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", error="{input!r} " + DATE_ERROR)
 

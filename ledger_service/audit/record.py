@@ -15,8 +15,11 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+
+from ..journal import Books, make_private_dirs, write_private
+from ..views.ledger_tier import ledger_files
 
 RECORD_FILE = "ledger/verified.json"
 # A limit on the faults a record keeps (the first ones locate the damage).
@@ -25,9 +28,6 @@ MAX_FAULTS = 200
 
 def fingerprint(books_root: Path | str) -> str:
     """SHA-256 over (path, size, mtime) of the files a verification reads."""
-    from ..journal import Books
-    from ..ledger_tier import ledger_files
-
     root = Path(books_root)
     books = Books(root)
     paths = [root / "main.beancount", *books.journal_files()]
@@ -43,10 +43,8 @@ def fingerprint(books_root: Path | str) -> str:
     return digest.hexdigest()
 
 
-def write(books_root: Path | str, result: "VerifyResult") -> bool:
+def write(books_root: Path | str, result: VerifyResult) -> bool:
     """Write the record atomically; False when the books are not writable (a read-only copy)."""
-    from ..journal import make_private_dirs, write_private
-
     path = Path(books_root) / RECORD_FILE
     try:
         make_private_dirs(path.parent)
@@ -83,7 +81,7 @@ class VerifyResult:
     fault_count: int = 0
 
     @classmethod
-    def from_record(cls, record: dict) -> "VerifyResult | None":
+    def from_record(cls, record: dict) -> VerifyResult | None:
         try:
             return cls(**{k: record[k] for k in cls.__dataclass_fields__ if k in record})
         except TypeError:
@@ -99,6 +97,6 @@ def result_of(report, fingerprint: str, seconds: float, by: str) -> VerifyResult
         head=report.head_hash, ok=report.ok, faults=[str(f) for f in journal[:MAX_FAULTS]],
         ledger_faults=[str(f) for f in ledger[:MAX_FAULTS]], entries=report.entries, files=report.files,
         head_seq=report.head_seq, seconds=round(seconds, 3), supply=report.supply, residue=report.residue,
-        fingerprint=fingerprint, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), by=by,
+        fingerprint=fingerprint, finished_at=datetime.now(UTC).isoformat(timespec="seconds"), by=by,
         fault_count=len(report.faults),
     )

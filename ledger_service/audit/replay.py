@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from array import array
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -33,22 +31,24 @@ from .. import rules
 from ..amounts import ZERO, fmt
 from ..apply import apply_entry
 from ..config import ConfigError, Params
-from ..entries import (_IGNORED_META, GENESIS_PREV, Entry, Posting, Price, Transaction, canonical, entry_hash,
-                       from_beancount, location)
+from ..entries import (
+    _IGNORED_META,
+    GENESIS_PREV,
+    Entry,
+    Posting,
+    Price,
+    Transaction,
+    canonical,
+    entry_hash,
+    from_beancount,
+    location,
+)
 from ..errors import Conflict, Refusal
+from ..faults import Fault
+from ..journal import EntryReader
+from ..reports import genesis_globals
+from ..rules.events import EventKind
 from ..state import EventRecord, Globals, MemoryState, Overlay, supply_of
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    filename: str
-    lineno: int
-    event: str
-    rule: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.filename}:{self.lineno}: [{self.rule}] {self.event}: {self.message}"
 
 
 class Replay:
@@ -118,7 +118,8 @@ class Replay:
         prev = entry.get("prev")
         if prev != self.prev:
             self.fault(directive, entry, "chain.prev",
-                       f"prev {prev} is not the hash of the entry before ({self.prev}): an entry was removed, inserted or moved")
+                       f"prev {prev} is not the hash of the entry before ({self.prev}): an entry was removed, "
+                       "inserted or moved")
         recorded = entry.get("hash")
         computed = self._digest = entry_hash(entry, prev or "")
         if recorded != computed:
@@ -144,7 +145,7 @@ class Replay:
                 self.fault(directive, entry, "entry.unbalanced", f"{currency} postings sum to {fmt(total)}, not zero")
 
     def _genesis(self, directive: Any, entry: Entry) -> None:
-        if not isinstance(entry, Transaction) or entry.kind != "genesis":
+        if not isinstance(entry, Transaction) or entry.kind != EventKind.GENESIS:
             self.fault(directive, entry, "chain.genesis", "the journal must open with the genesis entry")
             self.rules_ok = False
             return
@@ -155,30 +156,32 @@ class Replay:
             self.rules_ok = False
             return
         day = entry.date
-        g = Globals(genesis_day=day, open_day=day, value=rules.value_of(Globals(day, day, ZERO), self.params))
-        self.state = ReplayState(g)
+        self.state = ReplayState(genesis_globals(day, self.params))
         ctx = rules.Ctx(entry.get("event") or "", 1, day, self.params)
         self._compare(directive, entry, rules.genesis(self.params, day, ctx))
         self._apply(directive, entry)
 
     def _check_rules(self, directive: Any, entry: Entry) -> None:
         state, params = self.state, self.params
+        if state is None or params is None:  # no position before genesis (`feed` checks)
+            return
         g = state.g
         seq = g.seq + 1
         if isinstance(entry, Price):
             expected_day = g.open_day
             if entry.date != expected_day:
                 self.fault(directive, entry, "price.date", f"price dated {entry.date}, expected {expected_day}")
-            expected: Entry = rules.price(g, entry.date, seq, params)
+            expected: Entry | None = rules.price(g, entry.date, seq, params)
         else:
             kind = entry.kind
             if entry.date < g.open_day:
-                self.fault(directive, entry, "day.closed", f"dated {entry.date}, but {g.open_day - timedelta(days=1)} is closed")
-            elif entry.date > g.open_day and kind != "release":
+                self.fault(directive, entry, "day.closed",
+                           f"dated {entry.date}, but {g.open_day - timedelta(days=1)} is closed")
+            elif entry.date > g.open_day and kind != EventKind.RELEASE:
                 self.fault(directive, entry, "day.order", f"dated {entry.date} while {g.open_day} is not closed")
             ctx = rules.Ctx(entry.get("event") or "", seq, entry.date, params)
             try:
-                if kind == "release":
+                if kind == EventKind.RELEASE:
                     expected = rules.release(g, ctx)
                 elif kind in rules.CLIENT_KINDS:
                     event = rules.parse(kind, dict(entry.meta), by_meta_key=True)
@@ -203,7 +206,9 @@ class Replay:
         self.fault(directive, entry, _rule_for(entry), _diff(expected, entry))
 
     def _apply(self, directive: Any, entry: Entry) -> None:
-        state = self.state
+        state, params = self.state, self.params
+        if state is None or params is None:
+            return
         meta = getattr(directive, "meta", None) or {}
         state.source = (meta.get("filename"), meta.get("lineno"), self._digest)
         try:
@@ -216,10 +221,10 @@ class Replay:
             return
         finally:
             state.source = None
-        supply = supply_of(state.g, self.params.sp_cap)
-        if supply["issued"] > self.params.sp_cap:
+        supply = supply_of(state.g, params.sp_cap)
+        if supply["issued"] > params.sp_cap:
             self.fault(directive, entry, "sp.cap_exceeded",
-                       f"issued {fmt(supply['issued'])} SP exceeds the cap of {fmt(self.params.sp_cap)}")
+                       f"issued {fmt(supply['issued'])} SP exceeds the cap of {fmt(params.sp_cap)}")
         for account in ("Liabilities:Holders:SP", "Liabilities:Holders:SV:Active", "Liabilities:Holders:SV:Locked"):
             if state.g.balance(account) > 0:
                 self.fault(directive, entry, "holders.negative", f"{account} is below zero")
@@ -239,13 +244,15 @@ def _same(expected: Entry, found: Entry) -> bool:
             return False
         if not _same_meta(expected.meta, found.meta):
             return False
-        if isinstance(expected, Price):
+        if isinstance(expected, Price) and isinstance(found, Price):
             return _same_number(expected.number, found.number)
+        if not (isinstance(expected, Transaction) and isinstance(found, Transaction)):
+            return False
         if (expected.payee != found.payee or expected.narration != found.narration or expected.flag != found.flag
                 or expected.tags != found.tags or expected.links != found.links
                 or len(expected.postings) != len(found.postings)):
             return False
-        for e, f in zip(expected.postings, found.postings):
+        for e, f in zip(expected.postings, found.postings, strict=True):  # lengths compared above
             if (e.account != f.account or e.currency != f.currency or e.meta != f.meta
                     or not _same_number(e.number, f.number)):
                 return False
@@ -278,15 +285,16 @@ def _without_chain(entry: Entry) -> Entry:
 def _rule_for(entry: Entry) -> str:
     if isinstance(entry, Price):
         return "price.value"
-    return {"release": "release.formula", "order": "order.split", "genesis": "genesis.rules"}.get(entry.kind, f"{entry.kind}.rules")
+    rules_of = {"release": "release.formula", "order": "order.split", "genesis": "genesis.rules"}
+    return rules_of.get(entry.kind, f"{entry.kind}.rules")
 
 
 def _diff(expected: Entry, found: Entry) -> str:
     """The first differences between what the rules book and what the journal holds."""
     notes: list[str] = []
-    if isinstance(expected, Price) and isinstance(found, Price):
-        if expected.number != found.number:
-            notes.append(f"value {fmt(found.number)} CNY/SP, the rules give {fmt(expected.number)} (pool ÷ circulating)")
+    if isinstance(expected, Price) and isinstance(found, Price) and expected.number != found.number:
+        notes.append(f"value {fmt(found.number)} CNY/SP, the rules give {fmt(expected.number)} "
+                     "(pool ÷ circulating)")
     exp_meta = {k: v for k, v in expected.meta}
     got_meta = {k: v for k, v in found.meta if k not in ("prev", "hash")}
     for key in sorted(set(exp_meta) | set(got_meta)):
@@ -345,7 +353,7 @@ class ReplayState(MemoryState):
         self._new_orders: dict[str, str] = {}
         self._filter = bytearray(self.FILTER_BITS // 8)
         self._recalled: tuple[str, bytes, tuple[Posting, ...]] | None = None
-        self._lines: tuple[tuple, array] | None = None
+        self._reader = EntryReader()
 
     # -- the store -----------------------------------------------------------------------
 
@@ -411,7 +419,7 @@ class ReplayState(MemoryState):
     def record_event(self, record: EventRecord, order_id: str | None) -> None:
         source = self.source
         file_id = self._file_id(source[0]) if source is not None and source[2] else -1
-        if file_id < 0 or not isinstance(source[1], int):
+        if source is None or file_id < 0 or not isinstance(source[1], int):
             self.records[record.id] = record
             self._forget(record.id)
         else:
@@ -474,45 +482,5 @@ class ReplayState(MemoryState):
         return entry.postings
 
     def _reread(self, path: str, line: int, whole_file: bool) -> Transaction | None:
-        from beancount.parser import parser
-
-        try:
-            if whole_file:
-                directives, _, _ = parser.parse_file(path)
-                found = [d for d in directives if d.meta.get("lineno") == line]
-            else:
-                directives, _, _ = parser.parse_string(self._entry_text(path, line))
-                found = directives[:1]
-        except (OSError, UnicodeDecodeError):
-            return None
-        entry = from_beancount(found[0]) if found else None
+        entry = self._reader.entry(path, line, whole_file)
         return entry if isinstance(entry, Transaction) else None
-
-    def _entry_text(self, path: str, line: int) -> str:
-        """The lines of the entry starting at `line`: its own and the indented ones after it."""
-        starts = self._line_starts(path)  # one more than the lines: the last is the end of the file
-        if not 0 < line < len(starts):
-            return ""
-        out: list[bytes] = []
-        with open(path, "rb") as file:
-            file.seek(starts[line - 1])
-            out.append(file.readline())
-            for text in file:
-                if text.strip() and text[:1] not in (b" ", b"\t"):
-                    break  # the next directive (metadata and postings are indented)
-                out.append(text)
-        return b"".join(out).decode("utf-8")
-
-    def _line_starts(self, path: str) -> array:
-        """Where each line of `path` starts (kept for the last file read, while it is unchanged)."""
-        stat = os.stat(path)
-        key = (path, stat.st_size, stat.st_mtime_ns)
-        if self._lines is None or self._lines[0] != key:
-            starts = array("q", [0])
-            offset = 0
-            with open(path, "rb") as file:
-                for text in file:
-                    offset += len(text)
-                    starts.append(offset)
-            self._lines = (key, starts)
-        return self._lines[1]

@@ -2,8 +2,8 @@
 
 Streams every journal file in order (Beancount's parser, one file at a time),
 replays it (`replay.Replay`), then checks the subledger against the control
-accounts, that the ledger tier (summaries, `ledger_tier.LedgerRebuild`; holder
-index, `holder_index.IndexCheck`) is what the journal gives and, when a database
+accounts, that every derived view (`views.checkers`: the ledger tier's summaries,
+the holder index) is what the journal gives and, when a database
 is given, that the database agrees with the journal: every column of every table the
 service reads or repairs the journal from (`_Database`; README, "For the auditor").
 """
@@ -11,31 +11,28 @@ service reads or repairs the journal from (`_Database`; README, "For the auditor
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO
 
-from beancount.parser import parser
+from sqlalchemy import inspect, select, tuple_
 
 from .. import accounts as A
-from .. import rules
-from ..amounts import CNY, SP, ZERO, fmt, quantize
-from ..entries import Price, Transaction, from_beancount
-from ..journal import Books, main_text
-from ..holder_index import IndexCheck
-from ..ledger_tier import LedgerRebuild
-from ..state import supply_of
+from .. import reports, views
+from ..amounts import ZERO, fmt
+from ..engine import Booked
+from ..entries import Price, Transaction
+from ..faults import Fault
+from ..journal import Books, Foreign, journal_directives, main_text
+from ..rules.events import EventKind
+from ..store.db import NoDatabase, database_url, make_engine, safe_url, sessions
+from ..store.models import Base
 from ..subledger import balance
 from .caches import pickle_cache_warnings
-from .replay import Fault, Replay
-
-
-@dataclass(frozen=True)
-class _Foreign:
-    source: dict
-    message: str
+from .replay import Replay
 
 
 @dataclass
@@ -65,35 +62,6 @@ class Report:
         }
 
 
-def journal_directives(books: Books, progress=None) -> Iterator[tuple[Path, object | None, list]]:
-    """(file, directive or None, parse errors) for every journal file, in order.
-
-    A journal file holds the service's transactions and prices and nothing else: an
-    `include`, `option` or `plugin` in one, or any other directive, is reported.
-    """
-    files = books.journal_files()
-    for path in files:
-        directives, errors, options = parser.parse_file(str(path))
-        directives.sort(key=lambda d: d.meta.get("lineno", 0))
-        foreign = [f"include {name}" for name in options.get("include", [])]
-        foreign += [f"plugin {name}" for name, _ in options.get("plugin", [])]
-        if foreign:
-            errors = list(errors) + [_Foreign({"filename": str(path), "lineno": 0},
-                                              f"a journal file may not hold {', '.join(foreign)}")]
-        for directive in directives:
-            if type(directive).__name__ == "Price" and from_beancount(directive) is None:
-                errors = list(errors) + [_Foreign(directive.meta, f"a price of {directive.currency} in "
-                                                                  f"{directive.amount.currency}: the journal prices SP in CNY only")]
-            elif type(directive).__name__ not in ("Transaction", "Price"):
-                errors = list(errors) + [_Foreign(directive.meta, f"a journal file holds only transactions and "
-                                                                  f"prices, not a {type(directive).__name__}")]
-        yield path, None, errors
-        for directive in directives:
-            yield path, directive, []
-        if progress is not None:
-            progress(path)
-
-
 def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True, progress=None) -> Report:
     books = Books(books_dir)
     report = Report()
@@ -104,39 +72,39 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
     report.files = len(books.journal_files())
     report.warnings = pickle_cache_warnings(books.root)
     db = _open_database(books, db_url, report) if use_db else None
-    ledger = LedgerRebuild(books.root)
-    index = IndexCheck(books.root)
+    checks = views.checkers(books.root)
     try:
         for path, directive, errors in journal_directives(books, progress):
             for error in errors:
                 source = getattr(error, "source", None) or {}
-                rule = "file.foreign" if isinstance(error, _Foreign) else "syntax"
+                rule = "file.foreign" if isinstance(error, Foreign) else "syntax"
                 report.faults.append(Fault(str(source.get("filename", path)), int(source.get("lineno", 0) or 0), "-",
                                            rule, str(getattr(error, "message", error)).strip()))
             if directive is None:
                 continue
-            ledger.feed(path, directive)
             if hasattr(directive, "date") and path.stem != directive.date.isoformat():
                 meta = directive.meta
                 report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
                                            f"entry dated {directive.date} in the journal file of {path.stem}"))
             before = replay.entries
             replay.feed(directive)
-            if replay.entries != before:
-                index.after(directive, replay)
-                if db is not None:
-                    db.check_entry(directive, replay)
+            fed = replay.entries != before
+            for check in checks:
+                check.feed(path, directive, replay.entry if fed else None, replay.state)
+            if fed and db is not None:
+                db.check_entry(directive, replay)
         report.faults += replay.faults
-        report.faults += ledger.check()
-        report.faults += index.finish()
+        for check in checks:
+            report.faults += check.finish()
         report.entries = replay.entries
         state = replay.state
-        if state is None:
+        params = replay.params
+        if state is None or params is None:
             return report
         g = state.g
         report.head_seq, report.head_hash, report.open_day = g.seq, g.head, g.open_day.isoformat()
         report.holders = len(state.holders)
-        report.supply = supply_report(g, replay.params)
+        report.supply = reports.supply_report(g, params)
         report.residue = _residue(state, report)
         _check_main(books, g.genesis_day, report)
         if db is not None:
@@ -151,7 +119,7 @@ def _check_main(books: Books, genesis_day: date, report: Report) -> None:
     """main.beancount is exactly what `init` wrote: no forged entry, option or plugin in it."""
     expected = main_text(genesis_day).splitlines()
     found = books.main.read_text(encoding="utf-8").splitlines()
-    for lineno, (want, have) in enumerate(zip(expected, found), start=1):
+    for lineno, (want, have) in enumerate(zip(expected, found, strict=False), start=1):  # lengths: below
         if want != have:
             report.faults.append(Fault(str(books.main), lineno, "-", "main.altered",
                                        f"line differs from what the service writes: {have!r}"))
@@ -162,14 +130,6 @@ def _check_main(books: Books, genesis_day: date, report: Report) -> None:
             lineno += 1
         report.faults.append(Fault(str(books.main), lineno, "-", "main.altered",
                                    f"{abs(len(found) - len(expected))} line(s) added or removed at the end"))
-
-
-def supply_report(g, params) -> dict[str, str]:
-    supply = supply_of(g, params.sp_cap)
-    out = {k: fmt(quantize(v, CNY if k == "pool_cny" else SP)) for k, v in supply.items()}
-    out["value_cny_per_sp"] = fmt(g.value)
-    out["closing_value_cny_per_sp"] = fmt(rules.value_of(g, params))
-    return out
 
 
 def _residue(state, report: Report) -> dict[str, str]:
@@ -193,7 +153,8 @@ def _residue(state, report: Report) -> dict[str, str]:
             report.faults.append(Fault("-", 0, "-", "subledger.exceeds_control",
                                        f"holders' {name} exceed the control account by {fmt(-amount)}"))
     if residue["SV locked"] != 0:
-        report.faults.append(Fault("-", 0, "-", "subledger.locked", "locked SV of holders differs from the control account"))
+        report.faults.append(Fault("-", 0, "-", "subledger.locked",
+                                   "locked SV of holders differs from the control account"))
     return {k: fmt(v) for k, v in residue.items()}
 
 
@@ -207,17 +168,15 @@ MAX_DB_FAULTS = 1000
 # Past this many rows of the database the journal lacks (or the reverse), one line counts the rest.
 MAX_ROW_FAULTS = 20
 # The kinds of event whose row a later reversal reads (what `apply.py` records).
-REVERSIBLE_KINDS = ("order", "transfer")
+REVERSIBLE_KINDS = (EventKind.ORDER, EventKind.TRANSFER)
 # What a database row's key is called in a fault, per table (default: its primary key columns).
 _KEY_LABEL = {"idempotency_keys": ("key", "api_key_id")}
 # The status stored with every response the service keeps for an Idempotency-Key.
 _BOOKED_STATUS = 201
 
 
-def _open_database(books: Books, db_url: str | None, report: Report) -> "_Database | None":
+def _open_database(books: Books, db_url: str | None, report: Report) -> _Database | None:
     """The database to compare, or None and a fault when its SQLite file is absent (never created)."""
-    from ..store.db import NoDatabase
-
     try:
         return _Database(books, db_url, report)
     except NoDatabase as exc:
@@ -241,11 +200,6 @@ class _Database:
     """
 
     def __init__(self, books: Books, db_url: str | None, report: Report) -> None:
-        from sqlalchemy import inspect
-
-        from ..store.db import database_url, make_engine, safe_url, sessions
-        from ..store.models import Base
-
         self.report = report
         self.root = books.root.resolve()
         url = database_url(books.root, db_url)
@@ -259,11 +213,12 @@ class _Database:
         self.pending_event: tuple | None = None  # (file, line, expected values, database row or None)
         self.pending_day: tuple | None = None  # (file, line, expected values, supply)
         self.last_release_seq = 0
-        self.reversed_in_journal: dict[str, str] = {}  # event id -> the id of the entry that reverses it
-        self.reversed_in_db: dict[str, str] = {}  # event id -> reversed_by, as the database has it
+        self.reversed_in_journal: dict[str, str | None] = {}  # event id -> the id of the entry that reverses it
+        self.reversed_in_db: dict[str, str | None] = {}  # event id -> reversed_by, as the database has it
         self.responses: _Responses | None = None
         if not inspect(self.engine).has_table("ledger"):
-            report.faults.append(Fault(self.where, 0, "-", "db.missing", "no books in this database (use --no-db to skip)"))
+            report.faults.append(Fault(self.where, 0, "-", "db.missing",
+                                       "no books in this database (use --no-db to skip)"))
             return
         report.db_checked = True
         self.session = sessions(self.engine)()
@@ -309,9 +264,9 @@ class _Database:
 
     def check_entry(self, directive, replay: Replay) -> None:
         """The chained entry just replayed: its `events` row, its day's row, responses naming it."""
-        if self.session is None:
-            return
         entry = replay.entry
+        if self.session is None or entry is None:
+            return
         meta = directive.meta
         filename, lineno = str(meta.get("filename")), int(meta.get("lineno", 0))
         pending = self.pending_event
@@ -320,14 +275,15 @@ class _Database:
         self._finish_event(previous)
         seq = _int(entry.get("seq"))
         kind = "price" if isinstance(entry, Price) else entry.kind
-        event_id = entry.get("event") if isinstance(entry, Transaction) else (f"P{seq:09d}" if seq is not None else None)
+        event_id = (entry.get("event") if isinstance(entry, Transaction)
+                    else f"P{seq:09d}" if seq is not None else None)
         expected = {
             "seq": seq, "id": event_id, "kind": kind, "day": entry.date,
-            "order_id": entry.get("order_id") if kind == "order" else None,
+            "order_id": entry.get("order_id") if kind == EventKind.ORDER else None,
             "file": self.relative(filename), "offset": offset, "prev": entry.get("prev"), "hash": entry.get("hash"),
             "reversible": kind in REVERSIBLE_KINDS,
         }
-        if kind == "reverse":
+        if kind == EventKind.REVERSE:
             self.reversed_in_journal[entry.get("reverses") or ""] = event_id
         self.pending_event = (filename, lineno, expected, self._event_row(seq, filename, lineno))
         self._day(entry, replay, filename, lineno, seq)
@@ -374,13 +330,12 @@ class _Database:
         """The `days` row of a closed day: complete once the next day's price is replayed."""
         if self.pending_day is not None:
             self._finish_day(entry if isinstance(entry, Price) else None)
-        if not (isinstance(entry, Transaction) and entry.kind == "release") or seq is None or replay.state is None:
+        if (not (isinstance(entry, Transaction) and entry.kind == EventKind.RELEASE)
+                or seq is None or replay.state is None or replay.params is None):
             return
-        from ..engine import _supply_json
-
         first = self.last_release_seq + 1
         self.last_release_seq = seq
-        supply = _supply_json(replay.state.g, replay.params)
+        supply: dict[str, str | None] = dict(reports.supply_figures(replay.state.g.balances, replay.params.sp_cap))
         supply["value_cny_per_sp"] = entry.get("value")
         expected = {"day": entry.date, "file": self.relative(filename), "first_seq": first, "last_seq": seq,
                     "events": seq - first + 1, "closing_hash": entry.get("hash"), "value": _decimal(entry.get("value"))}
@@ -432,6 +387,8 @@ class _Database:
             self._extra_day(self.day_rows.next())
         self._reversals()
         state, params = replay.state, replay.params
+        if state is None or params is None:
+            return
         g = state.g
         position = {
             1: {"id": 1, "rules_json": _Json(params.to_meta()), "genesis_day": g.genesis_day, "open_day": g.open_day,
@@ -439,9 +396,11 @@ class _Database:
                 "sp_index": g.sp_index, "total_shares": g.total_shares},
         }
         self._table("ledger", position)
-        self._table("balances", {account: {"account": account, "amount": amount} for account, amount in g.balances.items()})
+        self._table("balances", {account: {"account": account, "amount": amount}
+                                 for account, amount in g.balances.items()})
         self._table("holders", state.holders, _fields)
-        self._table("partners", {region: {"region": region, "holder": holder} for region, holder in state.partners.items()})
+        self._table("partners", {region: {"region": region, "holder": holder}
+                                 for region, holder in state.partners.items()})
         self._table("epochs", state.epochs, _fields)
         self._table("payouts", state.payouts, _fields)
         if self.responses is not None:
@@ -472,12 +431,14 @@ class _Database:
                 continue
             matched += 1
             want = values(want, table) if values is not None else want
-            self.compare(self.where, 0, label, name, row, {c.name: want[c.name] for c in table.columns if c.name in want})
+            self.compare(self.where, 0, label, name, row,
+                         {c.name: want[c.name] for c in table.columns if c.name in want})
         if matched != len(expected):
             seen = {row[0] for row in _pages(self.session, table, [key_column])}
             missing = [key for key in expected if key not in seen]
             for key in sorted(missing, key=str)[:MAX_ROW_FAULTS]:
-                self.fault(self.where, 0, f"{key_name} {_label(key)}", name, key_name, "in the journal, not in the database")
+                self.fault(self.where, 0, f"{key_name} {_label(key)}", name, key_name,
+                           "in the journal, not in the database")
             if len(missing) > MAX_ROW_FAULTS:
                 self.fault(self.where, 0, "-", name, key_name,
                            f"{len(missing) - MAX_ROW_FAULTS} more rows of the journal not in the database")
@@ -504,8 +465,6 @@ class _Responses:
     """
 
     def __init__(self, db: _Database, table) -> None:
-        import sqlite3
-
         self.db = db
         self.store = sqlite3.connect("", isolation_level=None)
         self.store.execute("PRAGMA journal_mode=OFF")
@@ -542,7 +501,8 @@ class _Responses:
             for index, part in enumerate(closed):
                 seq = _int(str(part.get("id", ""))[1:]) if isinstance(part, dict) else None
                 if seq is None or not str(part.get("id", "")).startswith("E"):
-                    db.fault(db.where, 0, label, name, "response", f"closed day {index + 1} names no event id: {_show(part)}")
+                    db.fault(db.where, 0, label, name, "response",
+                             f"closed day {index + 1} names no event id: {_show(part)}")
                     continue
                 parts.append((seq, label, index, json.dumps(part, sort_keys=True)))
             days = [part.get("date") for part in closed if isinstance(part, dict)]
@@ -574,10 +534,9 @@ class _Responses:
         if part >= 0:  # a day close: its release
             return {"date": entry.date.isoformat(), "id": expected["id"], "released_sp": entry.get("released_sp"),
                     "value_cny_per_sp": entry.get("value"), "hash": expected["hash"]}
-        from ..engine import Booked
-
-        return Booked(expected["seq"], expected["id"] if expected["kind"] != "price" else None, expected["kind"],
-                      entry.date, expected["hash"], expected["prev"], entry, "", expected["file"]).to_json()
+        return Booked(expected["seq"], expected["id"] if expected["kind"] != EventKind.PRICE else None,
+                      expected["kind"], entry.date, expected["hash"], expected["prev"], entry, "",
+                      expected["file"]).to_json()
 
     def _unmatched(self, kept: tuple) -> None:
         seq, label, _part, _body = kept
@@ -601,7 +560,7 @@ class _EntryBytes:
 
     def __init__(self) -> None:
         self.path: str | None = None
-        self.handle = None
+        self.handle: BinaryIO | None = None
         self.line = 1
         self.offset = 0
         self.parts: list[bytes] = []
@@ -686,8 +645,6 @@ class _Json:
 
 def _pages(session, table, columns=None, size: int = DB_PAGE_ROWS):
     """Every row of `table`, in primary-key order, one keyset page (one statement) at a time."""
-    from sqlalchemy import select, tuple_
-
     key = list(table.primary_key.columns)
     query = select(*(columns or table.columns)).order_by(*key).limit(size)
     after = None

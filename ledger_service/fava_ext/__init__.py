@@ -7,8 +7,8 @@ Declared in every ledger file by ``custom "fava-extension" "ledger_service.fava_
   and of SP released vs burned per day (inline SVG). From the ledger Fava has loaded.
 - **Holder** (`HolderPage`): a holder's locked and active SV, SP and its CNY value, role,
   referrer, region, and their events (50 a page), derived from the journal: the ledger
-  tier's holder index (`holder_index`, the journal folded through the last closed day,
-  checked by `verify`) plus the entries booked since — never the service's database.
+  tier's holder index (`views.holder_index`, the journal folded through the last closed
+  day, checked by `verify`) plus the entries booked since — never the service's database.
 - **Audit** (`AuditPage`): the chain head, whether the books verify (the last recorded
   `verify`, `audit.record`; re-run in the background when the books changed since), the
   ledger's plugin errors, every journal day with its event count and closing hash, and a
@@ -22,10 +22,13 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode
 
+from fava.core import FavaLedger
 from fava.ext import FavaExtensionBase
 from flask import request
 
-from ..ledger_tier import books_root_of, journal_head
+from ..journal import day_file, entry_meta
+from ..journal import head as journal_head
+from ..views.ledger_tier import books_root_of
 from . import figures, jobs, svg
 
 PER_PAGE = 50
@@ -61,10 +64,11 @@ def link(**params) -> str:
 # answer with their data, and no page takes more than 2 s to answer.
 FIRST_ANSWER_WAIT_S = 1.5
 
+
 class _Books:
     """What every page knows: the books folder behind the ledger Fava has loaded."""
 
-    ledger: object
+    ledger: FavaLedger
 
     @property
     def books_root(self) -> Path:
@@ -142,7 +146,8 @@ class HolderPage(_Books, FavaExtensionBase):
 
     def page(self) -> dict:
         holder_id = request.args.get("holder", "").strip()
-        out: dict = {"holder_id": holder_id, "valid": bool(_HOLDER_ID.match(holder_id)), "has_journal": self.has_journal}
+        out: dict = {"holder_id": holder_id, "valid": bool(_HOLDER_ID.match(holder_id)),
+                     "has_journal": self.has_journal}
         if not self.has_journal:
             return out
         view = jobs.holder_view(self.books_root)
@@ -150,10 +155,11 @@ class HolderPage(_Books, FavaExtensionBase):
         since = view.since
         out.update(building=view.building, error=view.error, ready=since is not None)
         if since is not None:
-            out.update(head=since.head, index_seq=since.index_seq, index_day=since.index_day, since_entries=since.entries,
-                       built_s=since.built_s)
+            out.update(head=since.head, index_seq=since.index_seq, index_day=since.index_day,
+                       since_entries=since.entries, built_s=since.built_s)
         if holder_id and out["valid"] and since is not None:
-            out["holder"] = view.holder(holder_id)
+            params = figures.params_of_entries(self.ledger.all_entries)
+            out["holder"] = view.holder(holder_id, params) if params is not None else None
             if out["holder"] is not None:
                 events, pages = view.events(holder_id, _int_arg("page"), PER_PAGE)
                 out.update(events=events, page=min(_int_arg("page"), pages), pages=pages)
@@ -203,8 +209,6 @@ class AuditPage(_Books, FavaExtensionBase):
         return out
 
     def _drill(self, day: date) -> dict:
-        from ..journal import day_file
-
         rel = day_file(day)
         path = self.books_root / rel
         row = next((d for d in self.days if d.journal == rel), None)
@@ -219,11 +223,7 @@ class AuditPage(_Books, FavaExtensionBase):
                 page = found // PER_PAGE + 1
         pages = max(1, -(-len(entries) // PER_PAGE))
         page = min(page, pages)
-        last_hash = ""
-        if entries:
-            from ..ledger_tier import _entry_meta
-
-            last_hash = _entry_meta(entries[-1].text).get("hash", "")
+        last_hash = entry_meta(entries[-1].text).get("hash", "") if entries else ""
         return {"day": day, "file": rel, "missing": False, "entries": entries[(page - 1) * PER_PAGE: page * PER_PAGE],
                 "count": len(entries), "page": page, "pages": pages, "event": event, "row": row,
                 "last_hash": last_hash}

@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from .. import accounts as A
-from ..amounts import CNY, EXACT_CONTEXT, SP, ZERO, fmt, quantize, quantize_value
+from beancount.core import data
 
-KEYS = ("cap", "issued", "released", "sold", "burned", "redeemed", "circulating", "pool_cny",
-        "value_cny_per_sp", "closing_value_cny_per_sp")
+from .. import accounts as A
+from .. import reports
+from ..amounts import EXACT_CONTEXT, ZERO, fmt
+from ..config import ConfigError, Params
+from ..rules.events import EventKind
+
+KEYS = reports.SUPPLY_KEYS
 _TRACKED = (A.SP_RELEASED, A.SP_SOLD, A.SP_BURNED, A.SP_REDEEMED, A.HOLDERS_SP, A.POOL)
 
 
@@ -66,48 +70,41 @@ class Supply:
             found = (d, v)
         return found
 
-    def report(self, day: date | None = None) -> dict[str, str]:
-        """The supply report, as `ledger-service supply [--date DAY]` prints it (decimal strings).
+    @property
+    def params(self) -> Params | None:
+        """The rules the ledger copies from the genesis entry (None: none, or incomplete)."""
+        return _params(self.rules)
 
-        Without a day: the latest position and the latest price (the value of the open day).
-        With a day: at that day's close: its value, and the price written by its close.
+    def report(self, day: date | None = None) -> dict[str, str]:
+        """The supply report, as `ledger-service supply [--date DAY]` prints it (decimal strings):
+        the figures of `reports.supply_figures` at the close of the day (default: the last).
+
+        Without a day: the latest price (the value of the open day) and the value the
+        position's close would set. With a day: that day's value, and the price written by its
+        close. (A price the ledger lacks is `reports.closing_value` of the balances.)
         """
         p = self.point(day)
         bal = p.balances if p else {}
-        released = bal.get(A.SP_RELEASED, ZERO)
-        sold = bal.get(A.SP_SOLD, ZERO)
-        burned = -bal.get(A.SP_BURNED, ZERO)
-        redeemed = -bal.get(A.SP_REDEEMED, ZERO)
-        issued = released + sold
-        circulating = issued - burned - redeemed
-        pool = bal.get(A.POOL, ZERO)
-        out = {
-            "cap": fmt(quantize(self.cap, SP)), "issued": fmt(quantize(issued, SP)),
-            "released": fmt(quantize(released, SP)), "sold": fmt(quantize(sold, SP)),
-            "burned": fmt(quantize(burned, SP)), "redeemed": fmt(quantize(redeemed, SP)),
-            "circulating": fmt(quantize(circulating, SP)), "pool_cny": fmt(quantize(pool, CNY)),
-        }
-        computed = (quantize_value(EXACT_CONTEXT.divide(pool, circulating)) if circulating > 0
-                    else quantize_value(Decimal(self.rules.get("sp_initial_value", "1"))))
+        params = self.params
+        out = reports.supply_figures(bal, params.sp_cap if params is not None else self.cap)
+        computed = fmt(reports.closing_value(bal, params)) if params is not None else ""
         if day is None:
             latest = self.prices[-1] if self.prices else None
-            out["value_cny_per_sp"] = fmt(latest[1]) if latest else fmt(computed)
+            out["value_cny_per_sp"] = fmt(latest[1]) if latest else computed
             out["value_date"] = latest[0].isoformat() if latest else ""
-            out["closing_value_cny_per_sp"] = fmt(computed)
+            out["closing_value_cny_per_sp"] = computed
         else:
             on = self.price_on(day)
-            out["value_cny_per_sp"] = fmt(on[1]) if on else fmt(computed)
+            out["value_cny_per_sp"] = fmt(on[1]) if on else computed
             out["value_date"] = on[0].isoformat() if on else ""
             nxt = next(((d, v) for d, v in self.prices if d > day), None)
-            out["closing_value_cny_per_sp"] = fmt(nxt[1]) if nxt else fmt(computed)
+            out["closing_value_cny_per_sp"] = fmt(nxt[1]) if nxt else computed
         out["date"] = day.isoformat() if day else (p.day.isoformat() if p else "")
         return out
 
 
 def supply_of_entries(entries) -> Supply:
     """Walk the ledger's directives (Beancount's, sorted by date) once."""
-    from beancount.core import data
-
     supply = Supply()
     balances: dict[str, Decimal] = {}
     current: date | None = None
@@ -119,11 +116,12 @@ def supply_of_entries(entries) -> Supply:
 
     for entry in entries:
         if isinstance(entry, data.Custom):
-            if entry.type == "ledger-service" and entry.values and entry.values[0].value == "rules":
-                supply.rules = {k: str(v) for k, v in entry.meta.items() if k not in ("filename", "lineno")}
+            found = _rules_of(entry)
+            if found is not None:
+                supply.rules = found
             continue
         if isinstance(entry, data.Price):
-            if entry.currency == "SP" and entry.amount.currency == "CNY":
+            if entry.currency == "SP" and entry.amount.currency == "CNY" and entry.amount.number is not None:
                 supply.prices.append((entry.date, entry.amount.number))
             continue
         if not isinstance(entry, data.Transaction):
@@ -131,19 +129,53 @@ def supply_of_entries(entries) -> Supply:
         if entry.date != current:
             close_day()
             current, released, burned = entry.date, ZERO, ZERO
-        flow = entry.meta.get("kind") != "opening"
-        for posting in entry.postings:
-            if posting.units is None or not isinstance(posting.units.number, Decimal):
-                continue
-            number = posting.units.number
-            balances[posting.account] = EXACT_CONTEXT.add(balances.get(posting.account, ZERO), number)
-            if flow and posting.account == A.SP_RELEASED:
-                released += number
-            elif flow and posting.account == A.SP_BURNED:
-                burned -= number
+        day_released, day_burned = _post(entry, balances)
+        released, burned = released + day_released, burned + day_burned
     close_day()
     supply.prices.sort(key=lambda dv: dv[0])
     return supply
+
+
+def _post(entry, balances: dict[str, Decimal]) -> tuple[Decimal, Decimal]:
+    """Add a transaction's postings to `balances`; the SP it released and burned (none for an
+    opening balance)."""
+    flow = entry.meta.get("kind") != "opening"
+    released = burned = ZERO
+    for posting in entry.postings:
+        if posting.units is None or not isinstance(posting.units.number, Decimal):
+            continue
+        number = posting.units.number
+        balances[posting.account] = EXACT_CONTEXT.add(balances.get(posting.account, ZERO), number)
+        if flow and posting.account == A.SP_RELEASED:
+            released += number
+        elif flow and posting.account == A.SP_BURNED:
+            burned -= number
+    return released, burned
+
+
+def params_of_entries(entries) -> Params | None:
+    """The rules the ledger copies from the genesis entry (None: none, or incomplete); they
+    come first (dated the genesis day), so the walk stops early."""
+    for entry in entries:
+        if isinstance(entry, data.Custom):
+            found = _rules_of(entry)
+            if found is not None:
+                return _params(found)
+    return None
+
+
+def _rules_of(entry) -> dict[str, str] | None:
+    """The rules of a `custom "ledger-service" "rules"` entry (None: another entry)."""
+    if entry.type == "ledger-service" and entry.values and entry.values[0].value == "rules":
+        return {k: str(v) for k, v in entry.meta.items() if k not in ("filename", "lineno")}
+    return None
+
+
+def _params(rules: dict[str, str]) -> Params | None:
+    try:
+        return Params.from_meta(rules)
+    except ConfigError:
+        return None
 
 
 @dataclass
@@ -159,8 +191,6 @@ class DayRow:
 
 def days_of_entries(entries) -> list[DayRow]:
     """One row per journal day file the ledger cites, newest first."""
-    from beancount.core import data
-
     rows: dict[str, DayRow] = {}
     for entry in entries:
         if not isinstance(entry, (data.Transaction, data.Price)):
@@ -177,6 +207,6 @@ def days_of_entries(entries) -> list[DayRow]:
         row.events += count
         row.kinds[kind] = row.kinds.get(kind, 0) + count
         row.closing_hash = str(entry.meta.get("closing_hash", ""))
-        if kind == "release":
+        if kind == EventKind.RELEASE:
             row.closed = True
     return sorted(rows.values(), key=lambda r: r.day, reverse=True)

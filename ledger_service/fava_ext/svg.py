@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import date
 from html import escape
-from typing import Sequence
 
 from markupsafe import Markup
 
@@ -15,8 +16,6 @@ LEFT, RIGHT, TOP, BOTTOM = 78, 78, 50, 40
 def _nice_max(value: float) -> float:
     if value <= 0:
         return 1.0
-    import math
-
     exp = 10 ** math.floor(math.log10(value))
     for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if value <= step * exp:
@@ -42,14 +41,18 @@ class _Frame:
         self.y0, self.y1 = HEIGHT - BOTTOM, TOP
         first, last = (self.days[0], self.days[-1]) if self.days else (date.today(), date.today())
         self.o0, self.span = first.toordinal(), max(1, last.toordinal() - first.toordinal())
+        self.slots: tuple[dict[date, int], float] | None = None  # bars: (day -> slot, slot width)
 
     def x(self, day: date) -> float:
+        if self.slots is not None:  # bars sit in slots: labels under them
+            index, slot = self.slots
+            return self.x0 + (index.get(day, 0) + 0.5) * slot
         if len(self.days) <= 1:
             return (self.x0 + self.x1) / 2
         return self.x0 + (day.toordinal() - self.o0) / self.span * (self.x1 - self.x0)
 
     @staticmethod
-    def y(value: float, top: float, frame: "_Frame") -> float:
+    def y(value: float, top: float, frame: _Frame) -> float:
         return frame.y0 - (value / top if top else 0) * (frame.y0 - frame.y1)
 
     def axes(self, out: list[str], left_top: float, left_unit: str, right_top: float | None, right_unit: str | None,
@@ -58,16 +61,19 @@ class _Frame:
         for i in range(5):
             value = left_top * i / 4
             yy = self.y(value, left_top, self)
-            out.append(f'<line x1="{self.x0}" x2="{self.x1}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd" stroke-width="1"/>')
+            out.append(f'<line x1="{self.x0}" x2="{self.x1}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd" '
+                       'stroke-width="1"/>')
             out.append(f'<text x="{self.x0 - 6}" y="{yy + 4:.1f}" text-anchor="end" font-size="11" fill="{color_left}">'
                        f'{_label(value)}</text>')
             if right_top is not None:
                 rv = right_top * i / 4
-                out.append(f'<text x="{self.x1 + 6}" y="{yy + 4:.1f}" font-size="11" fill="{color_right}">{_label(rv)}</text>')
+                out.append(f'<text x="{self.x1 + 6}" y="{yy + 4:.1f}" font-size="11" fill="{color_right}">'
+                           f'{_label(rv)}</text>')
         out.append(f'<text x="{self.x0 - 6}" y="{self.y1 - 10}" text-anchor="end" font-size="11" fill="{color_left}">'
                    f'{escape(left_unit)}</text>')
         if right_unit:
-            out.append(f'<text x="{self.x1 + 6}" y="{self.y1 - 10}" font-size="11" fill="{color_right}">{escape(right_unit)}</text>')
+            out.append(f'<text x="{self.x1 + 6}" y="{self.y1 - 10}" font-size="11" fill="{color_right}">'
+                       f'{escape(right_unit)}</text>')
         out.append(f'<line x1="{self.x0}" x2="{self.x1}" y1="{self.y0}" y2="{self.y0}" stroke="#888"/>')
         if self.days:
             picks = {self.days[0], self.days[-1]}
@@ -93,7 +99,8 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
     units = {}
     colors = {}
     for axis in ("left", "right"):
-        values = [float(v) for s in series if s.get("axis", "left") == axis for _, v in s["points"]]  # float ok: chart pixels
+        # float ok: chart pixels
+        values = [float(v) for s in series if s.get("axis", "left") == axis for _, v in s["points"]]
         if values or axis == "left":
             tops[axis] = _nice_max(max(values + [0.0]) * 1.05)
             found = [s for s in series if s.get("axis", "left") == axis]
@@ -130,12 +137,12 @@ def bar_chart(title: str, days: Sequence[date], series: Sequence[dict], *, chart
     n = max(1, len(days))
     slot = (frame.x1 - frame.x0) / n
     index = {day: k for k, day in enumerate(days)}
-    frame.x = lambda day: frame.x0 + (index.get(day, 0) + 0.5) * slot  # bars sit in slots: labels under them
+    frame.slots = (index, slot)
     frame.axes(out, top, unit, None, None)
     width = max(1.0, slot * 0.8 / max(1, len(series)))
     for i, s in enumerate(series):
         out.append(f'<g class="ls-series" data-series="{escape(s["label"])}" data-count="{len(s["values"])}">')
-        for k, (day, v) in enumerate(zip(days, s["values"])):
+        for k, (day, v) in enumerate(zip(days, s["values"], strict=False)):  # a series may be shorter
             fv = max(0.0, float(v))  # float ok: chart pixels
             x = frame.x0 + k * slot + slot * 0.1 + i * width
             y = frame.y(fv, top, frame)

@@ -12,32 +12,62 @@ from ..state import State
 from . import holdings, members, orders, reverse, stores
 from .base import Ctx
 from .close import genesis, price, release, release_amounts, value_of
-from .events import EVENT_TYPES, Event, parse
+from .events import (
+    EVENT_TYPES,
+    BuyPack,
+    Deposit,
+    Event,
+    EventKind,
+    OpenStore,
+    Order,
+    PayoutCancel,
+    PayoutRequest,
+    PayoutSettle,
+    Redeem,
+    Register,
+    Release,
+    Reverse,
+    SetRole,
+    Transfer,
+    parse,
+)
 
-_BOOKERS = {
-    "register": members.register,
-    "set_role": members.set_role,
-    "buy_pack": members.buy_pack,
-    "open_store": stores.open_store,
-    "deposit": stores.deposit,
-    "order": orders.order,
-    "transfer": holdings.transfer,
-    "payout": holdings.payout_request,
-    "payout_settle": holdings.payout_settle,
-    "payout_cancel": holdings.payout_cancel,
-    "redeem": holdings.redeem,
-    "reverse": reverse.reverse,
-}
-
-CLIENT_KINDS = tuple(_BOOKERS)
-
-
-def book(state: State, event: Event, ctx: Ctx) -> Transaction:
-    """The transaction that books `event` on `ctx.day`, or a Refusal."""
-    if event.kind == "release":
-        return release(state.g, ctx)
-    return _BOOKERS[event.kind](state, event, ctx)
+# The kinds a client may post (every event but the daily release, which the engine books).
+CLIENT_KINDS = tuple(kind for kind in EVENT_TYPES if kind != EventKind.RELEASE)
 
 
-__all__ = ["Ctx", "EVENT_TYPES", "Event", "book", "genesis", "parse", "price", "release",
+def book(state: State, event: Event, ctx: Ctx) -> Transaction:  # noqa: C901 - one flat arm per event type
+    """The transaction that books `event` on `ctx.day`, or a Refusal: dispatched by `match` on
+    the event's type, one arm per type (the mccabe count is the number of event types)."""
+    match event:
+        case Register():
+            return members.register(state, event, ctx)
+        case SetRole():
+            return members.set_role(state, event, ctx)
+        case BuyPack():
+            return members.buy_pack(state, event, ctx)
+        case OpenStore():
+            return stores.open_store(state, event, ctx)
+        case Deposit():
+            return stores.deposit(state, event, ctx)
+        case Order():
+            return orders.order(state, event, ctx)
+        case Transfer():
+            return holdings.transfer(state, event, ctx)
+        case PayoutRequest():
+            return holdings.payout_request(state, event, ctx)
+        case PayoutSettle():
+            return holdings.payout_settle(state, event, ctx)
+        case PayoutCancel():
+            return holdings.payout_cancel(state, event, ctx)
+        case Redeem():
+            return holdings.redeem(state, event, ctx)
+        case Reverse():
+            return reverse.reverse(state, event, ctx)
+        case Release():
+            return release(state.g, ctx)
+    raise TypeError(f"no rule books a {type(event).__name__}")  # pragma: no cover - every Event subclass is above
+
+
+__all__ = ["Ctx", "EVENT_TYPES", "Event", "EventKind", "book", "genesis", "parse", "price", "release",
            "release_amounts", "value_of", "CLIENT_KINDS"]

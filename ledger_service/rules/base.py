@@ -13,7 +13,7 @@ from ..entries import Posting, Transaction, meta_tuple
 from ..errors import Conflict, NotFound
 from ..state import MEMBER, MERCHANT, Holder, State
 from ..subledger import balance
-from .events import Event
+from .events import Event, EventKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class Ctx:
 class Builder:
     """Collects one transaction's postings; zero amounts are left out."""
 
-    def __init__(self, ctx: Ctx, kind: str, narration: str, inputs: list[tuple[str, str]]) -> None:
+    def __init__(self, ctx: Ctx, kind: EventKind, narration: str, inputs: list[tuple[str, str]]) -> None:
         self.ctx = ctx
         self.kind = kind
         self.narration = narration
@@ -57,7 +57,7 @@ class Builder:
             sums[p.currency] = sums.get(p.currency, ZERO) + p.number
         assert all(v == 0 for v in sums.values()), (self.kind, sums)  # balanced per commodity
         meta = meta_tuple([*self.meta, ("postings", str(len(self.postings)))])
-        return Transaction(self.ctx.day, self.kind, self.narration, meta, tuple(self.postings))
+        return Transaction(self.ctx.day, str(self.kind), self.narration, meta, tuple(self.postings))  # plain text
 
 
 def inputs_of(event: Event) -> list[tuple[str, str]]:

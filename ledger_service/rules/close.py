@@ -23,6 +23,7 @@ from ..entries import Price, Transaction, meta_tuple
 from ..state import Globals, supply_of
 from ..subledger import after_release
 from .base import Builder, Ctx
+from .events import EventKind
 
 
 def value_of(g: Globals, params: Params) -> Decimal:
@@ -50,7 +51,7 @@ def release_amounts(g: Globals, params: Params) -> tuple[Decimal, Decimal]:
 def release(g: Globals, ctx: Ctx) -> Transaction:
     released_sp, converted_sv = release_amounts(g, ctx.params)
     after = after_release(g, released_sp, converted_sv)
-    b = Builder(ctx, "release", f"daily release of {ctx.day.isoformat()}: {fmt(released_sp)} SP", [])
+    b = Builder(ctx, EventKind.RELEASE, f"daily release of {ctx.day.isoformat()}: {fmt(released_sp)} SP", [])
     b.note("value", g.value)
     b.note("sv_total", -g.balance(A.HOLDERS_SV_ACTIVE))
     b.note("released_sp", released_sp)
@@ -71,7 +72,7 @@ def release(g: Globals, ctx: Ctx) -> Transaction:
 def price(g: Globals, day: date, seq: int, params: Params) -> Price:
     supply = supply_of(g, params.sp_cap)
     meta = meta_tuple([
-        ("kind", "price"),
+        ("kind", EventKind.PRICE),
         ("seq", str(seq)),
         ("pool_cny", supply["pool_cny"]),
         ("circulating_sp", supply["circulating"]),
@@ -80,7 +81,7 @@ def price(g: Globals, day: date, seq: int, params: Params) -> Price:
 
 
 def genesis(params: Params, day: date, ctx: Ctx) -> Transaction:
-    b = Builder(ctx, "genesis", f"genesis: rules {params.profile} in force from {day.isoformat()}", [])
+    b = Builder(ctx, EventKind.GENESIS, f"genesis: rules {params.profile} in force from {day.isoformat()}", [])
     for key, value in params.to_meta().items():
         b.note(key, value)
     return b.build()

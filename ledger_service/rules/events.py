@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Mapping
+from enum import StrEnum
+from typing import Any, ClassVar
 
 from ..amounts import CNY, SP, AmountError, fmt, parse_amount, parse_rate
 from ..config import ROLES
@@ -25,6 +27,32 @@ REGION_RE = re.compile(r"^[0-9]{6}\Z")
 TEXT_MAX = 200
 
 
+class EventKind(StrEnum):
+    """The `kind` of every chained journal entry: its metadata value, exactly as written.
+
+    The client events (the `Event` subclasses below), the daily `release`, and the two
+    entries no event asks for: `genesis` (the rules in force) and `price` (a day's value).
+    A StrEnum: each member equals its string, so rows and metadata compare without a cast.
+    """
+
+    GENESIS = "genesis"
+    REGISTER = "register"
+    SET_ROLE = "set_role"
+    BUY_PACK = "buy_pack"
+    OPEN_STORE = "open_store"
+    DEPOSIT = "deposit"
+    ORDER = "order"
+    TRANSFER = "transfer"
+    PAYOUT = "payout"
+    PAYOUT_SETTLE = "payout_settle"
+    PAYOUT_CANCEL = "payout_cancel"
+    REDEEM = "redeem"
+    REVERSE = "reverse"
+    RELEASE = "release"
+    PRICE = "price"
+
+
+
 # Field types: how a field is parsed from text and written back.
 def _id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not ID_RE.match(value):
@@ -34,7 +62,8 @@ def _id(value: Any, field: str) -> str:
 
 def _region(value: Any, field: str) -> str:
     if not isinstance(value, str) or not REGION_RE.match(value):
-        raise Invalid("input.bad_region", f"{field}: a region is a 6-digit division code like 441900, got {value!r}", field)
+        raise Invalid("input.bad_region", f"{field}: a region is a 6-digit division code like 441900, got {value!r}",
+                      field)
     return value
 
 
@@ -101,7 +130,7 @@ _PARSERS = {
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: ClassVar[str] = ""
+    kind: ClassVar[EventKind]
     # field name -> (meta key, type, required)
     FIELDS: ClassVar[dict[str, tuple[str, str, bool]]] = {}
 
@@ -121,8 +150,9 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Register(Event):
-    kind: ClassVar[str] = "register"
-    FIELDS: ClassVar = {"member": ("member", "id", True), "referrer": ("referrer", "id", False), "region": ("region", "region", False)}
+    kind: ClassVar[EventKind] = EventKind.REGISTER
+    FIELDS: ClassVar = {"member": ("member", "id", True), "referrer": ("referrer", "id", False),
+                        "region": ("region", "region", False)}
     member: str
     referrer: str | None = None
     region: str | None = None
@@ -130,7 +160,7 @@ class Register(Event):
 
 @dataclass(frozen=True, slots=True)
 class SetRole(Event):
-    kind: ClassVar[str] = "set_role"
+    kind: ClassVar[EventKind] = EventKind.SET_ROLE
     FIELDS: ClassVar = {"member": ("member", "id", True), "role": ("role", "role", True)}
     member: str
     role: str
@@ -138,8 +168,9 @@ class SetRole(Event):
 
 @dataclass(frozen=True, slots=True)
 class BuyPack(Event):
-    kind: ClassVar[str] = "buy_pack"
-    FIELDS: ClassVar = {"member": ("member", "id", True), "pack": ("pack", "pack", True), "region": ("region", "region", False)}
+    kind: ClassVar[EventKind] = EventKind.BUY_PACK
+    FIELDS: ClassVar = {"member": ("member", "id", True), "pack": ("pack", "pack", True),
+                        "region": ("region", "region", False)}
     member: str
     pack: str
     region: str | None = None
@@ -147,7 +178,7 @@ class BuyPack(Event):
 
 @dataclass(frozen=True, slots=True)
 class OpenStore(Event):
-    kind: ClassVar[str] = "open_store"
+    kind: ClassVar[EventKind] = EventKind.OPEN_STORE
     FIELDS: ClassVar = {
         "merchant": ("merchant", "id", True),
         "owner": ("owner", "id", True),
@@ -166,8 +197,9 @@ class OpenStore(Event):
 
 @dataclass(frozen=True, slots=True)
 class Deposit(Event):
-    kind: ClassVar[str] = "deposit"
-    FIELDS: ClassVar = {"amount_cny": ("amount_cny", "cny", True), "merchant": ("merchant", "id", False), "platform": ("platform", "flag", False)}
+    kind: ClassVar[EventKind] = EventKind.DEPOSIT
+    FIELDS: ClassVar = {"amount_cny": ("amount_cny", "cny", True), "merchant": ("merchant", "id", False),
+                        "platform": ("platform", "flag", False)}
     amount_cny: Decimal
     merchant: str | None = None
     platform: bool = False
@@ -175,7 +207,7 @@ class Deposit(Event):
 
 @dataclass(frozen=True, slots=True)
 class Order(Event):
-    kind: ClassVar[str] = "order"
+    kind: ClassVar[EventKind] = EventKind.ORDER
     FIELDS: ClassVar = {
         "order_id": ("order_id", "id", True),
         "buyer": ("buyer", "id", True),
@@ -192,7 +224,7 @@ class Order(Event):
 
 @dataclass(frozen=True, slots=True)
 class Transfer(Event):
-    kind: ClassVar[str] = "transfer"
+    kind: ClassVar[EventKind] = EventKind.TRANSFER
     FIELDS: ClassVar = {"from_holder": ("from", "id", True), "to_holder": ("to", "id", True), "sp": ("sp", "sp", True)}
     from_holder: str
     to_holder: str
@@ -201,7 +233,7 @@ class Transfer(Event):
 
 @dataclass(frozen=True, slots=True)
 class PayoutRequest(Event):
-    kind: ClassVar[str] = "payout"
+    kind: ClassVar[EventKind] = EventKind.PAYOUT
     FIELDS: ClassVar = {"holder": ("holder", "id", True), "sp": ("sp", "sp", True)}
     holder: str
     sp: Decimal
@@ -209,7 +241,7 @@ class PayoutRequest(Event):
 
 @dataclass(frozen=True, slots=True)
 class PayoutSettle(Event):
-    kind: ClassVar[str] = "payout_settle"
+    kind: ClassVar[EventKind] = EventKind.PAYOUT_SETTLE
     FIELDS: ClassVar = {"payout": ("payout", "id", True), "bank_reference": ("bank_reference", "text", True)}
     payout: str
     bank_reference: str
@@ -217,14 +249,14 @@ class PayoutSettle(Event):
 
 @dataclass(frozen=True, slots=True)
 class PayoutCancel(Event):
-    kind: ClassVar[str] = "payout_cancel"
+    kind: ClassVar[EventKind] = EventKind.PAYOUT_CANCEL
     FIELDS: ClassVar = {"payout": ("payout", "id", True)}
     payout: str
 
 
 @dataclass(frozen=True, slots=True)
 class Redeem(Event):
-    kind: ClassVar[str] = "redeem"
+    kind: ClassVar[EventKind] = EventKind.REDEEM
     FIELDS: ClassVar = {"holder": ("holder", "id", True), "sp": ("sp", "sp", True), "goods": ("goods", "text", True)}
     holder: str
     sp: Decimal
@@ -233,7 +265,7 @@ class Redeem(Event):
 
 @dataclass(frozen=True, slots=True)
 class Reverse(Event):
-    kind: ClassVar[str] = "reverse"
+    kind: ClassVar[EventKind] = EventKind.REVERSE
     FIELDS: ClassVar = {"event": ("reverses", "id", True)}
     event: str
 
@@ -242,11 +274,11 @@ class Reverse(Event):
 class Release(Event):
     """The daily close of one business day (not posted by clients: see `Engine.close_days`)."""
 
-    kind: ClassVar[str] = "release"
+    kind: ClassVar[EventKind] = EventKind.RELEASE
     FIELDS: ClassVar = {}
 
 
-EVENT_TYPES: dict[str, type[Event]] = {
+EVENT_TYPES: dict[str, type[Event]] = {  # by kind (an EventKind: a str)
     cls.kind: cls
     for cls in (Register, SetRole, BuyPack, OpenStore, Deposit, Order, Transfer, PayoutRequest,
                 PayoutSettle, PayoutCancel, Redeem, Reverse, Release)

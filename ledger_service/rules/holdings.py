@@ -6,6 +6,7 @@ down to the fen, so they never lower the value of the points left.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from .. import accounts as A
@@ -14,7 +15,7 @@ from ..entries import Transaction
 from ..errors import Conflict, Invalid, NotFound
 from ..state import Payout, State
 from .base import Builder, Ctx, any_holder, inputs_of, require_sp
-from .events import PayoutCancel, PayoutRequest, PayoutSettle, Redeem, Transfer
+from .events import EventKind, PayoutCancel, PayoutRequest, PayoutSettle, Redeem, Transfer
 
 
 def transfer(state: State, ev: Transfer, ctx: Ctx) -> Transaction:
@@ -40,7 +41,8 @@ def _cash_value(state: State, sp: Decimal, rule: str) -> Decimal:
     return cny
 
 
-def _retire(state: State, holder_id: str, sp: Decimal, ctx: Ctx, kind: str, inputs, narration) -> tuple[Builder, Decimal]:
+def _retire(state: State, holder_id: str, sp: Decimal, ctx: Ctx, kind: EventKind, inputs: list[tuple[str, str]],
+            narration: Callable[[str, Decimal], str]) -> tuple[Builder, Decimal]:
     """SP leaving circulation at the day's value: the shared half of payouts and redemptions."""
     holder = any_holder(state, holder_id, "holder")
     require_sp(state, holder, sp, "sp", f"{kind}.insufficient_sp")

@@ -6,9 +6,9 @@ from .. import accounts as A
 from ..amounts import CNY, SV, quantize
 from ..entries import Transaction
 from ..errors import Conflict, Invalid
+from ..state import State
 from .base import Builder, Ctx, inputs_of, member, new_id
 from .events import BuyPack, Register, SetRole
-from ..state import State
 
 
 def register(state: State, ev: Register, ctx: Ctx) -> Transaction:

@@ -17,6 +17,7 @@ An inactive buyer earns nothing, and then all of D is burned.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .. import accounts as A
@@ -79,6 +80,7 @@ def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
             "merchant",
         )
     value = require_value(state, "merchant")
+    assert store.rebate_rate is not None, store.id  # every store opens with its rate
     rebate_cny = quantize(exact_mul(ev.amount_cny, store.rebate_rate), CNY)
     deducted_sp = quantize(div(rebate_cny, value), SP)
     require_sp(state, store, deducted_sp, "merchant", "order.insufficient_sp")
@@ -89,46 +91,69 @@ def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
     b.note("rebate_cny", rebate_cny)
     b.note("deducted_sp", deducted_sp)
     b.post(A.HOLDERS_SP, deducted_sp, holder=store.id, leg="deduct")
-
-    left_sp = deducted_sp
-    granted_sv: list[tuple[str, str, Decimal]] = []  # (holder, leg, SV)
+    split = _Split(b, deducted_sp)
     if buyer.active:
-        gain_sv = quantize(p.sv_consumer_multiplier * rebate_cny, SV)
-        granted_sv.append((buyer.id, "buyer", gain_sv))
-        granted_sv.append((store.id, "merchant", quantize(p.sv_merchant_multiplier * rebate_cny, SV)))
+        _split_rebate(state, ev, ctx, buyer, store, split, rebate_cny, value)
 
-        referrer = state.holder(buyer.referrer) if buyer.referrer else None
-        if referrer is not None and referrer.active:
-            if store.channel == "online":
-                granted_sv.append((referrer.id, "referrer", quantize(p.referral_online_sv_rate * gain_sv, SV)))
-            else:
-                share = min(left_sp, quantize(div(p.referral_offline_sp_rate * gain_sv, value), SP))
-                b.post(A.HOLDERS_SP, -share, holder=referrer.id, leg="referrer")
-                left_sp -= share
-
-        for ancestor, reward_sv in team_rewards(state, buyer.referrer, gain_sv, p):
-            granted_sv.append((ancestor, "team", reward_sv))
-
-        if store.channel == "offline" and store.store_referrer:
-            store_referrer = state.holder(store.store_referrer)
-            if store_referrer is not None and store_referrer.active:
-                share = min(left_sp, quantize(p.referral_merchant_sp_rate * deducted_sp, SP))
-                b.post(A.HOLDERS_SP, -share, holder=store_referrer.id, leg="store_referrer")
-                left_sp -= share
-
-        region = store.region if store.channel == "offline" else ev.ship_region
-        partner_id = state.partner_of(region) if region else None
-        partner = state.holder(partner_id) if partner_id else None
-        if partner is not None and partner_qualifies(partner, ctx.day, p):
-            share = min(left_sp, quantize(p.region_partner_sp_rate * deducted_sp, SP))
-            b.post(A.HOLDERS_SP, -share, holder=partner.id, leg="partner", region=region)
-            left_sp -= share
-
-    assert left_sp >= 0, (ev, left_sp)
-    b.post(A.SP_BURNED, -left_sp, leg="burn", merchant=store.id)
+    assert split.left_sp >= 0, (ev, split.left_sp)
+    b.post(A.SP_BURNED, -split.left_sp, leg="burn", merchant=store.id)
     total_sv = ZERO
-    for holder_id, leg, sv in granted_sv:
+    for holder_id, leg, sv in split.granted_sv:
         b.post(A.HOLDERS_SV_ACTIVE, -sv, holder=holder_id, leg=leg)
         total_sv += sv
     b.post(A.SV_GRANTED, total_sv)
     return b.build()
+
+
+@dataclass
+class _Split:
+    """An order's rebate being split: D's SP shares are posted as they are found (what is left
+    is burned); the SV grants are collected and posted after the burn."""
+
+    b: Builder
+    left_sp: Decimal
+    granted_sv: list[tuple[str, str, Decimal]] = field(default_factory=list)  # (holder, leg, SV)
+
+    def grant(self, holder_id: str, leg: str, sv: Decimal) -> None:
+        self.granted_sv.append((holder_id, leg, sv))
+
+    def share(self, holder_id: str, leg: str, sp: Decimal, region: str | None = None) -> None:
+        """Post `sp` (at most what is left of D) to the holder (a partner's with its region)."""
+        share = min(self.left_sp, sp)
+        if region is None:
+            self.b.post(A.HOLDERS_SP, -share, holder=holder_id, leg=leg)
+        else:
+            self.b.post(A.HOLDERS_SP, -share, holder=holder_id, leg=leg, region=region)
+        self.left_sp -= share
+
+
+def _split_rebate(state: State, ev: Order, ctx: Ctx, buyer: Holder, store: Holder, split: _Split,
+                  rebate_cny: Decimal, value: Decimal) -> None:
+    """The splits of an active buyer's order, in the order of the module docstring."""
+    p = ctx.params
+    deducted_sp = split.left_sp
+    gain_sv = quantize(p.sv_consumer_multiplier * rebate_cny, SV)
+    split.grant(buyer.id, "buyer", gain_sv)
+    split.grant(store.id, "merchant", quantize(p.sv_merchant_multiplier * rebate_cny, SV))
+
+    referrer = state.holder(buyer.referrer) if buyer.referrer else None
+    if referrer is not None and referrer.active:
+        if store.channel == "online":
+            split.grant(referrer.id, "referrer", quantize(p.referral_online_sv_rate * gain_sv, SV))
+        else:
+            split.share(referrer.id, "referrer", quantize(div(p.referral_offline_sp_rate * gain_sv, value), SP))
+
+    for ancestor, reward_sv in team_rewards(state, buyer.referrer, gain_sv, p):
+        split.grant(ancestor, "team", reward_sv)
+
+    if store.channel == "offline" and store.store_referrer:
+        store_referrer = state.holder(store.store_referrer)
+        if store_referrer is not None and store_referrer.active:
+            split.share(store_referrer.id, "store_referrer", quantize(p.referral_merchant_sp_rate * deducted_sp, SP))
+
+    region = store.region if store.channel == "offline" else ev.ship_region
+    partner_id = state.partner_of(region) if region else None
+    partner = state.holder(partner_id) if partner_id else None
+    if partner is not None and partner_qualifies(partner, ctx.day, p):
+        assert region is not None  # a partner is found by a region
+        split.share(partner.id, "partner", quantize(p.region_partner_sp_rate * deducted_sp, SP), region=region)

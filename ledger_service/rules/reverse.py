@@ -16,9 +16,9 @@ from ..errors import Conflict, NotFound
 from ..state import State
 from ..subledger import balance
 from .base import Builder, Ctx, inputs_of
-from .events import Reverse
+from .events import EventKind, Reverse
 
-REVERSIBLE = ("order", "transfer")
+REVERSIBLE = (EventKind.ORDER, EventKind.TRANSFER)
 
 
 def reverse(state: State, ev: Reverse, ctx: Ctx) -> Transaction:
@@ -39,7 +39,8 @@ def reverse(state: State, ev: Reverse, ctx: Ctx) -> Transaction:
         holder = state.holder(holder_id)
         assert holder is not None, holder_id
         held = balance(holder, state.g, state)
-        have = {A.HOLDERS_SP: held.sp, A.HOLDERS_SV_ACTIVE: held.sv_active, A.HOLDERS_SV_LOCKED: held.sv_locked}[account]
+        have = {A.HOLDERS_SP: held.sp, A.HOLDERS_SV_ACTIVE: held.sv_active,
+                A.HOLDERS_SV_LOCKED: held.sv_locked}[account]
         if have < amount:
             currency = SP if account == A.HOLDERS_SP else SV
             raise Conflict(

@@ -15,7 +15,8 @@ def open_store(state: State, ev: OpenStore, ctx: Ctx) -> Transaction:
     new_id(state, ev.merchant, "merchant")
     owner = member(state, ev.owner, "owner")
     if not owner.active:
-        raise Conflict("store.owner_inactive", f"owner: {owner.id} must be active (buy a pack) to open a store", "owner")
+        raise Conflict("store.owner_inactive", f"owner: {owner.id} must be active (buy a pack) to open a store",
+                       "owner")
     if ev.referrer is not None:
         member(state, ev.referrer, "referrer")
     b = Builder(ctx, ev.kind, f"open {ev.channel} store {ev.merchant} of {owner.id} in {ev.region}", inputs_of(ev))
@@ -31,6 +32,7 @@ def deposit(state: State, ev: Deposit, ctx: Ctx) -> Transaction:
     if ev.platform:
         b.narration = f"platform injects {fmt(ev.amount_cny)} CNY into the pool"
         return b.build()
+    assert ev.merchant is not None  # (checked above: a merchant or the platform)
     store = merchant(state, ev.merchant, "merchant")
     value = require_value(state, "amount_cny")
     sold_sp = floor(div(ev.amount_cny, value), SP)  # rounded down: the pool keeps the crumb
@@ -39,7 +41,8 @@ def deposit(state: State, ev: Deposit, ctx: Ctx) -> Transaction:
     supply = supply_of(state.g, ctx.params.sp_cap)
     room = ctx.params.sp_cap - supply["issued"]
     if sold_sp > room:
-        raise Conflict("sp.cap_reached", f"amount_cny: buys {fmt(sold_sp)} SP, only {fmt(room)} SP left under the cap", "amount_cny")
+        raise Conflict("sp.cap_reached",
+                       f"amount_cny: buys {fmt(sold_sp)} SP, only {fmt(room)} SP left under the cap", "amount_cny")
     b.narration = f"deposit of {store.id}: {fmt(ev.amount_cny)} CNY buys {fmt(sold_sp)} SP"
     b.note("value", value)
     b.post(A.SP_SOLD, sold_sp)

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import fields
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import bindparam, create_engine, event, insert, select, update
-from sqlalchemy.engine import Engine
+from beancount.parser import parser
+from sqlalchemy import Table, bindparam, create_engine, event, insert, select, update
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..entries import Transaction, from_beancount
-from ..state import Epoch, EventRecord, Globals, Holder, Overlay, Payout
-from .models import (BalanceRow, Base, EpochRow, EventRow, HolderRow, LedgerRow, PartnerRow,
-                     PayoutRow)
+from ..journal import make_private_dirs, private_file
+from ..rules.events import EVENT_TYPES, EventKind
+from ..state import HOLDER_KEYS, ChangeSet, ClosedDay, Epoch, EventRecord, Globals, Holder, Payout
+from .migrate import upgrade
+from .models import BalanceRow, Base, DayRow, EpochRow, EventRow, HolderRow, LedgerRow, PartnerRow, PayoutRow
 
 DB_FILENAME = "ledger.sqlite"
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class (typed: `Model.__table__` is only a FromClause)."""
+    return Base.metadata.tables[model.__tablename__]
+
+
 _HOLDER_FIELDS = [f.name for f in fields(Holder)]
-_HOLDER_TABLE = HolderRow.__table__
+_HOLDER_TABLE = table_of(HolderRow)
 _PAYOUT_FIELDS = [f.name for f in fields(Payout)]
-_PAYOUTS = PayoutRow.__table__
-_EVENTS = EventRow.__table__
-_PARTNERS = PartnerRow.__table__
-_EPOCHS = EpochRow.__table__
+_PAYOUTS = table_of(PayoutRow)
+_EVENTS = table_of(EventRow)
+_PARTNERS = table_of(PartnerRow)
+_EPOCHS = table_of(EpochRow)
 
 # The statements of the booking path, built once (SQLAlchemy then reuses their compiled form
 # from its cache without rebuilding or re-keying them).
@@ -52,12 +65,11 @@ _INSERT_PARTNERS = insert(_PARTNERS)
 _INSERT_EPOCHS = insert(_EPOCHS)
 # Rows fetched per `IN (...)` query (well under SQLite's limit on bound parameters).
 _CHUNK = 500
-# The holder fields of each event kind that name a holder (what a booking will look up).
-_HOLDER_REFS = {
-    "register": ("member", "referrer"), "set_role": ("member",), "buy_pack": ("member",),
-    "open_store": ("merchant", "owner", "referrer"), "deposit": ("merchant",), "order": ("buyer", "merchant"),
-    "transfer": ("from_holder", "to_holder"), "payout": ("holder",), "redeem": ("holder",),
-}
+# The fields of each event kind that name a holder (what a booking will look up): those
+# written under a metadata key that names a holder (`state.HOLDER_KEYS`).
+_HOLDER_REFS = {kind: refs for kind, refs in (
+    (kind, tuple(name for name, (key, *_spec) in cls.FIELDS.items() if key in HOLDER_KEYS))
+    for kind, cls in EVENT_TYPES.items()) if refs}
 # How far up the referral chains of an order's buyer holders are fetched ahead (the rules'
 # walk reads further ones one by one).
 _PREFETCH_ANCESTORS = 64
@@ -74,8 +86,6 @@ def safe_url(url: str) -> str:
 
     SQLAlchemy's `render_as_string(hide_password=True)`, plus any `...password...=` query
     parameter; a string SQLAlchemy cannot parse is masked by pattern instead."""
-    from sqlalchemy.engine import make_url
-
     try:
         shown = make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001  (never echo what could not be parsed: any `x:y@` is masked)
@@ -102,8 +112,6 @@ def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (None: another database, or SQLite in memory)."""
     if not url.startswith("sqlite"):
         return None
-    from sqlalchemy.engine import make_url
-
     name = make_url(url).database
     if not name or name == ":memory:" or name.startswith("file:"):
         return None
@@ -128,8 +136,6 @@ def make_engine(url: str, create: bool = False) -> Engine:
         if not create:
             raise NoDatabase(f"no database found at {path}: name the books' database with --db URL or $DATABASE_URL",
                              path)
-        from ..journal import make_private_dirs, private_file
-
         make_private_dirs(path.parent)
         private_file(path)  # SQLite gives its -wal, -shm and -journal files the same mode
     if url.startswith("sqlite"):
@@ -154,8 +160,6 @@ def make_engine(url: str, create: bool = False) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     """Create the tables at the newest Alembic revision and stamp it."""
-    from .migrate import upgrade
-
     upgrade(engine)
 
 
@@ -167,8 +171,8 @@ def _holder(row: HolderRow) -> Holder:
     return Holder(**{name: getattr(row, name) for name in _HOLDER_FIELDS})
 
 
-_LEDGER = LedgerRow.__table__
-_BALANCES = BalanceRow.__table__
+_LEDGER = table_of(LedgerRow)
+_BALANCES = table_of(BalanceRow)
 _LEDGER_ROW = select(_LEDGER).where(_LEDGER.c.id == 1)
 _ALL_BALANCES = select(_BALANCES.c.account, _BALANCES.c.amount)
 _POSITION = ("open_day", "value", "seq", "head", "epoch", "sv_index", "sp_index", "total_shares")
@@ -178,12 +182,12 @@ _UPDATE_BALANCES = update(_BALANCES).where(_BALANCES.c.account == bindparam("b_a
 _INSERT_BALANCES = insert(_BALANCES)
 
 
-def load_globals(session: Session) -> Globals | None:
+def load_globals(session: Session) -> Globals:
     """The platform-wide position (Core statements: this runs on every booking)."""
     connection = session.connection()
     row = connection.execute(_LEDGER_ROW).first()
     if row is None:
-        return None
+        raise LookupError("no books in this database (no ledger row)")
     balances = {account: amount for account, amount in connection.execute(_ALL_BALANCES)}
     return Globals(
         genesis_day=row.genesis_day, open_day=row.open_day, value=row.value, seq=row.seq,
@@ -244,30 +248,12 @@ class DbReader:
 
     def prefetch(self, events) -> None:
         """Read ahead what booking `events` (in order) will look up; see the class's docstring."""
-        holder_ids: set[str] = set()
-        buyers: set[str] = set()
-        order_ids: list[str] = []
-        payout_ids: list[str] = []
-        for event in events:
-            kind = event.kind
-            # (the events are not validated yet: only strings are looked up, and a lookup
-            # ahead of time decides nothing; the rules look up every row they need)
-            for name in _HOLDER_REFS.get(kind, ()):
-                value = getattr(event, name, None)
-                if isinstance(value, str):
-                    holder_ids.add(value)
-            if kind == "order":
-                if isinstance(event.order_id, str):
-                    order_ids.append(event.order_id)
-                if isinstance(event.buyer, str):
-                    buyers.add(event.buyer)
-            elif kind in ("payout_settle", "payout_cancel") and isinstance(event.payout, str):
-                payout_ids.append(event.payout)
+        holder_ids, buyers, order_ids, payout_ids = _looked_up(events)
         connection = self.session.connection()
         found = self._fetch_holders(connection, holder_ids)
         # the referral chains the order rules walk, and the stores' referrers
         wanted = {h.store_referrer for h in found.values() if h is not None and h.store_referrer}
-        frontier = {found[b].referrer for b in buyers if found.get(b) is not None and found[b].referrer}
+        frontier = {h.referrer for h in (found.get(b) for b in buyers) if h is not None and h.referrer}
         for _ in range(_PREFETCH_ANCESTORS):
             frontier -= self._holders.keys()
             if not frontier:
@@ -275,11 +261,12 @@ class DbReader:
             step = self._fetch_holders(connection, frontier)
             frontier = {h.referrer for h in step.values() if h is not None and h.referrer}
         self._fetch_holders(connection, wanted - self._holders.keys())
-        for chunk in _chunks(sorted(set(order_ids))):
-            known = dict(connection.execute(_ORDER_EVENTS_IN, {"order_ids": chunk}).all())
+        for chunk in _chunks(sorted(order_ids)):
+            known: dict[str, str] = {row.order_id: row.id
+                                     for row in connection.execute(_ORDER_EVENTS_IN, {"order_ids": chunk})}
             for order_id in chunk:
                 self._orders[order_id] = known.get(order_id)
-        for chunk in _chunks(sorted(set(payout_ids))):
+        for chunk in _chunks(sorted(payout_ids)):
             rows = {row.id: Payout(**row._mapping) for row in connection.execute(_PAYOUTS_BY_IDS, {"ids": chunk})}
             for payout_id in chunk:
                 self._payouts[payout_id] = rows.get(payout_id)
@@ -311,9 +298,32 @@ class DbReader:
     def put_event_record(self, record): raise AssertionError("read-only")  # pragma: no cover
 
 
-def parse_entry_text(text: str):
-    from beancount.parser import parser
+def _looked_up(events) -> tuple[set[str], set[str], set[str], set[str]]:
+    """The ids booking `events` will look up: (holders, the buyers of orders, order ids, payout ids).
 
+    The events are not validated yet: only strings are looked up, and a lookup ahead of time
+    decides nothing (the rules look up every row they need)."""
+    holder_ids: set[str] = set()
+    buyers: set[str] = set()
+    order_ids: set[str] = set()
+    payout_ids: set[str] = set()
+    for ev in events:
+        kind = ev.kind
+        for name in _HOLDER_REFS.get(kind, ()):
+            value = getattr(ev, name, None)
+            if isinstance(value, str):
+                holder_ids.add(value)
+        if kind == EventKind.ORDER:
+            if isinstance(ev.order_id, str):
+                order_ids.add(ev.order_id)
+            if isinstance(ev.buyer, str):
+                buyers.add(ev.buyer)
+        elif kind in (EventKind.PAYOUT_SETTLE, EventKind.PAYOUT_CANCEL) and isinstance(ev.payout, str):
+            payout_ids.add(ev.payout)
+    return holder_ids, buyers, order_ids, payout_ids
+
+
+def parse_entry_text(text: str):
     directives, errors, _ = parser.parse_string(text)
     assert not errors and len(directives) == 1, (errors, text)
     return from_beancount(directives[0])
@@ -323,21 +333,35 @@ def _chunks(items: list) -> list[list]:
     return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
-def persist(session: Session, overlay: Overlay, new_rows: list[dict]) -> None:
-    """Write an overlay's changes and the new event rows into the session (not committed)."""
-    g = overlay.g
+def persist(session: Session, changes: ChangeSet, new_rows: list[dict]) -> None:
+    """Write a change set, the new event rows and the rows of the days it closed into the
+    session (not committed)."""
+    g = changes.g
     connection = session.connection()
     connection.execute(_UPDATE_LEDGER, {name: getattr(g, name) for name in _POSITION})
-    base_balances = overlay.base.g.balances
-    changed = [{"b_account": a, "amount": v} for a, v in g.balances.items() if a in base_balances and base_balances[a] != v]
-    added = [{"account": a, "amount": v} for a, v in g.balances.items() if a not in base_balances]
-    if changed:
-        connection.execute(_UPDATE_BALANCES, changed)
-    if added:
-        connection.execute(_INSERT_BALANCES, added)
+    if changes.changed_balances:
+        connection.execute(_UPDATE_BALANCES, [{"b_account": a, "amount": v}
+                                              for a, v in changes.changed_balances.items()])
+    if changes.added_balances:
+        connection.execute(_INSERT_BALANCES, [{"account": a, "amount": v} for a, v in changes.added_balances.items()])
+    _persist_holders(connection, changes)
+    if changes.partners:
+        connection.execute(_INSERT_PARTNERS, [{"region": region, "holder": holder_id}
+                                              for region, holder_id in changes.partners.items()])
+    if changes.epochs:
+        connection.execute(_INSERT_EPOCHS, [{"number": e.number, "sp_index_end": e.sp_index_end, "factor": e.factor}
+                                            for e in changes.epochs.values()])
+    if changes.payouts:
+        _persist_payouts(connection, changes.payouts)
+    _persist_events(connection, changes, new_rows)
+    if changes.closed_days:
+        _persist_days(session, changes.closed_days)
+
+
+def _persist_holders(connection, changes: ChangeSet) -> None:
     new_holders, changed_holders = [], []
-    new_ids = overlay._new_holders
-    for holder_id, holder in overlay._holders.items():
+    new_ids = changes.new_holders
+    for holder_id, holder in changes.holders.items():
         if holder is None:
             continue
         if holder_id in new_ids:
@@ -350,32 +374,14 @@ def persist(session: Session, overlay: Overlay, new_rows: list[dict]) -> None:
         connection.execute(_INSERT_HOLDERS, new_holders)
     if changed_holders:
         connection.execute(_UPDATE_HOLDERS, changed_holders)
-    if overlay._partners:
-        connection.execute(_INSERT_PARTNERS, [{"region": region, "holder": holder_id}
-                                              for region, holder_id in overlay._partners.items()])
-    if overlay._epochs:
-        connection.execute(_INSERT_EPOCHS, [{"number": e.number, "sp_index_end": e.sp_index_end, "factor": e.factor}
-                                            for e in overlay._epochs.values()])
-    if overlay._payouts:
-        stored: set[str] = set()
-        for chunk in _chunks(sorted(overlay._payouts)):
-            stored.update(connection.execute(_PAYOUT_IDS_IN, {"ids": chunk}).scalars())
-        added_payouts, changed_payouts = [], []
-        for payout in overlay._payouts.values():
-            values = {n: getattr(payout, n) for n in _PAYOUT_FIELDS}
-            if payout.id in stored:
-                values["b_id"] = values.pop("id")
-                changed_payouts.append(values)
-            else:
-                added_payouts.append(values)
-        if added_payouts:
-            connection.execute(_INSERT_PAYOUTS, added_payouts)
-        if changed_payouts:
-            connection.execute(_UPDATE_PAYOUTS, changed_payouts)
+
+
+def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> None:
+    """The new event rows (with their order ids and reversibility), and `reversed_by` on older ones."""
     by_id = {row["id"]: row for row in new_rows}
-    for order_id, event_id in overlay._orders.items():
+    for order_id, event_id in changes.orders.items():
         by_id[event_id]["order_id"] = order_id
-    for record in overlay._records.values():
+    for record in changes.records.values():
         if record.id in by_id:
             by_id[record.id]["reversible"] = True
             by_id[record.id]["reversed_by"] = record.reversed_by
@@ -383,6 +389,41 @@ def persist(session: Session, overlay: Overlay, new_rows: list[dict]) -> None:
             connection.execute(update(_EVENTS).where(_EVENTS.c.id == record.id).values(reversed_by=record.reversed_by))
     if new_rows:
         connection.execute(_INSERT_EVENTS, new_rows)
+
+
+def _persist_payouts(connection, payouts: Mapping[str, Payout]) -> None:
+    stored: set[str] = set()
+    for chunk in _chunks(sorted(payouts)):
+        stored.update(connection.execute(_PAYOUT_IDS_IN, {"ids": chunk}).scalars())
+    added_payouts, changed_payouts = [], []
+    for payout in payouts.values():
+        values = {n: getattr(payout, n) for n in _PAYOUT_FIELDS}
+        if payout.id in stored:
+            values["b_id"] = values.pop("id")
+            changed_payouts.append(values)
+        else:
+            added_payouts.append(values)
+    if added_payouts:
+        connection.execute(_INSERT_PAYOUTS, added_payouts)
+    if changed_payouts:
+        connection.execute(_UPDATE_PAYOUTS, changed_payouts)
+
+
+def _persist_days(session: Session, closed_days: tuple[ClosedDay, ...]) -> None:
+    """A row per day closed: its entries run from the day before's last entry + 1 to its release."""
+    session.flush()
+    previous_last: int | None = None
+    for closed in closed_days:
+        day = closed.day
+        if previous_last is None:  # the day before's last entry (none before the genesis day)
+            before = session.get(DayRow, day - timedelta(days=1))
+            previous_last = before.last_seq if before is not None else 0
+        first, last = previous_last + 1, closed.last_seq
+        session.add(DayRow(
+            day=day, file=closed.file, first_seq=first, last_seq=last, events=last - first + 1,
+            closing_hash=closed.closing_hash, value=closed.value, supply_json=json.dumps(dict(closed.supply)),
+        ))
+        previous_last = last
 
 
 def ledger_row(g: Globals, rules_json: str) -> LedgerRow:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,6 +62,4 @@ def revoke(session: Session, key_id: str) -> bool:
 
 def _utcnow() -> datetime:
     """Naive UTC now, as stored in the database's DateTime columns."""
-    from datetime import timezone
-
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -21,15 +23,14 @@ def config() -> Config:
 @lru_cache(maxsize=1)
 def head() -> str:
     """The newest revision of the migrations (read once per process)."""
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(config()).get_current_head()
+    revision = ScriptDirectory.from_config(config()).get_current_head()
+    if revision is None:
+        raise RuntimeError(f"no migration in {MIGRATIONS}")
+    return revision
 
 
 def current(engine: Engine) -> str | None:
     """The revision the database stands at (None: never stamped)."""
-    from alembic.migration import MigrationContext
-
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 

@@ -6,8 +6,9 @@ from ledger_service.store.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only `alembic` on the command line
-    from sqlalchemy import create_engine
     import os
+
+    from sqlalchemy import create_engine
 
     connection = create_engine(os.environ["DATABASE_URL"]).connect()
 

@@ -11,9 +11,8 @@ id: ids are 12 hex digits), which the engine still consults for any key, as befo
 Downgrade keeps, of each key, its oldest row.
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0002'
 down_revision = '0001'

@@ -12,38 +12,69 @@ small SQLite file derived from the journal alone:
       payouts    every payout and its status
       events     holder -> (day, event id, kind, journal file, line), in journal order
 
-It is extended as days close (`ledger_tier.update` feeds it each closed day's entries) by
-folding them with `apply.apply_entry` — the same function the engine and `verify` use, so a
-holder's figures here are the ones an auditor's replay gives. `verify` checks it: when its
-replay reaches the index's seq it compares the position, every holder and a digest of the
-event rows (`IndexCheck`). The index keeps no reversal records (they grow with events and
-the page does not need them); `apply` marks reversals on a throwaway record.
+It is a derived view (`views.base`): extended as days close (`views.update` feeds its
+`updater()` each closed day's entries) by folding them with `apply.apply_entry` — the same
+function the engine and `verify` use, so a holder's figures here are the ones an auditor's
+replay gives. `verify` checks it (`checker()`, an `IndexCheck`): when its replay reaches
+the index's seq it compares the position, every holder and a digest of the event rows;
+`compare()` does the same on its own fold of the journal. The index keeps no reversal
+records (they grow with events and the page does not need them); `apply` marks reversals on
+a throwaway record.
 
-Limits: one writer at a time (the ledger tier's lock); readers see whole days only (one
-SQLite transaction per update).
+Readers (the Holder page): `Reader` (the index as written) and `since_index()`, the entries
+booked past the index folded on top of it — a holder as of the journal's head.
+
+Limits: one writer at a time (the views' lock); readers see whole days only (one SQLite
+transaction per update).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import fields
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from sqlalchemy import (Boolean, Column, Date, Engine, Index, Integer, MetaData, String, Table, Text, bindparam,
-                        create_engine, event, func, insert, select, update)
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 
-from .apply import apply_entry
-from .entries import Entry, Transaction, from_beancount
-from .state import EventRecord, Epoch, Globals, Holder, Payout
-from .store.models import DecimalText
+from ..amounts import fmt
+from ..apply import apply_entry
+from ..config import ConfigError, Params
+from ..entries import Entry, Transaction, from_beancount
+from ..faults import Fault
+from ..journal import Books, DayFile, day_files, journal_directives, make_private_dirs, private_file, relative
+from ..reports import genesis_globals
+from ..rules.events import EventKind
+from ..state import HOLDER_KEYS, Epoch, EventRecord, Globals, Holder, MemoryState, Payout, State
+from ..store.models import DecimalText
+from ..subledger import balance
+from .base import LEDGER_DIR, Check, Update, ViewError
 
 INDEX_NAME = "holders.sqlite"
-# Entry metadata naming a holder: the entry is one of that holder's events.
-HOLDER_KEYS = ("member", "buyer", "merchant", "holder", "from", "to", "owner", "referrer")
 # Rows written per statement (a limit on one executemany's memory), holders read per statement.
 WRITE_BATCH = 10_000
 PREFETCH_BATCH = 500
@@ -107,22 +138,21 @@ EVENTS = Table(
 _HOLDER_BY_ID = select(HOLDERS).where(HOLDERS.c.id == bindparam("id"))
 
 
-class HolderIndexError(Exception):
+class HolderIndexError(ViewError):
     """The journal cannot be folded into the index (a gap, or an entry apply refuses)."""
 
 
 def index_path(books_root: Path | str) -> Path:
-    from .ledger_tier import LEDGER_DIR
-
     return Path(books_root) / LEDGER_DIR / INDEX_NAME
 
 
-def open_engine(path: Path, create: bool = False) -> Engine | None:
-    """A SQLAlchemy engine on the index file (None: no index and `create` is false)."""
-    if not create and not path.is_file():
-        return None
-    from .journal import make_private_dirs, private_file
+def open_engine(path: Path) -> Engine | None:
+    """A SQLAlchemy engine on the index file (None: no index)."""
+    return _engine(path, create=False) if path.is_file() else None
 
+
+def _engine(path: Path, create: bool) -> Engine:
+    """A SQLAlchemy engine on the index file, the file and its tables created if `create`."""
     make_private_dirs(path.parent)
     if not path.exists():
         private_file(path)  # 0600 (SQLite gives its -wal and -shm files the same mode)
@@ -269,6 +299,10 @@ class IndexState:
     def put_event_record(self, record: EventRecord) -> None:
         pass
 
+    def read(self) -> tuple[dict[str, Holder], dict[int, Epoch]]:
+        """The holders and epochs read or changed since the last `flush` (nothing written)."""
+        return dict(self._holders), dict(self._epochs)
+
     def flush(self) -> None:
         """Write the changed holders, epochs and payouts (in the caller's transaction)."""
         c = self.connection
@@ -298,16 +332,11 @@ class IndexState:
 
 def _genesis_globals(entry: Transaction) -> Globals:
     """The position before genesis is applied, as `audit.replay.Replay` starts it."""
-    from . import rules
-    from .amounts import ZERO
-    from .config import ConfigError, Params
-
     try:
         params = Params.from_meta(dict(entry.meta))
     except ConfigError as exc:
         raise HolderIndexError(f"the rules fixed at genesis are unreadable: {exc}") from exc
-    day = entry.date
-    return Globals(genesis_day=day, open_day=day, value=rules.value_of(Globals(day, day, ZERO), params))
+    return genesis_globals(entry.date, params)
 
 
 def _values(obj: Any, names: list[str]) -> dict:
@@ -330,8 +359,6 @@ def _globals(row) -> Globals:
 
 
 def _position_values(g: Globals, closed_day: date, journal: str) -> dict:
-    from .amounts import fmt
-
     return {"id": 1, "seq": g.seq, "head": g.head, "closed_day": closed_day, "journal": journal,
             "genesis_day": g.genesis_day, "open_day": g.open_day, "value": g.value, "epoch": g.epoch,
             "sv_index": g.sv_index, "sp_index": g.sp_index, "total_shares": g.total_shares,
@@ -368,7 +395,7 @@ class Writer:
     def __init__(self, books_root: Path | str, rebuild: bool = False) -> None:
         if rebuild:
             delete_index(books_root)
-        self.engine = open_engine(index_path(books_root), create=True)
+        self.engine = _engine(index_path(books_root), create=True)
         self.connection = self.engine.connect()
         self.transaction = self.connection.begin()
         self.position = read_position(self.connection)
@@ -390,7 +417,7 @@ class Writer:
         pairs = [(d, e) for d, e in ((d, from_beancount(d)) for d in directives) if e is not None]
         if self.state is None:
             first = pairs[0][1] if pairs else None
-            if not (isinstance(first, Transaction) and first.kind == "genesis"):
+            if not (isinstance(first, Transaction) and first.kind == EventKind.GENESIS):
                 raise HolderIndexError(f"{journal}: the journal must open with the genesis entry")
             self.state = IndexState(self.connection, _genesis_globals(first))
         self.state.prefetch(h for _d, e in pairs for h in holders_of(e))
@@ -406,11 +433,12 @@ class Writer:
                                        f"({type(exc).__name__}: {exc})") from exc
             rows += event_rows(entry, entry.date, journal, int(directive.meta.get("lineno", 0)))
             last_kind = entry.kind if isinstance(entry, Transaction) else "price"
-        if last_kind != "release":
+        if last_kind != EventKind.RELEASE:
             raise HolderIndexError(f"{journal}: the day is not closed (its last entry is not its release)")
         self.state.flush()
         for chunk in _chunks(rows):
-            self.connection.execute(insert(EVENTS), [dict(zip(("holder", "day", "event", "kind", "file", "line"), r))
+            self.connection.execute(insert(EVENTS), [dict(zip(("holder", "day", "event", "kind", "file", "line"), r,
+                                                              strict=True))
                                                      for r in chunk])
         values = _position_values(self.state.g, day, journal)
         if self.position is None:
@@ -429,7 +457,7 @@ class Writer:
         self.connection.close()
         self.engine.dispose()
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -445,6 +473,7 @@ class Reader:
     """Read-only access for the Holder page (one per request; cheap to open)."""
 
     def __init__(self, books_root: Path | str) -> None:
+        self.root = Path(books_root)
         self.engine = open_engine(index_path(books_root))
         self.connection = self.engine.connect() if self.engine is not None else None
         self.position = read_position(self.connection) if self.connection is not None else None
@@ -453,23 +482,29 @@ class Reader:
     def exists(self) -> bool:
         return self.position is not None
 
+    def _connection(self) -> Connection:
+        if self.connection is None:
+            raise HolderIndexError(f"no holder index at {index_path(self.root)}")
+        return self.connection
+
     def state(self) -> IndexState:
-        assert self.position is not None
-        return IndexState(self.connection, self.position.g.copy())
+        if self.position is None:
+            raise HolderIndexError(f"no holder index at {index_path(self.root)}")
+        return IndexState(self._connection(), self.position.g.copy())
 
     def event_count(self, holder_id: str) -> int:
-        return int(self.connection.execute(
+        return int(self._connection().execute(
             select(func.count()).select_from(EVENTS).where(EVENTS.c.holder == holder_id)).scalar() or 0)
 
     def events(self, holder_id: str, offset: int, limit: int) -> list[tuple]:
         """The holder's events, newest first: (day, event, kind, file, line)."""
-        rows = self.connection.execute(
+        rows = self._connection().execute(
             select(EVENTS.c.day, EVENTS.c.event, EVENTS.c.kind, EVENTS.c.file, EVENTS.c.line)
             .where(EVENTS.c.holder == holder_id).order_by(EVENTS.c.id.desc()).offset(offset).limit(limit))
         return [(r.day.isoformat(), r.event, r.kind, r.file, r.line) for r in rows]
 
     def holder_count(self) -> int:
-        return int(self.connection.execute(select(func.count()).select_from(HOLDERS)).scalar() or 0)
+        return int(self._connection().execute(select(func.count()).select_from(HOLDERS)).scalar() or 0)
 
     def close(self) -> None:
         if self.connection is not None:
@@ -477,7 +512,7 @@ class Reader:
         if self.engine is not None:
             self.engine.dispose()
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *_exc) -> None:
@@ -488,18 +523,21 @@ class Reader:
 
 
 class IndexCheck:
-    """Compares the index with `verify`'s replay as the journal streams by.
+    """Compares the index with a fold of the journal as it streams by (a `Check`).
 
         check = IndexCheck(books_root)          # reads the index's position, if any
-        for each directive: replay.feed(directive); check.after(directive, replay)
-        faults = check.finish(replay)
+        for each directive: replay.feed(directive); check.feed(path, directive, replay.entry, replay.state)
+        faults = check.finish()
+
+    `state`: the position after the entry (`verify`'s replay, or `Fold` in `compare`).
     """
 
     MAX_FAULTS = 100
 
     def __init__(self, books_root: Path | str) -> None:
+        self.root = Path(books_root)
         self.path = index_path(books_root)
-        self.faults: list = []
+        self.faults: list[Fault] = []
         self.target: Position | None = None
         self.digest = hashlib.sha256()
         self.compared = False
@@ -513,32 +551,29 @@ class IndexCheck:
                     self._fault("-", "index.unreadable", f"{type(exc).__name__}: {exc}")
 
     def _fault(self, event_id: str, rule: str, message: str) -> None:
-        from .audit.replay import Fault
-
         if len(self.faults) < self.MAX_FAULTS:
             self.faults.append(Fault(str(self.path), 0, event_id, rule, message))
 
-    def after(self, directive: Any, replay: Any) -> None:
-        """Called after `replay` was fed `directive` (reads the entry it converted, `replay.entry`)."""
+    def feed(self, path: Path, directive: Any, entry: Entry | None, state: State | None) -> None:
+        """Called after the fold was fed `directive` (`entry`: its conversion, `state`: the position after it)."""
+        if entry is None:  # not an entry of the chain
+            return
         meta = directive.meta
-        if meta.get("kind") == "release":
+        if meta.get("kind") == EventKind.RELEASE:
             self.last_release = int(meta.get("seq") or 0)
         if self.target is None or self.compared:
             return
-        entry = replay.entry  # the replay has just converted this directive
-        if entry is None:
-            return
-        journal = _relative_journal(directive)
+        journal = relative(self.root, path)
         for row in event_rows(entry, entry.date, journal, int(meta.get("lineno", 0))):
             self.digest.update(row_digest_line(row))
-        if replay.state is not None and replay.state.g.seq == self.target.seq:
-            self._compare(replay.state)
+        if state is not None and state.g.seq == self.target.seq:
+            self._compare(state)
             self.compared = True
 
-    def _compare(self, state) -> None:
-        from .subledger import balance
-
-        target = self.target
+    def _compare(self, state: Any) -> None:
+        target, engine = self.target, self.engine
+        if target is None or engine is None:
+            return
         g = state.g
         if target.head != g.head:
             self._fault("-", "index.head", f"index stands at seq {target.seq} {target.head}; the journal's entry "
@@ -546,8 +581,9 @@ class IndexCheck:
             return
         for name in ("open_day", "value", "epoch", "sv_index", "sp_index", "total_shares", "balances"):
             if getattr(target.g, name) != getattr(g, name):
-                self._fault("-", "index.position", f"{name}: index {getattr(target.g, name)}, journal {getattr(g, name)}")
-        with self.engine.connect() as c:
+                self._fault("-", "index.position",
+                            f"{name}: index {getattr(target.g, name)}, journal {getattr(g, name)}")
+        with engine.connect() as c:
             index_state = IndexState(c, target.g)
             seen = 0
             for row in c.execute(select(HOLDERS)).yield_per(10_000):
@@ -570,7 +606,7 @@ class IndexCheck:
             if digest.hexdigest() != self.digest.hexdigest():
                 self._fault("-", "index.events", "the holders' event rows differ from the journal's entries")
 
-    def finish(self) -> list:
+    def finish(self) -> list[Fault]:
         if self.engine is not None:
             self.engine.dispose()
         if self.target is None:
@@ -581,13 +617,6 @@ class IndexCheck:
             self._fault("-", "index.lags", f"index stands at seq {self.target.seq} ({self.target.closed_day}); the "
                                            f"journal's last closed day ends at seq {self.last_release}")
         return self.faults
-
-
-def _relative_journal(directive: Any) -> str:
-    filename = str(directive.meta.get("filename", ""))
-    marker = "/journal/"
-    at = filename.rfind(marker)
-    return filename[at + 1:] if at >= 0 else filename
 
 
 def _attrs(holder: Holder) -> tuple:
@@ -602,3 +631,134 @@ def delete_index(books_root: Path | str) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
 
 
+# -- the view's interface (`views.base`) --------------------------------------------------------------
+
+
+class _IndexUpdate:
+    """Folds the closed days past the index's position in (one SQLite transaction)."""
+
+    def __init__(self, root: Path, rebuild: bool) -> None:
+        self.root = root
+        self.writer = Writer(root, rebuild=rebuild)
+
+    def wants(self, day: DayFile) -> bool:
+        return self.writer.wants(day.day)
+
+    def add(self, day: DayFile) -> None:
+        if day.closed:
+            self.writer.feed_day(day.relpath, day.day, day.directives())
+
+    def finish(self, days: Sequence[DayFile]) -> list[str]:
+        if not self.writer.days:
+            return []
+        self.writer.commit()
+        return [relative(self.root, index_path(self.root))]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def updater(books_root: Path, rebuild: bool = False) -> Update:
+    """The index's update (see `views.update`, which holds the locks and feeds it the days)."""
+    return _IndexUpdate(Path(books_root), rebuild)
+
+
+def checker(books_root: Path) -> Check:
+    return IndexCheck(books_root)
+
+
+class Fold:
+    """The position the journal's entries give, folded with `apply_entry` (the rules are not
+    checked here: that is the replay's). `state` is None before genesis and once an entry
+    cannot be applied."""
+
+    def __init__(self) -> None:
+        self.state: MemoryState | None = None
+        self.broken = False
+
+    def apply(self, entry: Entry | None) -> MemoryState | None:
+        if entry is None or self.broken:
+            return self.state
+        try:
+            if self.state is None:
+                if not (isinstance(entry, Transaction) and entry.kind == EventKind.GENESIS):
+                    raise HolderIndexError("the journal must open with the genesis entry")
+                self.state = MemoryState(_genesis_globals(entry))
+            apply_entry(self.state, entry)
+        except (HolderIndexError, AssertionError, KeyError, ValueError, TypeError, AttributeError):
+            self.broken, self.state = True, None
+        return self.state
+
+
+def compare(books_root: Path | str) -> list[Fault]:
+    """The index against a fold of the journal (what `verify` does on its replay)."""
+    root = Path(books_root)
+    check, fold = IndexCheck(root), Fold()
+    for path, directive, _errors in journal_directives(Books(root)):
+        if directive is not None:
+            entry = from_beancount(directive)
+            check.feed(path, directive, entry, fold.apply(entry))
+    return check.finish()
+
+
+# -- a holder as of the journal's head: the index and the entries booked since ---------------------------
+
+
+@dataclass
+class Since:
+    """What the journal holds past the index, folded on top of it."""
+
+    head: str  # the journal's head this covers
+    index_seq: int
+    index_day: date
+    entries: int  # entries applied past the index
+    g: Globals  # the position at the head
+    holders: dict[str, Holder]  # the holders those entries read or touched
+    epochs: dict[int, Epoch]  # epochs read or closed past the index
+    recent: dict[str, list[tuple]]  # holder id -> [(day, event, kind, file, line)] in journal order
+    built_s: float
+
+
+def since_index(books_root: Path | str, head: str) -> Since | None:
+    """The entries booked past the index's last closed day, applied on the index (nothing is
+    written); None when there is no index. `head`: the journal's head hash it is read at."""
+    started = time.monotonic()
+    root = Path(books_root)
+    with Reader(root) as reader:
+        position = reader.position
+        if position is None:
+            return None
+        state = reader.state()
+        recent: dict[str, list[tuple]] = {}
+        applied = 0
+        for day in day_files(Books(root)):
+            if day.day <= position.closed_day:
+                continue
+            for directive in day.directives():
+                entry = from_beancount(directive)
+                if entry is None or int(entry.get("seq") or 0) <= state.g.seq:
+                    continue
+                apply_entry(state, entry)
+                applied += 1
+                for row in event_rows(entry, entry.date, day.relpath, int(directive.meta.get("lineno", 0))):
+                    recent.setdefault(row[0], []).append((row[1].isoformat(), *row[2:]))
+        holders, epochs = state.read()
+        return Since(head, position.seq, position.closed_day, applied, state.g, holders, epochs, recent,
+                     time.monotonic() - started)
+
+
+class AtHead:
+    """The index's position with what was booked since on top (read-only; what `balance` reads)."""
+
+    def __init__(self, index_state: IndexState, since: Since) -> None:
+        self.index_state = index_state
+        self.since = since
+        self.g = since.g
+
+    def holder(self, holder_id: str) -> Holder | None:
+        found = self.since.holders.get(holder_id)
+        return found if found is not None else self.index_state.holder(holder_id)
+
+    def epoch(self, number: int) -> Epoch:
+        found = self.since.epochs.get(number)
+        return found if found is not None else self.index_state.epoch(number)

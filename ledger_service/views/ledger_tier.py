@@ -14,11 +14,12 @@ Beancount reloads whole files and Fava's account page is not paginated, so the j
 
 A day is summarised once it is **closed** (its journal file ends with the day's release).
 The open day contributes only its `price` (written by the previous close, final). Everything
-is a pure function of the journal: `update()` (called as days close) extends the ledger
-incrementally, `check()` (and `LedgerRebuild`, fed by `verify` as it streams the journal)
-rebuilds it from scratch in memory and reports every ledger entry that differs, with its
-file and line and the journal day it cites. The ledger declares no plugin (it has no chain):
-`bean-check ledger/main.beancount` passes on its own.
+is a pure function of the journal: the view's `updater()` (fed by `views.update` as days
+close) extends the ledger incrementally, `compare()` (and `LedgerRebuild`, the `checker()`
+`verify` feeds as it streams the journal) rebuilds it from scratch in memory and reports
+every ledger entry that differs, with its file and line and the journal day it cites.
+Fava is launched on it by `fava_app.fava_main` (`ledger_file` names the file it opens). The
+ledger declares no plugin (it has no chain): `bean-check ledger/main.beancount` passes on its own.
 
 Opening balances: balance-sheet accounts (assets, liabilities, equity) carry their
 balances; income accounts start the period at zero and their earlier balance is carried in
@@ -30,21 +31,34 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from . import accounts, holder_index
-from .amounts import COMMODITIES, EXACT_CONTEXT, ZERO
-from .audit.replay import Fault
-from .entries import Entry, Posting, Price, Transaction, from_beancount, render
-from .journal import Books, file_lock, make_private_dirs, write_private
+from beancount.core import data
 
-LEDGER_DIR = "ledger"
+from .. import accounts
+from ..amounts import COMMODITIES, EXACT_CONTEXT, ZERO
+from ..entries import Entry, Posting, Price, Transaction, from_beancount, render
+from ..faults import Fault
+from ..journal import (
+    Books,
+    DayFile,
+    day_of,
+    entry_meta,
+    journal_directives,
+    leading_entries,
+    make_private_dirs,
+    relative,
+    text_units,
+    write_private,
+)
+from ..rules.events import EventKind
+from .base import LEDGER_DIR, Check, Update
+
 LEDGER_MAIN = f"{LEDGER_DIR}/main.beancount"
 # The ledger declares no Fava `import-config` (issue 10): Fava is read-only, and its extract
 # endpoint read any file the client named. Imports go through `ledger-service reconcile` and
@@ -53,7 +67,6 @@ LEDGER_MAIN = f"{LEDGER_DIR}/main.beancount"
 IMPORT_CONFIG_NAME = "import_config.py"
 MONTHS_DIR = f"{LEDGER_DIR}/months"
 OPENINGS_DIR = f"{LEDGER_DIR}/openings"
-LOCK = ".lock"
 OPENING_ACCOUNT = "Equity:Opening-Balances"
 EXTENSION = "ledger_service.fava_ext"
 TITLE = "共享购 points ledger"
@@ -110,8 +123,6 @@ class DayAggregator:
 
     def feed(self, directive: Any) -> None:
         """A parsed Beancount directive (the fast path: transactions are summed as parsed)."""
-        from beancount.core import data
-
         if not isinstance(directive, data.Transaction):
             entry = from_beancount(directive)
             if entry is not None:
@@ -124,16 +135,17 @@ class DayAggregator:
         self.last_hash = str(meta.get("hash") or "")
         kind = meta.get("kind")
         kind = str(kind) if kind else "unknown"
-        if kind == "genesis" and self.genesis is None:
-            self.genesis = from_beancount(directive)
+        if kind == EventKind.GENESIS and self.genesis is None:
+            genesis = from_beancount(directive)
+            self.genesis = genesis if isinstance(genesis, Transaction) else None
         self.last_kind = kind
         self.counts[kind] = self.counts.get(kind, 0) + 1
         sums = self.sums.setdefault(kind, {})
         for p in directive.postings:
             units = p.units
-            number = units.number if units is not None else None
-            if not isinstance(number, Decimal) or not number.is_finite():
+            if units is None or not isinstance(units.number, Decimal) or not units.number.is_finite():
                 continue
+            number = units.number
             key = (p.account, units.currency)
             sums[key] = EXACT_CONTEXT.add(sums.get(key, ZERO), number)
 
@@ -147,7 +159,7 @@ class DayAggregator:
             self.last_kind = "price"
             return
         kind = entry.kind or "unknown"
-        if kind == "genesis" and self.genesis is None:
+        if kind == EventKind.GENESIS and self.genesis is None:
             self.genesis = entry
         self.last_kind = kind
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -161,7 +173,7 @@ class DayAggregator:
     @property
     def closed(self) -> bool:
         """A day is closed once its file ends with its release."""
-        return self.last_kind == "release"
+        return self.last_kind == EventKind.RELEASE
 
     def price_entries(self) -> list[Price]:
         out = []
@@ -171,8 +183,15 @@ class DayAggregator:
             out.append(Price(price.date, price.number, tuple((k, v) for k, v in meta if v is not None)))
         return out
 
+    @property
+    def the_day(self) -> date:
+        """The business day summed (known once a directive was fed, or from the file's name)."""
+        if self.day is None:
+            raise ValueError(f"{self.journal}: no business day")
+        return self.day
+
     def summaries(self) -> list[Transaction]:
-        day = self.day
+        day = self.the_day
         out = []
         for kind, count in self.counts.items():
             postings = tuple(
@@ -205,17 +224,10 @@ def summarize_day(directives: Iterable[Any], journal_relpath: str) -> list[Entry
     """The ledger entries of one journal day file (pure): its price directive, then one summary
     transaction per event kind present that day (postings: the kind's per-account sums, zero sums
     omitted; metadata `kind`, `events`, `journal`, `closing_hash`)."""
-    agg = DayAggregator(journal_relpath, _day_of(journal_relpath))
+    agg = DayAggregator(journal_relpath, day_of(journal_relpath))
     for directive in directives:
         agg.feed(directive)
     return list(agg.price_entries()) + agg.summaries()
-
-
-def _day_of(relpath: str) -> date | None:
-    try:
-        return date.fromisoformat(Path(relpath).stem)
-    except ValueError:
-        return None
 
 
 # -- text -------------------------------------------------------------------------------
@@ -238,8 +250,8 @@ _POSTING = re.compile(r"^  ([A-Z][A-Za-z0-9:_-]*)  (-?[0-9]+(?:\.[0-9]+)?) ([A-Z
 
 def day_block(agg: DayAggregator) -> DayBlock:
     state = f"closed {agg.last_hash}" if agg.closed else "open"
-    text = f"; day {agg.day.isoformat()} {agg.journal} {state}\n" + "".join(render(e) for e in agg.ledger_entries())
-    return DayBlock(agg.day, agg.journal, agg.closed, agg.last_hash if agg.closed else "", text)
+    text = f"; day {agg.the_day.isoformat()} {agg.journal} {state}\n" + "".join(render(e) for e in agg.ledger_entries())
+    return DayBlock(agg.the_day, agg.journal, agg.closed, agg.last_hash if agg.closed else "", text)
 
 
 def _quote(text: str) -> str:
@@ -254,7 +266,7 @@ class Genesis:
     rules: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, entry: Transaction, journal: str) -> "Genesis":
+    def of(cls, entry: Transaction, journal: str) -> Genesis:
         rules = tuple((k, v) for k, v in entry.meta if k not in _CHAIN_META)
         return cls(entry.date, journal, entry.get("hash") or "", rules)
 
@@ -262,7 +274,8 @@ class Genesis:
 def header_text(genesis: Genesis, title: str) -> str:
     d = genesis.day.isoformat()
     lines = [
-        "; The ledger tier of the books: what Fava opens (`ledger-service fava`). Written by ledger-service; do not edit.",
+        "; The ledger tier of the books: what Fava opens (`ledger-service fava`). "
+        "Written by ledger-service; do not edit.",
         "; Derived from the journal (../main.beancount): per business day the day's price and one summary",
         "; transaction per event kind, citing the day's journal file and its closing hash. The journal stays",
         "; the audit trail; `ledger-service verify` rebuilds this ledger from it and reports any difference.",
@@ -337,7 +350,8 @@ def build_files(genesis: Genesis | None, blocks: list[DayBlock]) -> dict[str, st
         if index > 0 and last_closed is not None:
             entry = opening_entry(month, balances, last_closed)
             files[opening_file(month)] = (
-                f"; Opening balances of {month}: balance-sheet accounts at the close of {last_closed.day.isoformat()};\n"
+                f"; Opening balances of {month}: balance-sheet accounts at the close of "
+                f"{last_closed.day.isoformat()};\n"
                 f"; earlier income is carried in {OPENING_ACCOUNT}. Included by period-{month}.beancount only.\n\n"
                 + render(entry)
             )
@@ -353,85 +367,7 @@ def build_files(genesis: Genesis | None, blocks: list[DayBlock]) -> dict[str, st
     return files
 
 
-# -- reading journal files cheaply ----------------------------------------------------------
-
-_HEADER = re.compile(r'^(\d{4}-\d\d-\d\d) (?:price |[*!] "([^"\n]*)")', re.M)
-_ENTRY_META = re.compile(r'^  ([a-z][a-zA-Z0-9_-]*): "([^"\n]*)"$', re.M)
-
-
-def _entry_meta(block: str) -> dict[str, str]:
-    return {m.group(1): m.group(2) for m in _ENTRY_META.finditer(block)}
-
-
-def last_entry(path: Path) -> dict[str, str] | None:
-    """The metadata of the last entry of a journal file (its tail only is read)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return None
-    chunk = 8192
-    with open(path, "rb") as handle:
-        while True:
-            start = max(0, size - chunk)
-            handle.seek(start)
-            text = handle.read(size - start).decode("utf-8", errors="replace")
-            if start > 0:
-                text = text[text.find("\n") + 1:] if "\n" in text else ""
-            found = list(_HEADER.finditer(text))
-            if found:
-                block = text[found[-1].start():]
-                meta = _entry_meta(block)
-                meta.setdefault("kind", "price" if " price " in block.split("\n", 1)[0] else "")
-                return meta
-            if start == 0:
-                return None
-            chunk *= 8
-
-
-def journal_head(root: Path | str) -> dict[str, str]:
-    """The chain head: seq and hash of the last entry of the last journal file ({} for none)."""
-    files = Books(root).journal_files()
-    for path in reversed(files):
-        meta = last_entry(path)
-        if meta:
-            return {"seq": meta.get("seq", ""), "hash": meta.get("hash", ""), "file": str(path)}
-    return {}
-
-
-def _leading_entries(path: Path, limit: int = 1 << 16) -> list[Entry]:
-    """The genesis and price entries at the start of a journal file (its head only is read)."""
-    from beancount.parser import parser
-
-    with open(path, "rb") as handle:
-        data = handle.read(limit)
-    complete = len(data) < limit
-    text = data.decode("utf-8", errors="replace")
-    heads = list(_HEADER.finditer(text))
-    take = []
-    for i, head in enumerate(heads):
-        end = heads[i + 1].start() if i + 1 < len(heads) else (len(text) if complete else None)
-        if end is None:
-            break
-        block = text[head.start():end]
-        kind = _entry_meta(block).get("kind")
-        if kind not in ("genesis", "price"):
-            break
-        take.append(block)
-    if not take:
-        return []
-    directives, _errors, _options = parser.parse_string("".join(take))
-    directives.sort(key=lambda d: d.meta.get("lineno", 0))
-    return [e for e in (from_beancount(d) for d in directives) if e is not None]
-
-
 # -- update: extend the ledger as days close --------------------------------------------------
-
-
-def _relative(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.resolve().relative_to(root.resolve()).as_posix()
 
 
 def _existing_blocks(root: Path) -> dict[date, DayBlock]:
@@ -450,103 +386,56 @@ def _existing_blocks(root: Path) -> dict[date, DayBlock]:
     return out
 
 
-def _ledger_lock(root: Path):
-    """The ledger tier's own writer lock (BOOKS/ledger/.lock)."""
-    return file_lock(root / LEDGER_DIR / LOCK)
+class _LedgerUpdate:
+    """Summarises the days the ledger lacks (every day again on a rebuild) and rewrites its files.
 
-
-def update(books_root: Path | str, *, rebuild: bool = False, writer_locked: bool = False) -> list[str]:
-    """(Re)write the ledger files for every closed day not yet summarised; return the files written.
-
-    Deterministic and idempotent: the ledger is a function of the journal's closed days (and
-    the open day's price). Each file is written to a temporary file and renamed into place,
-    and only when its text changes. Which days are closed is read under the books' writer
-    lock (a day being closed by another process is never read half-written); pass
-    `writer_locked=True` when the caller already holds it. `rebuild=True` ignores what the
-    ledger already holds and summarises every day again.
+    A closed day is summarised from its parsed directives; an open one contributes its price
+    (read from the head of its file). Each file is written to a temporary file and renamed
+    into place, and only when its text changes.
     """
-    root = Path(books_root)
-    books = Books(root)
-    if not books.exists():
-        raise FileNotFoundError(f"no books at {root}")
-    with _ledger_lock(root):
-        existing = {} if rebuild else _existing_blocks(root)
-        done = {day for day, b in existing.items() if b.closed}
-        index = holder_index.Writer(root, rebuild=rebuild)
-        index_error: holder_index.HolderIndexError | None = None
-        try:
-            with (_nolock() if writer_locked else books.lock()):
-                files = books.journal_files()
-                todo: list[tuple[Path, str, date, bool]] = []
-                for path in files:
-                    rel = _relative(root, path)
-                    day = _day_of(rel)
-                    if day is None or (day in done and not index.wants(day)):
-                        continue
-                    meta = last_entry(path) or {}
-                    todo.append((path, rel, day, meta.get("kind") == "release"))
-            if not files:
-                return []
-            blocks = dict(existing)
-            for path, rel, day, closed in todo:
-                if day in done:  # summarised already; only the holder index lacks it
-                    if closed and index_error is None:
-                        index_error = _fold(index, rel, day, _parse_directives(path))
-                    continue
-                agg = DayAggregator(rel, day)
-                if closed:
-                    directives = _parse_directives(path)
-                    for directive in directives:
-                        agg.feed(directive)
-                    if index_error is None and index.wants(day):
-                        index_error = _fold(index, rel, day, directives)
-                else:
-                    for entry in _leading_entries(path):
-                        agg.feed_entry(entry)
-                    agg.last_kind = None  # the head alone says nothing of the day's end
-                blocks[day] = day_block(agg)
-            # the open days the journal no longer has (a rebuild after repair) are dropped
-            present = {_day_of(_relative(root, p)) for p in files}
-            blocks = {d: b for d, b in blocks.items() if d in present}
-            genesis = _genesis_of(root, files[0])
-            wanted = build_files(genesis, list(blocks.values()))
-            written = _write_all(root, wanted)
-            if index_error is None and index.days:
-                index.commit()
-                written.append(_relative(root, holder_index.index_path(root)))
-        finally:
-            index.close()
-        if index_error is not None:
-            raise index_error
-        return written
+
+    def __init__(self, root: Path, rebuild: bool) -> None:
+        self.root = root
+        self.existing = {} if rebuild else _existing_blocks(root)
+        self.done = {day for day, b in self.existing.items() if b.closed}
+        self.blocks = dict(self.existing)
+
+    def wants(self, day: DayFile) -> bool:
+        return day.day not in self.done
+
+    def add(self, day: DayFile) -> None:
+        agg = DayAggregator(day.relpath, day.day)
+        if day.closed:
+            for directive in day.directives():
+                agg.feed(directive)
+        else:
+            for entry in day.leading_entries():
+                agg.feed_entry(entry)
+            agg.last_kind = None  # the head alone says nothing of the day's end
+        self.blocks[day.day] = day_block(agg)
+
+    def finish(self, days: Sequence[DayFile]) -> list[str]:
+        if not days:
+            return []
+        # the open days the journal no longer has (a rebuild after repair) are dropped
+        present = {d.day for d in days}
+        blocks = {d: b for d, b in self.blocks.items() if d in present}
+        genesis = _genesis_of(self.root, days[0].path)
+        return _write_all(self.root, build_files(genesis, list(blocks.values())))
+
+    def close(self) -> None:
+        pass
 
 
-def _fold(index: "holder_index.Writer", rel: str, day: date, directives: list) -> "holder_index.HolderIndexError | None":
-    """Fold one closed day into the holder index; the error, if the journal does not allow it."""
-    try:
-        index.feed_day(rel, day, directives)
-    except holder_index.HolderIndexError as exc:
-        return exc
-    return None
-
-
-@contextmanager
-def _nolock() -> Iterator[None]:
-    yield
-
-
-def _parse_directives(path: Path) -> list:
-    from beancount.parser import parser
-
-    directives, _errors, _options = parser.parse_file(str(path))
-    directives.sort(key=lambda d: d.meta.get("lineno", 0))
-    return directives
+def updater(books_root: Path, rebuild: bool = False) -> Update:
+    """The ledger's update (see `views.update`, which holds the locks and feeds it the days)."""
+    return _LedgerUpdate(Path(books_root), rebuild)
 
 
 def _genesis_of(root: Path, first: Path) -> Genesis | None:
-    for entry in _leading_entries(first):
-        if isinstance(entry, Transaction) and entry.kind == "genesis":
-            return Genesis.of(entry, _relative(root, first))
+    for entry in leading_entries(first):
+        if isinstance(entry, Transaction) and entry.kind == EventKind.GENESIS:
+            return Genesis.of(entry, relative(root, first))
     return None
 
 
@@ -555,10 +444,10 @@ def ledger_files(root: Path) -> list[str]:
     folder = root / LEDGER_DIR
     if not folder.is_dir():
         return []
-    out = [_relative(root, p) for p in folder.glob("*.beancount")]
-    out += [_relative(root, p) for p in (root / MONTHS_DIR).glob("*.beancount")]
-    out += [_relative(root, p) for p in (root / OPENINGS_DIR).glob("*.beancount")]
-    out += [_relative(root, p) for p in folder.glob(IMPORT_CONFIG_NAME)]  # an earlier version's: removed
+    out = [relative(root, p) for p in folder.glob("*.beancount")]
+    out += [relative(root, p) for p in (root / MONTHS_DIR).glob("*.beancount")]
+    out += [relative(root, p) for p in (root / OPENINGS_DIR).glob("*.beancount")]
+    out += [relative(root, p) for p in folder.glob(IMPORT_CONFIG_NAME)]  # an earlier version's: removed
     return sorted(out)
 
 
@@ -591,13 +480,13 @@ def _write_all(root: Path, wanted: dict[str, str]) -> list[str]:
 
 
 class LedgerRebuild:
-    """Rebuilds the ledger from the journal as `verify` streams it, then compares.
+    """Rebuilds the ledger from the journal as `verify` streams it, then compares (a `Check`).
 
         rebuild = LedgerRebuild(books_root)
         for path, directive, errors in journal_directives(books):
             if directive is not None:
                 rebuild.feed(path, directive)
-        faults = rebuild.check()
+        faults = rebuild.finish()
     """
 
     def __init__(self, books_root: Path | str) -> None:
@@ -607,50 +496,51 @@ class LedgerRebuild:
         self._path: Path | None = None
         self._agg: DayAggregator | None = None
 
-    def feed(self, path: Path, directive: Any) -> None:
-        if path != self._path:
+    def feed(self, path: Path, directive: Any, entry: Entry | None = None, state: Any = None) -> None:
+        agg = self._agg
+        if path != self._path or agg is None:
             self._path = path
-            rel = _relative(self.root, Path(path))
-            self._agg = self.days.setdefault(Path(path), DayAggregator(rel, _day_of(rel)))
-        self._agg.feed(directive)
-        if self.genesis is None and self._agg.genesis is not None:
-            self.genesis = Genesis.of(self._agg.genesis, self._agg.journal)
+            rel = relative(self.root, Path(path))
+            agg = self._agg = self.days.setdefault(Path(path), DayAggregator(rel, day_of(rel)))
+        agg.feed(directive)
+        if self.genesis is None and agg.genesis is not None:
+            self.genesis = Genesis.of(agg.genesis, agg.journal)
 
     def expected(self) -> dict[str, str]:
         books = Books(self.root)
         blocks = []
         for path in books.journal_files():
-            rel = _relative(self.root, path)
-            day = _day_of(rel)
+            rel = relative(self.root, path)
+            day = day_of(rel)
             if day is None:
                 continue
             agg = self.days.get(path) or self.days.get(Path(path)) or DayAggregator(rel, day)
             blocks.append(day_block(agg))
         return build_files(self.genesis, blocks)
 
-    def check(self) -> list[Fault]:
+    def finish(self) -> list[Fault]:
         """Every ledger entry that differs from a fresh rebuild ([] when there is no ledger yet)."""
         if not (self.root / LEDGER_MAIN).is_file():
             return []
-        return compare(self.root, self.expected())
+        return _compare_files(self.root, self.expected())
 
 
-def check(books_root: Path | str) -> list[Fault]:
+def checker(books_root: Path) -> Check:
+    return LedgerRebuild(books_root)
+
+
+def compare(books_root: Path | str) -> list[Fault]:
     """Rebuild the ledger from the journal in memory; a Fault for every ledger entry that differs."""
-    from .audit.verify import journal_directives
-
     root = Path(books_root)
     rebuild = LedgerRebuild(root)
     for path, directive, _errors in journal_directives(Books(root)):
         if directive is not None:
             rebuild.feed(path, directive)
-    return rebuild.check()
+    return rebuild.finish()
 
 
 def rebuild_files(books_root: Path | str) -> dict[str, str]:
     """The ledger a fresh rebuild from the journal gives (relative path -> text)."""
-    from .audit.verify import journal_directives
-
     root = Path(books_root)
     rebuild = LedgerRebuild(root)
     for path, directive, _errors in journal_directives(Books(root)):
@@ -659,52 +549,12 @@ def rebuild_files(books_root: Path | str) -> dict[str, str]:
     return rebuild.expected()
 
 
-@dataclass
-class _Unit:
-    lineno: int
-    key: str
-    text: str
-
-    @property
-    def journal(self) -> str:
-        return _entry_meta(self.text).get("journal", "-")
+def _journal_of(unit_text: str) -> str:
+    """The journal day file a ledger entry cites."""
+    return entry_meta(unit_text).get("journal", "-")
 
 
-_DIRECTIVE = re.compile(r"^\d{4}-\d\d-\d\d ")
-
-
-def _units(text: str) -> tuple[list[_Unit], list[tuple[int, str]]]:
-    """A ledger file as entries (first line number, key, text) and its other lines."""
-    entries: list[_Unit] = []
-    others: list[tuple[int, str]] = []
-    current: list[str] | None = None
-    start = 0
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if _DIRECTIVE.match(line):
-            if current is not None:
-                entries.append(_unit(start, current))
-            current, start = [line], lineno
-        elif current is not None and line.startswith("  "):
-            current.append(line)
-        else:
-            if current is not None:
-                entries.append(_unit(start, current))
-                current = None
-            if line.strip() and not line.startswith(";"):
-                others.append((lineno, line))
-    if current is not None:
-        entries.append(_unit(start, current))
-    return entries, others
-
-
-def _unit(start: int, lines: list[str]) -> _Unit:
-    head = lines[0]
-    m = re.match(r'^(\d{4}-\d\d-\d\d (?:[*!] "[^"]*"|price \S+))', head)  # a day's summary of a kind, its price
-    key = m.group(1) if m else head
-    return _Unit(start, key, "\n".join(lines))
-
-
-def compare(root: Path, expected: dict[str, str]) -> list[Fault]:
+def _compare_files(root: Path, expected: dict[str, str]) -> list[Fault]:
     faults: list[Fault] = []
     on_disk = set(ledger_files(root))
     for rel in sorted(set(expected) | on_disk, key=lambda r: (r.count("/") == 1, r)):
@@ -717,9 +567,10 @@ def compare(root: Path, expected: dict[str, str]) -> list[Fault]:
         try:
             have = (root / rel).read_text(encoding="utf-8")
         except FileNotFoundError:
-            first = _units(want)[0]
-            journal = first[0].journal if first else "-"
-            faults.append(Fault(path, 0, journal, "ledger.missing_file", "the journal gives this ledger file; it is missing"))
+            first = text_units(want)[0]
+            journal = _journal_of(first[0].text) if first else "-"
+            faults.append(Fault(path, 0, journal, "ledger.missing_file",
+                                "the journal gives this ledger file; it is missing"))
             continue
         if have == want:
             continue
@@ -729,16 +580,17 @@ def compare(root: Path, expected: dict[str, str]) -> list[Fault]:
 
 def _compare_file(path: str, have: str, want: str) -> list[Fault]:
     faults: list[Fault] = []
-    have_units, have_other = _units(have)
-    want_units, want_other = _units(want)
+    have_units, have_other = text_units(have)
+    want_units, want_other = text_units(want)
     if [line for _, line in have_other] != [line for _, line in want_other]:
         lineno = have_other[-1][0] + 1 if have_other else 1
         for i, (n, line) in enumerate(have_other):
             if i >= len(want_other) or want_other[i][1] != line:
                 lineno = n
                 break
-        faults.append(Fault(path, lineno, "-", "ledger.header", "options or includes differ from what the journal gives"))
-    wanted: dict[str, list[_Unit]] = {}
+        faults.append(Fault(path, lineno, "-", "ledger.header",
+                            "options or includes differ from what the journal gives"))
+    wanted: dict[str, list] = {}
     for u in want_units:
         wanted.setdefault(u.key, []).append(u)
     seen: dict[str, int] = {}
@@ -747,17 +599,19 @@ def _compare_file(path: str, have: str, want: str) -> list[Fault]:
         seen[u.key] = n + 1
         options = wanted.get(u.key, [])
         if n >= len(options):
-            faults.append(Fault(path, u.lineno, u.journal, "ledger.extra",
+            faults.append(Fault(path, u.lineno, _journal_of(u.text), "ledger.extra",
                                 f"entry not derivable from the journal: {u.text.splitlines()[0]}"))
             continue
         w = options[n]
         if w.text != u.text:
-            faults.append(Fault(path, u.lineno, w.journal, "ledger.entry",
-                                f"{u.text.splitlines()[0]}: no longer matches {w.journal}: {_line_diff(u.text, w.text)}"))
+            journal = _journal_of(w.text)
+            faults.append(Fault(path, u.lineno, journal, "ledger.entry",
+                                f"{u.text.splitlines()[0]}: no longer matches {journal}: {_line_diff(u.text, w.text)}"))
     for key, options in wanted.items():
         for w in options[seen.get(key, 0):]:
             after = [u.lineno for u in have_units if u.key > key]
-            faults.append(Fault(path, min(after) if after else len(have.splitlines()) + 1, w.journal, "ledger.missing",
+            faults.append(Fault(path, min(after) if after else len(have.splitlines()) + 1, _journal_of(w.text),
+                                "ledger.missing",
                                 f"the journal gives {w.text.splitlines()[0]}; the ledger lacks it"))
     return faults
 
@@ -774,7 +628,7 @@ def _line_diff(have: str, want: str) -> str:
     return "; ".join(notes[:6]) or "lines reordered"
 
 
-# -- Fava ----------------------------------------------------------------------------------
+# -- the file Fava opens ----------------------------------------------------------------------------------
 
 
 def ledger_file(books_root: Path | str, period: str | None = None) -> Path:
@@ -788,28 +642,3 @@ def ledger_file(books_root: Path | str, period: str | None = None) -> Path:
         have = sorted(p.stem.removeprefix("period-") for p in (root / LEDGER_DIR).glob("period-*.beancount"))
         raise FileNotFoundError(f"no period {period} in the ledger of {root} (periods: {', '.join(have) or 'none'})")
     return path
-
-
-def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000, period: str | None = None,
-              announce=None, db_url: str | None = None) -> None:
-    """Bring the ledger up to date, then serve Fava read-only on it (or on one period), behind
-    the API key check and the file guard of `ledger_service.fava_app`, until interrupted.
-
-    Raises FileNotFoundError (no books, no such period), ValueError (a malformed period) or
-    fava_app.KeyDatabaseError (the API keys cannot be read) before anything is served;
-    `announce(text)` is called with each line to show (the address, how to log in).
-    """
-    from . import fava_app
-
-    root = Path(books_root)
-    keys = fava_app.KeyCheck(root, db_url)  # no key check, no Fava: refused before anything is written
-    try:
-        try:
-            update(root)
-        except holder_index.HolderIndexError as exc:  # the summaries are written; Fava still starts
-            print(f"warning: holder index not extended: {exc} (run `ledger-service verify`)", file=sys.stderr)
-        target = ledger_file(root, period)
-    except BaseException:
-        keys.dispose()
-        raise
-    fava_app.serve(target, root, host, port, announce=announce, key_check=keys)

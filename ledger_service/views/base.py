@@ -1,0 +1,70 @@
+"""What every derived view is: a module with the same small interface.
+
+A derived view is a pure function of the journal kept on disk beside it (the ledger tier's
+summaries, the holder index; next the checkpoints and the Merkle trees). Each is a module
+of this package that provides:
+
+    updater(books_root, rebuild=False) -> Update   extend the view from the days closed
+    checker(books_root) -> Check                   compare the view with a rebuild, as the
+                                                   journal streams by
+    compare(books_root) -> list[Fault]             the same, reading the journal itself
+
+`views.update` (the engine's `on_days_closed` hook) reads the journal's day files once and
+feeds each view's `Update` the days it wants; `verify` streams the journal once and feeds
+each view's `Check`. A view never imports the engine, `audit` or the Fava extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..entries import Entry
+from ..faults import Fault
+from ..journal import DayFile
+from ..state import State
+
+LEDGER_DIR = "ledger"  # every view lives in BOOKS/ledger/
+LOCK = ".lock"  # BOOKS/ledger/.lock: one writer of the views at a time
+
+
+class ViewError(Exception):
+    """The journal cannot be folded into a view (the view is left as it was; the others are written)."""
+
+
+class Update(Protocol):
+    """One view's update in progress: fed the days it wants, in journal order, then finished."""
+
+    def wants(self, day: DayFile) -> bool:
+        """Whether this view reads `day` (asked under the books' writer lock, `day.closed` unread)."""
+
+    def add(self, day: DayFile) -> None:
+        """Take in one day (`day.closed` read). Raises ViewError when the journal does not allow it."""
+
+    def finish(self, days: Sequence[DayFile]) -> list[str]:
+        """Write the view (`days`: every day file of the journal); the files written, relative to the books."""
+
+    def close(self) -> None:
+        """Release what the update holds (an unfinished update writes nothing)."""
+
+
+class Check(Protocol):
+    """One view compared with what the journal gives, fed every directive as the journal streams by."""
+
+    def feed(self, path: Path, directive: Any, entry: Entry | None, state: State | None) -> None:
+        """`directive` of journal file `path`; `entry` its conversion (None: not an entry of the
+        chain) and `state` the position after it was applied (None: no position)."""
+
+    def finish(self) -> list[Fault]:
+        """Every difference between the view on disk and a rebuild."""
+
+
+class View(Protocol):
+    """A view module (see the module docstring)."""
+
+    def updater(self, books_root: Path, rebuild: bool = False) -> Update: ...
+
+    def checker(self, books_root: Path) -> Check: ...
+
+    def compare(self, books_root: Path | str) -> list[Fault]: ...
