@@ -44,6 +44,7 @@ bench: setup
 	$(PY) benchmarks/verify_bench.py --quick --out $(BENCH_OUT)/verify_bench.json
 	$(PY) benchmarks/fava_load.py --members 5000 --merchants 50 --orders-per-day 500 --days 5 \
 	    --out $(BENCH_OUT)/fava_load.json --md $(BENCH_OUT)/fava_load.md
+	$(PY) benchmarks/proofs.py --sizes 1000,10000,100000 --runs 3 --out $(BENCH_OUT)/proofs.json --md $(BENCH_OUT)/proofs.md
 	$(PY) benchmarks/demo_scale.py --members 20000 --merchants 200 --orders-per-day 2000 --days 2 --remove \
 	    --books $(BENCH_OUT)/demo-books --out $(BENCH_OUT)/demo_scale.json --md $(BENCH_OUT)/demo_scale.md
 

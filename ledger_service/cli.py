@@ -308,6 +308,54 @@ def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -
 
 
 @main.group()
+def prove() -> None:
+    """Proofs anyone can check: an event's inclusion in a checkpoint, a checkpoint extending another."""
+
+
+def _write_proof(proof: dict, out: Path | None) -> None:
+    text = json.dumps(proof, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}")
+
+
+def _prove(books: Path, make) -> dict:
+    if not Books(books).exists():
+        _fail(FileNotFoundError(f"no books at {books}"))
+    try:
+        return make()
+    except (Refusal, JournalFault) as exc:
+        _fail(exc)
+        raise  # (unreachable: _fail exits)
+
+
+@prove.command("event")
+@books_option
+@click.argument("event_id", callback=_text)
+@click.option("--checkpoint", "checkpoint_day", callback=_date, help="The checkpoint's day (default: the latest).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the JSON here (default: stdout).")
+def prove_event(books: Path, event_id: str, checkpoint_day: date | None, out: Path | None) -> None:
+    """The inclusion proof of EVENT_ID (E000000042; P… for a price) against a checkpoint."""
+    from .views import event_log
+
+    _write_proof(_prove(books, lambda: event_log.inclusion_proof(books, event_id, checkpoint_day)), out)
+
+
+@prove.command("consistency")
+@books_option
+@click.option("--from", "from_day", required=True, callback=_date, help="The earlier checkpoint's day.")
+@click.option("--to", "to_day", required=True, callback=_date, help="The later checkpoint's day.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the JSON here (default: stdout).")
+def prove_consistency(books: Path, from_day: date, to_day: date, out: Path | None) -> None:
+    """The consistency proof between the checkpoints of two days."""
+    from .views import event_log
+
+    _write_proof(_prove(books, lambda: event_log.consistency_proof(books, from_day, to_day)), out)
+
+
+@main.group()
 def keys() -> None:
     """API keys: create (the secret is printed once), list, revoke."""
 

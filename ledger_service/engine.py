@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, desc, select
+from sqlalchemy import bindparam, desc, inspect, select
 
 from . import reports, rules, views
 from .amounts import fmt
@@ -43,7 +43,17 @@ from .journal import DIR_MODE, Books, day_file, make_private_dirs
 from .rules.events import Event, EventKind, Release
 from .state import ClosedDay, Globals, MemoryState, Overlay, State
 from .store import migrate, queries
-from .store.db import DbReader, database_url, ledger_row, load_globals, make_engine, persist, safe_url, sessions
+from .store.db import (
+    DbReader,
+    database_url,
+    ledger_row,
+    load_globals,
+    make_engine,
+    parse_entry_text,
+    persist,
+    safe_url,
+    sessions,
+)
 from .store.migrate import upgrade
 from .store.models import EventRow, IdempotencyRow, LedgerRow
 
@@ -201,8 +211,6 @@ class Engine:
             log.error("journal fault at start: %s; serving reads, bookings refused until an audit", exc)
 
     def _has_schema(self) -> bool:
-        from sqlalchemy import inspect
-
         return inspect(self.db).has_table("ledger")
 
     # -- set-up --------------------------------------------------------------------
@@ -651,8 +659,6 @@ def _check_rows_to_rewrite(rows: list[EventRow], prev: str, head: str | None) ->
     SHA-256 of its content; the last row's hash must be the ledger's head. Anything else is
     a JournalFault, raised before a byte is written.
     """
-    from .store.db import parse_entry_text
-
     for row in rows:
         try:
             entry = parse_entry_text(row.text)

@@ -138,5 +138,8 @@ def test_matrix_covers_every_documented_path(world):
                .replace("{payout}", "{payout_id}").replace("2026-03-30", "{day}")) for p, _a, _b in WRITES}
     tested |= {("GET", "/v1/holders/{holder_id}"), ("GET", "/v1/merchants/{merchant_id}"), ("GET", "/v1/supply"),
                ("GET", "/v1/events/{event_id}"), ("GET", "/health")}
+    # the proofs need a closed day: their role matrix is tests/test_event_log.py's
+    tested |= {("GET", "/v1/checkpoints/latest"), ("GET", "/v1/checkpoints/{day}"),
+               ("GET", "/v1/checkpoints/consistency"), ("GET", "/v1/events/{event_id}/proof")}
     assert documented == tested
 

@@ -56,6 +56,10 @@ OPERATIONS = [
     ("GET", "/v1/merchants/{merchant_id}"),
     ("GET", "/v1/supply"),
     ("GET", "/v1/events/{event_id}"),
+    ("GET", "/v1/events/{event_id}/proof"),
+    ("GET", "/v1/checkpoints/latest"),
+    ("GET", "/v1/checkpoints/consistency"),
+    ("GET", "/v1/checkpoints/{day}"),
     ("GET", "/health"),
 ]
 
@@ -144,6 +148,8 @@ def _expected_errors(method: str, path: str) -> set[str]:
         wanted |= {"404"}
     if path == "/v1/supply":
         wanted |= {"404", "422"}        # a date before genesis, a malformed or future date
+    if path.startswith("/v1/checkpoints") or path.endswith("/proof"):
+        wanted |= {"404"}               # no checkpoint of that day (or none yet), an unknown event
     return wanted
 
 

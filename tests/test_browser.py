@@ -4,7 +4,7 @@ Debian's chromium (`apt-get install -y chromium`, done by .ci/run), headless, dr
 Playwright's Python package against a Fava the test starts with `ledger-service fava`
 (`python -m ledger_service.fava_app` before the CLI has `--period`) on a copy of the demo
 books, logged in with a finance key (HTTP Basic, the browser context's credentials). It opens the balance sheet, the Supply page (its charts drawn), a Holder page for a
-demo holder and the Audit page, and asserts that the numbers shown equal
+demo holder and the Audit page (its checkpoint table), and asserts that the numbers shown equal
 `ledger-service supply --json` and the holder's balances from the API. Screenshots are
 saved under artifacts/ (git-ignored). Skipped only when /usr/bin/chromium is missing.
 """
@@ -231,7 +231,24 @@ def test_audit_page(served, page):
     shown = _figures(page, "#audit-head")
     assert shown["head_seq"] == head["seq"] and shown["head_hash"] == head["hash"]
     assert page.locator("#audit-days tbody tr").count() == 8
+    # the checkpoints: the latest, and one row per closed day, newest first, as the files publish them
+    files = sorted((books / "checkpoints").glob("*.json"), reverse=True)
+    published = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    assert len(published) == 7
+    shown = _figures(page, "#checkpoint-latest")
+    assert {k: shown["checkpoint_" + k] for k in ("day", "last_seq", "head", "log_size", "log_root")} == {
+        k: str(published[0][k]) for k in ("day", "last_seq", "head", "log_size", "log_root")}
+    table = page.locator("#audit-checkpoints")
+    box = table.bounding_box()
+    assert table.is_visible() and box["height"] > 100 and box["x"] + box["width"] <= 1360  # the hashes wrap
+    cells = page.eval_on_selector_all(
+        "#audit-checkpoints tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))")
+    assert cells == [[c["day"], str(c["last_seq"]), c["head"], str(c["log_size"]), c["log_root"]] for c in published]
+    assert "ledger_verify.py inclusion" in page.inner_text("#checkpoints-commands")
     _shot(page, "audit")
+    page.locator("#checkpoints").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "fava-audit-checkpoints.png"))
     # drill down into one day's entries (Fava's router follows the link)
     page.locator("#audit-days a", has_text="entries").nth(3).click()
     page.wait_for_selector("#drill-entries tbody tr")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from datetime import date
 from decimal import Decimal
@@ -23,7 +24,7 @@ import pytest
 from fava.util import slugify
 
 from ledger_service import journal
-from ledger_service.views import ledger_tier
+from ledger_service.views import event_log, ledger_tier
 from ledger_service.fava_ext import figures
 from ledger_service.journal import day_file
 
@@ -215,6 +216,110 @@ def test_audit_page(fava: Fava, engine, books: Path):
         assert int(events) == entries - 1  # every entry but the day's price
         assert closing == journal.last_entry(books / rel)["hash"]
     assert shown["ledger_closing_hash"] == rows[1][2]
+
+
+def test_audit_page_shows_the_checkpoints(fava: Fava, books: Path, monkeypatch):
+    import ledger_service.fava_ext as ext
+
+    files = sorted((books / "checkpoints").glob("*.json"))
+    assert [f.stem for f in files] == [d.isoformat() for d in CLOSED]  # one per closed day
+    published = {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in files}
+    latest = published[CLOSED[-1].isoformat()]
+    assert latest == event_log.checkpoint(books)  # the files are the view's checkpoints
+    html = fava.get("extension/AuditPage/")
+    shown = figures_of(html)
+    assert shown["checkpoint_count"] == str(len(CLOSED))
+    assert {k: shown["checkpoint_" + k] for k in ("day", "last_seq", "head", "log_size", "log_root")} == {
+        k: str(latest[k]) for k in ("day", "last_seq", "head", "log_size", "log_root")}
+    # what a checkpoint is, and how to check an event against it
+    help_text = unescape(re.search(r'<p id="checkpoints-help">(.*?)</p>', html, re.S).group(1))
+    assert "Merkle tree" in help_text and "checkpoint" in help_text
+    commands = unescape(re.search(r'<pre id="checkpoints-commands">(.*?)</pre>', html, re.S).group(1))
+    assert f"ledger-service prove event --books {books} EVENT_ID --checkpoint {latest['day']}" in commands
+    assert f"python verifier/ledger_verify.py inclusion event.json --checkpoint kept-{latest['day']}.json" in commands
+
+    row = re.compile(r'<tr data-checkpoint="([0-9-]+)"><td>[0-9-]+</td><td class="num">(\d+)</td>'
+                     r'<td><code[^>]*>([0-9a-f]{64})</code></td>\s*'
+                     r'<td class="num">(\d+)</td><td><code[^>]*>([0-9a-f]{64})</code></td></tr>')
+
+    def rows_of(page_html: str) -> list[dict]:
+        return [{"version": event_log.CHECKPOINT_VERSION, "day": d, "last_seq": int(s), "head": h, "log_size": int(n),
+                 "log_root": r} for d, s, h, n, r in row.findall(page_html)]
+
+    assert rows_of(html) == [published[d.isoformat()] for d in reversed(CLOSED)]  # newest first, as published
+    # paginated like the page's other tables; the latest stays on every page
+    monkeypatch.setattr(ext, "PER_PAGE", 3)
+    seen: list[dict] = []
+    for page in (1, 2, 3):
+        paged = fava.get(f"extension/AuditPage/?checkpoints_page={page}")
+        assert f"page {page} of 3" in paged
+        assert ('id="checkpoints-newer"' in paged) == (page > 1) and ('id="checkpoints-older"' in paged) == (page < 3)
+        assert figures_of(paged)["checkpoint_day"] == latest["day"]
+        seen += rows_of(paged)
+    assert seen == [published[d.isoformat()] for d in reversed(CLOSED)]
+    assert rows_of(fava.get("extension/AuditPage/?checkpoints_page=99")) == seen[-1:]  # past the end: the last page
+
+
+def test_checkpoint_files_are_read_without_the_database(books: Path, tmp_path: Path):
+    root = tmp_path / "books"
+    assert event_log.checkpoint_days(root) == []
+    shutil.copytree(books / "checkpoints", root / "checkpoints")
+    assert not event_log.log_path(root).exists()
+    assert event_log.checkpoint_days(root) == CLOSED
+    day = CLOSED[2]
+    found = event_log.read_checkpoint_file(root, day)
+    assert found.text() == (books / "checkpoints" / f"{day}.json").read_text(encoding="utf-8")
+    path = event_log.checkpoint_path(root, day)
+    for text, why in (("{", "not JSON"), ("[]", "not a ledger-checkpoint-v1"),
+                      (found.text().replace(str(day), str(CLOSED[3])), "the checkpoint of")):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=why):
+            event_log.read_checkpoint_file(root, day)
+    data = found.to_json()
+    data["log_size"] = str(data["log_size"])
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="field log_size"):
+        event_log.read_checkpoint_file(root, day)
+    path.unlink()
+    with pytest.raises(ValueError, match="cannot be read"):
+        event_log.read_checkpoint_file(root, day)
+
+
+def test_audit_page_names_an_unreadable_checkpoint_file(fava: Fava, books: Path, monkeypatch, tmp_path: Path):
+    import ledger_service.fava_ext as ext
+
+    root = tmp_path / "books"
+    root.mkdir()
+    shutil.copytree(books / "checkpoints", root / "checkpoints")
+    (root / "checkpoints" / f"{CLOSED[-1]}.json").write_text("{", encoding="utf-8")
+    page = ext.AuditPage(fava.ledger)
+    monkeypatch.setattr(ext.AuditPage, "books_root", property(lambda self: root))
+    with fava.app.test_request_context("/?checkpoints_page=1"):
+        out = page._checkpoints()
+    assert out["checkpoint_count"] == len(CLOSED)
+    assert out["checkpoint_latest"]["checkpoint"] is None and "not JSON" in out["checkpoint_latest"]["error"]
+    assert [r["checkpoint"] is not None for r in out["checkpoint_rows"]] == [False] + [True] * (len(CLOSED) - 1)
+
+
+def test_audit_page_without_checkpoints_or_with_a_bad_file(fava: Fava, monkeypatch):
+    import ledger_service.fava_ext as ext
+
+    real = event_log.read_checkpoint_file
+
+    def unreadable_latest(root, day):
+        if day == CLOSED[-1]:
+            raise ValueError(f"{day}.json: not JSON (forged for the test)")
+        return real(root, day)
+
+    monkeypatch.setattr(ext.event_log, "read_checkpoint_file", unreadable_latest)
+    html = unescape(fava.get("extension/AuditPage/"))
+    assert f"The latest checkpoint file ({CLOSED[-1]}) cannot be read:</strong> {CLOSED[-1]}.json: not JSON" in html
+    assert f'<tr data-checkpoint="{CLOSED[-1]}" class="ls-unreadable">' in html
+    assert len(re.findall(r'<tr data-checkpoint="', html)) == len(CLOSED)
+    monkeypatch.setattr(ext.event_log, "checkpoint_days", lambda root: [])
+    html = unescape(fava.get("extension/AuditPage/"))
+    assert 'id="checkpoint-latest">No checkpoint yet' in html and 'id="audit-checkpoints"' not in html
+    assert "--checkpoint YYYY-MM-DD --out event.json" in html
 
 
 def test_audit_drill_down_into_one_day(fava: Fava, books: Path, monkeypatch):

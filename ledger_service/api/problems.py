@@ -148,6 +148,12 @@ _IDEMPOTENCY_KEY = {
 }
 
 
+# The proofs' answers (api/proofs.py): no checkpoint yet or an unknown one (404), a malformed
+# date (422), an event booked after the checkpoint (409), an entry that does not hash to its leaf (503).
+_PROOF_ERRORS = {"/v1/checkpoints/latest": {"404"}, "/v1/checkpoints/consistency": {"404", "422"},
+                 "/v1/checkpoints/{day}": {"404", "422"}, "/v1/events/{event_id}/proof": {"404", "409", "422", "503"}}
+
+
 def _error_statuses(path: str, method: str) -> set[str]:
     """The problem answers an operation documents (besides its own success)."""
     wanted = {"401"}
@@ -157,6 +163,7 @@ def _error_statuses(path: str, method: str) -> set[str]:
         wanted |= {"404", "422"}  # 422: a refused character in the path (input.bad_text)
     if path == "/v1/supply":
         wanted |= {"404", "422"}
+    wanted |= _PROOF_ERRORS.get(path, set())
     if method == "post" and path != "/v1/orders/quote":
         wanted |= {"503"}
     return wanted

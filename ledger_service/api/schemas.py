@@ -7,6 +7,8 @@ parser, so the API and the journal's verifier accept exactly the same inputs.
 
 from __future__ import annotations
 
+from typing import cast
+
 from apiflask import Schema
 from apiflask.fields import Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
@@ -203,3 +205,51 @@ class HeadOut(Schema):
     hash = String()
     open_day = String()
     value_cny_per_sp = String()
+
+
+# -- proofs (issue 12: the event log's checkpoints, inclusion and consistency proofs) ------------------------
+
+_HEX = {"description": "64 lowercase hex digits (SHA-256)"}
+
+
+class CheckpointOut(Schema):
+    version = String(metadata={"example": "ledger-checkpoint-v1"})
+    day = String(metadata={"description": "the closed business day"})
+    last_seq = Integer(metadata={"description": "seq of the day's last chained entry (its release)"})
+    head = String(metadata={"description": "hash of that entry"})
+    log_size = Integer(metadata={"description": "leaves of the event log (= last_seq)"})
+    log_root = String(metadata={"description": "RFC 6962 MTH of the first log_size leaves (hex)"})
+
+
+class ProofQuery(Strict):
+    checkpoint = String(validate=DATE, metadata={"description": "the checkpoint's day YYYY-MM-DD (default: the "
+                                                                "latest)"})
+
+
+# `from` is a Python keyword: these two are built with `from_dict` (a subclass of the class it is called on).
+ConsistencyQuery = cast(type[Strict], Strict.from_dict({
+    "from": String(required=True, validate=DATE, metadata={"description": "the earlier checkpoint's day"}),
+    "to": String(required=True, validate=DATE, metadata={"description": "the later checkpoint's day"}),
+}, name="ConsistencyQuery"))
+
+
+class InclusionOut(Schema):
+    version = String(metadata={"example": "ledger-inclusion-v1"})
+    event_id = String()
+    seq = Integer()
+    entry_hash = String(metadata=_HEX)
+    prev = String(metadata=_HEX)
+    canonical = String(metadata={"description": "the entry's canonical text (README, 'The hash'): its SHA-256 "
+                                                "is entry_hash"})
+    leaf_index = Integer(metadata={"description": "seq - 1"})
+    checkpoint = Nested(CheckpointOut)
+    path = List(String(), metadata={"description": "RFC 9162 §2.1.3.1 inclusion path, bottom to top (hex)"})
+
+
+ConsistencyOut = cast(type[Schema], Schema.from_dict({
+    "version": String(metadata={"example": "ledger-consistency-v1"}),
+    "from": Nested(CheckpointOut),
+    "to": Nested(CheckpointOut),
+    "path": List(String(), metadata={"description": "RFC 9162 §2.1.4.1 consistency path (hex; empty when the "
+                                                    "sizes are equal)"}),
+}, name="ConsistencyOut"))

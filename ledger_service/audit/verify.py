@@ -3,7 +3,7 @@
 Streams every journal file in order (Beancount's parser, one file at a time),
 replays it (`replay.Replay`), then checks the subledger against the control
 accounts, that every derived view (`views.checkers`: the ledger tier's summaries,
-the holder index) is what the journal gives and, when a database
+the holder index, the event log and its checkpoints) is what the journal gives and, when a database
 is given, that the database agrees with the journal: every column of every table the
 service reads or repairs the journal from (`_Database`; README, "For the auditor").
 """

@@ -11,8 +11,10 @@ Declared in every ledger file by ``custom "fava-extension" "ledger_service.fava_
   day, checked by `verify`) plus the entries booked since — never the service's database.
 - **Audit** (`AuditPage`): the chain head, whether the books verify (the last recorded
   `verify`, `audit.record`; re-run in the background when the books changed since), the
-  ledger's plugin errors, every journal day with its event count and closing hash, and a
-  drill-down into one day's entries.
+  daily checkpoints of the event log (the latest, then one row per closed day, newest first,
+  read from the published files `BOOKS/checkpoints/*.json` through `views.event_log`, never
+  a database), the ledger's plugin errors, every journal day with its event count and
+  closing hash, and a drill-down into one day's entries.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from flask import request
 
 from ..journal import day_file, entry_meta
 from ..journal import head as journal_head
+from ..views import event_log
 from ..views.ledger_tier import books_root_of
 from . import figures, jobs, svg
 
@@ -166,8 +169,16 @@ class HolderPage(_Books, FavaExtensionBase):
         return out
 
 
+def _checkpoint_row(root: Path, day: date) -> dict:
+    """{day, checkpoint (None: unreadable), error} of one published checkpoint file."""
+    try:
+        return {"day": day, "checkpoint": event_log.read_checkpoint_file(root, day), "error": ""}
+    except ValueError as exc:
+        return {"day": day, "checkpoint": None, "error": str(exc)}
+
+
 class AuditPage(_Books, FavaExtensionBase):
-    """Chain head, verification, plugin errors, the journal's days and a drill-down into one."""
+    """Chain head, verification, checkpoints, plugin errors, the journal's days and a drill-down into one."""
 
     report_title = "Audit"
 
@@ -199,6 +210,7 @@ class AuditPage(_Books, FavaExtensionBase):
         if not self.has_journal:
             return out
         out["head"] = journal_head(self.books_root)
+        out.update(self._checkpoints())
         job = jobs.verify_job(self.books_root)
         job.ensure(wait=FIRST_ANSWER_WAIT_S)
         out.update(verify=job.result, verify_running=job.running, verify_progress=job.progress,
@@ -207,6 +219,18 @@ class AuditPage(_Books, FavaExtensionBase):
         if day is not None:
             out["drill"] = self._drill(day)
         return out
+
+    def _checkpoints(self) -> dict:
+        """The latest checkpoint and one page of them, newest first, read from the published files
+        (a folder listing, then only the files shown). A file that cannot be read is a row naming why."""
+        days = list(reversed(event_log.checkpoint_days(self.books_root)))
+        pages = max(1, -(-len(days) // PER_PAGE))
+        page = min(_int_arg("checkpoints_page"), pages)
+        shown = days[(page - 1) * PER_PAGE: page * PER_PAGE]
+        rows = [_checkpoint_row(self.books_root, day) for day in shown]
+        latest = (rows[0] if page == 1 else _checkpoint_row(self.books_root, days[0])) if days else None
+        return {"checkpoint_rows": rows, "checkpoint_count": len(days), "checkpoints_page": page,
+                "checkpoints_pages": pages, "checkpoint_latest": latest}
 
     def _drill(self, day: date) -> dict:
         rel = day_file(day)

@@ -1,7 +1,7 @@
 """What every derived view is: a module with the same small interface.
 
 A derived view is a pure function of the journal kept on disk beside it (the ledger tier's
-summaries, the holder index; next the checkpoints and the Merkle trees). Each is a module
+summaries, the holder index, the event log and its checkpoints). Each is a module
 of this package that provides:
 
     updater(books_root, rebuild=False) -> Update   extend the view from the days closed
@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy import Engine, MetaData, create_engine, event
+
 from ..entries import Entry
 from ..faults import Fault
-from ..journal import DayFile
+from ..journal import DayFile, make_private_dirs, private_file
 from ..state import State
 
 LEDGER_DIR = "ledger"  # every view lives in BOOKS/ledger/
@@ -68,3 +70,24 @@ class View(Protocol):
     def checker(self, books_root: Path) -> Check: ...
 
     def compare(self, books_root: Path | str) -> list[Fault]: ...
+
+
+def sqlite_engine(path: Path, metadata: MetaData | None = None) -> Engine:
+    """A SQLAlchemy engine on a view's SQLite file (created 0600, its folder 0700; SQLite gives
+    its -wal and -shm files the same mode), its tables created from `metadata` if given. WAL:
+    readers never block the writer; synchronous=NORMAL: derived data."""
+    make_private_dirs(path.parent)
+    if not path.exists():
+        private_file(path)
+    engine = create_engine(f"sqlite:///{path}")
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    if metadata is not None:
+        metadata.create_all(engine)
+    return engine

@@ -53,8 +53,6 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
-    create_engine,
-    event,
     func,
     insert,
     select,
@@ -66,13 +64,13 @@ from ..apply import apply_entry
 from ..config import ConfigError, Params
 from ..entries import Entry, Transaction, from_beancount
 from ..faults import Fault
-from ..journal import Books, DayFile, day_files, journal_directives, make_private_dirs, private_file, relative
+from ..journal import Books, DayFile, day_files, journal_directives, relative
 from ..reports import genesis_globals
 from ..rules.events import EventKind
 from ..state import HOLDER_KEYS, Epoch, EventRecord, Globals, Holder, MemoryState, Payout, State
 from ..store.models import DecimalText
 from ..subledger import balance
-from .base import LEDGER_DIR, Check, Update, ViewError
+from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
 
 INDEX_NAME = "holders.sqlite"
 # Rows written per statement (a limit on one executemany's memory), holders read per statement.
@@ -153,21 +151,7 @@ def open_engine(path: Path) -> Engine | None:
 
 def _engine(path: Path, create: bool) -> Engine:
     """A SQLAlchemy engine on the index file, the file and its tables created if `create`."""
-    make_private_dirs(path.parent)
-    if not path.exists():
-        private_file(path)  # 0600 (SQLite gives its -wal and -shm files the same mode)
-    engine = create_engine(f"sqlite:///{path}")
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record):  # readers never block the writer; derived data
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    if create:
-        _meta.create_all(engine)
-    return engine
+    return sqlite_engine(path, _meta if create else None)
 
 
 # -- which holders an entry concerns -------------------------------------------------------
