@@ -171,7 +171,7 @@ def _check_days(key: str, raw: Any) -> int:
         raise ConfigError(key, "must be a whole number of days")
     try:
         days = int(Decimal(str(raw)))
-    except Exception:
+    except (ArithmeticError, ValueError):  # decimal.InvalidOperation; int() of NaN or infinity
         raise ConfigError(key, f"{raw!r} is not a whole number of days") from None
     if Decimal(str(raw)) != days or not 0 <= days <= MAX_REPURCHASE_DAYS:
         raise ConfigError(key, f"must be a whole number of days in [0, {MAX_REPURCHASE_DAYS}]")
@@ -184,7 +184,7 @@ def _decimal(key: str, raw: Any) -> Decimal:
         raise ConfigError(key, f"must be an exact decimal (string or TOML number), got {raw!r}")
     try:
         number = Decimal(str(raw))
-    except Exception:
+    except ArithmeticError:  # decimal.InvalidOperation
         raise ConfigError(key, f"{raw!r} is not a decimal number") from None
     if not number.is_finite():
         raise ConfigError(key, "must be finite")

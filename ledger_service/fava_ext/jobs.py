@@ -94,7 +94,7 @@ class HolderView:
     def _run(self) -> None:
         try:
             self.since = self._build()
-        except Exception:  # shown on the page; the previous overlay stays
+        except Exception:  # noqa: BLE001  a background job: any failure is shown on the page; the previous overlay stays
             self.error = traceback.format_exc(limit=5)
         finally:
             self.done.set()
@@ -196,7 +196,7 @@ class VerifyJob:
             report = verify_module.verify(self.root, use_db=False, progress=advance)
             self.result = record.result_of(report, fp, time.monotonic() - started, "Fava's Audit page")
             record.write(self.root, self.result)
-        except Exception:
+        except Exception:  # noqa: BLE001  a background job: any failure is shown on the page, never lost
             self.error = traceback.format_exc(limit=5)
         finally:
             self.done.set()
