@@ -49,7 +49,8 @@ def chain(root: Path) -> list:
 
 def tables(root: Path) -> dict[str, list]:
     with sqlite3.connect(event_log.log_path(root)) as c:
-        return {t: c.execute(f"select * from {t} order by 1, 2").fetchall() for t in ("nodes", "checkpoints")}
+        return {t: c.execute(f"select * from {t} order by 1, 2").fetchall()
+                for t in ("nodes", "checkpoints", "leaf_lines")}
 
 
 VERIFIER = Path(__file__).resolve().parent.parent / "verifier" / "ledger_verify.py"
@@ -265,6 +266,130 @@ def test_cli_writes_the_same_proofs(books: Path, tmp_path: Path):
     result = runner.invoke(main, ["prove", "consistency", "--books", str(books), "--from", "2026-3-1", "--to",
                                   CLOSED[0].isoformat()])
     assert result.exit_code == 2 and "YYYY-MM-DD" in result.output
+
+
+# -- a proof reads its entry, not its day file -------------------------------------------------------------------
+
+
+def every_event(root: Path) -> list[tuple[int, str]]:
+    """(seq, id as the API names it) of every entry in a checkpoint of `root`."""
+    last = event_log.checkpoint(root)["last_seq"]
+    return [(seq, f"P{seq:09d}" if isinstance(e, Price) else e.get("event"))
+            for seq, e in enumerate(chain(root), start=1) if seq <= last]
+
+
+def leaf_lines(root: Path) -> dict[int, int]:
+    with sqlite3.connect(event_log.log_path(root)) as c:
+        return dict(c.execute("select seq, line from leaf_lines").fetchall())
+
+
+def no_whole_file(monkeypatch) -> None:
+    def refuse(path):
+        raise AssertionError(f"the proof parsed the whole of {path}")
+
+    monkeypatch.setattr(event_log, "parse_file", refuse)
+
+
+def test_a_proof_reads_its_entry_at_its_recorded_line(books: Path, monkeypatch):
+    lines = leaf_lines(books)
+    events = every_event(books)
+    assert sorted(lines) == [seq for seq, _id in events]  # every leaf's line, none of the open day
+    for _path, directive, _errors in journal_directives(Books(books)):  # Beancount's own lineno
+        if directive is not None and int(directive.meta["seq"]) in lines:
+            assert lines[int(directive.meta["seq"])] == directive.meta["lineno"]
+    no_whole_file(monkeypatch)
+    for seq, event_id in events:
+        proof = event_log.inclusion_proof(books, event_id, CLOSED[-1])
+        assert proof["seq"] == seq and check_inclusion(proof), event_id
+    proof = event_log.inclusion_proof(books, "E000000009", CLOSED[3])
+    assert check_inclusion(proof) and proof["checkpoint"]["day"] == CLOSED[3].isoformat()
+    from ledger_service.errors import NotFound
+
+    price = next(event_id for _seq, event_id in events if event_id.startswith("P"))
+    with pytest.raises(NotFound):  # the entry at that seq is a price, not an event of that id
+        event_log.inclusion_proof(books, "E" + price[1:])
+
+
+def test_an_event_log_without_lines_parses_the_day_file_until_its_rebuild(books: Path, tmp_path: Path, monkeypatch):
+    copy = copy_books(books, tmp_path / "books")
+    with sqlite3.connect(event_log.log_path(copy)) as c:  # an event log written before leaf_lines existed
+        c.execute("drop table leaf_lines")
+    before = tables_without_lines(copy)
+    events = every_event(copy)
+    sample = events[:3] + events[-3:]
+    proofs = {event_id: event_log.inclusion_proof(copy, event_id) for _seq, event_id in sample}
+    assert all(check_inclusion(p) for p in proofs.values())
+    assert not inspect_has_lines(copy)  # a proof only reads: it creates no table
+    assert event_log.compare(copy) == []  # no line recorded is no fault
+    assert views.update(copy) == [] and tables_without_lines(copy) == before and leaf_lines(copy) == {}
+    assert event_log.compare(copy) == []
+    views.rebuild(copy)
+    assert leaf_lines(copy) == leaf_lines(books) and tables_without_lines(copy) == before
+    no_whole_file(monkeypatch)
+    assert {event_id: event_log.inclusion_proof(copy, event_id) for _seq, event_id in sample} == proofs
+
+
+def tables_without_lines(root: Path) -> dict[str, list]:
+    with sqlite3.connect(event_log.log_path(root)) as c:
+        return {t: c.execute(f"select * from {t} order by 1, 2").fetchall() for t in ("nodes", "checkpoints")}
+
+
+def inspect_has_lines(root: Path) -> bool:
+    with sqlite3.connect(event_log.log_path(root)) as c:
+        return c.execute("select count(*) from sqlite_master where name = 'leaf_lines'").fetchone()[0] == 1
+
+
+def test_a_wrong_line_never_yields_a_wrong_proof(books: Path, tmp_path: Path):
+    copy = copy_books(books, tmp_path / "books")
+    lines = leaf_lines(copy)
+    events = every_event(copy)
+    day_of_seq = {}
+    for path, directive, _errors in journal_directives(Books(copy)):
+        if directive is not None:
+            day_of_seq[int(directive.meta["seq"])] = path
+    rng = random.Random(12)
+    picked = rng.sample(events, 12) + [events[0], events[-1]]
+    wrong = {}
+    for k, (seq, _id) in enumerate(picked):
+        others = sorted(v for s, v in lines.items() if day_of_seq[s] == day_of_seq[seq] and s != seq)
+        wrong[seq] = [others[k % len(others)],  # another entry of the same file
+                      lines[seq] + 1, lines[seq] + 3,  # a metadata or posting line inside the entry
+                      0, 1, -5, 10**9][k % 7]  # no line, the file's first, outside the file
+    with sqlite3.connect(event_log.log_path(copy)) as c:
+        c.executemany("update leaf_lines set line = ? where seq = ?", [(v, s) for s, v in wrong.items()])
+    named = {f.message.split(" ")[1] for f in event_log.compare(copy) if f.rule == "event_log.line"}
+    assert named == {str(s) for s in wrong}, named  # verify names every wrong line
+    for seq, event_id in picked:  # each still proves, correctly: the line was only a hint
+        proof = event_log.inclusion_proof(copy, event_id)
+        assert proof["seq"] == seq and proof["event_id"] == event_id and check_inclusion(proof), (seq, wrong[seq])
+    # the journal itself changed at an entry whose line is right: 503 journal.fault, as before
+    seq, event_id = next((s, i) for s, i in events if i.startswith("E") and s not in wrong)
+    path = day_of_seq[seq]
+    text = path.read_text(encoding="utf-8").split("\n")
+    head_line = lines[seq] - 1
+    assert text[head_line].startswith("20"), text[head_line]  # the transaction's first line
+    text[head_line] = text[head_line].rstrip() + " #forged"
+    path.write_text("\n".join(text), encoding="utf-8")
+    # and a wrong line of another entry that points at the forged one
+    other = next(s for s, i in events if s not in wrong and s != seq and day_of_seq[s] == path)
+    with sqlite3.connect(event_log.log_path(copy)) as c:
+        c.execute("update leaf_lines set line = ? where seq = ?", (lines[seq], other))
+    from ledger_service.errors import JournalFault
+
+    with pytest.raises(JournalFault, match=f"seq {seq} does not hash"):
+        event_log.inclusion_proof(copy, event_id)
+    other_id = dict(events)[other]
+    assert check_inclusion(event_log.inclusion_proof(copy, other_id))
+    engine = Engine(copy, clock=FixedClock())
+    try:
+        _key_id, key = new_key(engine, "auditor")
+        client = create_app(copy, engine=engine).test_client()
+        response = client.get(f"/v1/events/{event_id}/proof", headers={"Authorization": f"Bearer {key}"})
+        assert (response.status_code, response.get_json()["rule"]) == (503, "journal.fault")
+        response = client.get(f"/v1/events/{other_id}/proof", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200 and check_inclusion(response.get_json())
+    finally:
+        engine.dispose()
 
 
 # -- what it catches ---------------------------------------------------------------------------------------------

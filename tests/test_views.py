@@ -92,6 +92,25 @@ def test_an_entry_read_again_is_the_parsed_entry(books: Path):
     assert [e.event for e in journal.day_entries(path)] == [d.meta.get("event", "") for d in directives]
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
+def test_a_line_found_by_counting_is_where_the_index_puts_it(books: Path, tmp_path: Path, chunk: int):
+    """`EntryReader` finds the line of its first read in a file by counting newlines (no index)."""
+    path = Books(books).journal_files()[3]
+    samples = {"day": path.read_bytes(), "no final newline": b"a\nbb\n\nccc", "empty": b"",
+               "carriage returns": b"x\r\ny\rz\n\n", "one line": b"only"}
+    for name, data in samples.items():
+        file = tmp_path / f"{name}.beancount"
+        file.write_bytes(data)
+        starts = journal.EntryReader()._line_starts(str(file))
+        lines = data.count(b"\n") + 3
+        found = [journal._line_offset(str(file), line, chunk) for line in range(-1, lines)]
+        assert found == [starts[line - 1] if 0 < line < len(starts) else None for line in range(-1, lines)], name
+    reader = journal.EntryReader()
+    line = parsed(path)[-1].meta["lineno"]
+    assert reader.entry(str(path), line) == from_beancount(parsed(path)[-1]) and reader._lines is None  # counted
+    assert reader.entry(str(path), line) == from_beancount(parsed(path)[-1]) and reader._lines is not None
+
+
 def test_day_files_are_the_journal_files_in_order(books: Path):
     days = journal.day_files(Books(books))
     assert [d.day for d in days] == [*CLOSED, OPEN_DAY]

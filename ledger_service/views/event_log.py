@@ -8,6 +8,8 @@ each business day closes, its entries are appended and a checkpoint is written:
       nodes        (level, index, hash): the hash of every PERFECT subtree of the leaves appended
                    so far. Level 0 holds the leaf hashes; a node at level L, index i covers the
                    leaves [i·2^L, (i+1)·2^L). About 2 rows per entry.
+      leaf_lines   (seq, line): the line of its day's journal file where each leaf's entry starts
+                   (Beancount's `lineno`), so a proof reads that one entry back, not the whole file
       checkpoints  one row per closed day: day, last_seq, head, log_size, log_root
     BOOKS/checkpoints/YYYY-MM-DD.json   the same checkpoint, one file per closed day (0600, folder 0700)
 
@@ -23,9 +25,18 @@ rebuilt from the genesis to answer. An update reads the O(log n) nodes of the tr
 edge (its frontier), then appends. The published checkpoint files are read without the
 database by `checkpoint_days` and `read_checkpoint_file` (Fava's Audit page).
 
+An inclusion proof reads its entry back from the journal: the lines of that entry alone
+(`journal.EntryReader`) at the line `leaf_lines` gives. The line is only a hint: the entry
+read there must carry the seq asked and hash to its stored leaf, else (and when no line is
+known: an event log written before `leaf_lines` existed gets lines for the days it appends,
+the earlier ones at a rebuild) the day's whole file is parsed, as before, and an entry that
+still does not hash to its leaf is a `JournalFault` (503). A wrong line costs time, never a
+wrong proof.
+
 It is a derived view (`views.base`): `updater()` extends it as days close, `checker()` (fed by
 `verify`) recomputes every checkpoint's root from the journal and compares the nodes, the
-checkpoint rows and files (`[checkpoint.root]`, `[event_log.node]`, …), and checks that each
+checkpoint rows and files and the recorded lines (`[checkpoint.root]`, `[event_log.node]`,
+`[event_log.line]`, …), and checks that each
 checkpoint file extends the one before it with a consistency proof from the stored nodes
 (`[checkpoint.consistency]`).
 """
@@ -54,8 +65,10 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    inspect,
     select,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import merkle
 from ..entries import Entry, Price, Transaction, canonical, entry_hash, from_beancount
@@ -64,6 +77,7 @@ from ..faults import Fault
 from ..journal import (
     Books,
     DayFile,
+    EntryReader,
     day_file,
     head,
     journal_directives,
@@ -91,6 +105,12 @@ NODES = Table(
     Column("hash", LargeBinary(32), nullable=False),
     sqlite_with_rowid=False,  # the rows live in the primary key's b-tree: one copy of (level, index)
 )
+LEAF_LINES = Table(
+    "leaf_lines", _meta,
+    # an INTEGER PRIMARY KEY is the rowid: the rows live in one b-tree keyed by seq (WITHOUT ROWID gains nothing)
+    Column("seq", Integer, primary_key=True),
+    Column("line", Integer, nullable=False),  # its entry's first line in its day's file (1-based)
+)
 CHECKPOINTS = Table(
     "checkpoints", _meta,
     Column("day", Date, primary_key=True),
@@ -100,6 +120,10 @@ CHECKPOINTS = Table(
     Column("log_root", String(64), nullable=False),
 )
 _NODE_BY_KEY = select(NODES.c.hash).where(NODES.c.level == bindparam("level"), NODES.c["index"] == bindparam("index"))
+# an update may find lines of the days it appends already there (the log's last days cut back by hand): replaced
+_NEW_LINES = sqlite_insert(LEAF_LINES)
+_PUT_LINES = _NEW_LINES.on_conflict_do_update(index_elements=[LEAF_LINES.c.seq],
+                                              set_={"line": _NEW_LINES.excluded.line})
 
 
 class EventLogError(ViewError):
@@ -212,6 +236,7 @@ class Store:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self._has_lines: bool | None = None
 
     def node(self, level: int, index: int) -> bytes:
         found = self.connection.execute(_NODE_BY_KEY, {"level": level, "index": index}).scalar()
@@ -223,9 +248,15 @@ class Store:
         """The perfect subtrees on the right edge of the first `size` leaves (O(log size) reads)."""
         return [(level, self.node(level, index)) for level, index in merkle.frontier_keys(size)]
 
-    def append(self, size: int, frontier: list[tuple[int, bytes]], leaves: Sequence[bytes]
-               ) -> list[tuple[int, bytes]]:
-        """Append leaf hashes after the first `size` leaves (`frontier`: theirs); the new frontier."""
+    def append(self, size: int, frontier: list[tuple[int, bytes]], leaves: Sequence[bytes],
+               lines: Sequence[int] | None = None) -> list[tuple[int, bytes]]:
+        """Append leaf hashes after the first `size` leaves (`frontier`: theirs); the new frontier.
+        `lines`: the line of each leaf's entry in its day file (`leaf_lines`), if known."""
+        if lines is not None:
+            assert len(lines) == len(leaves)
+            for start in range(0, len(lines), WRITE_BATCH):
+                self.connection.execute(_PUT_LINES, [{"seq": size + 1 + start + k, "line": line}
+                                                     for k, line in enumerate(lines[start:start + WRITE_BATCH])])
         rows: list[dict] = []
         for i, leaf in enumerate(leaves, start=size):
             frontier, made = merkle.push(frontier, leaf)
@@ -236,6 +267,19 @@ class Store:
         if rows:
             self.connection.execute(insert(NODES), rows)
         return frontier
+
+    def line(self, seq: int) -> int | None:
+        """The recorded line of the entry of `seq` in its day file (None: not recorded, or a log
+        written before `leaf_lines` existed and opened read-only, without the table)."""
+        if not self.has_lines():
+            return None
+        found = self.connection.execute(select(LEAF_LINES.c.line).where(LEAF_LINES.c.seq == seq)).scalar()
+        return int(found) if found is not None else None
+
+    def has_lines(self) -> bool:
+        if self._has_lines is None:
+            self._has_lines = inspect(self.connection).has_table(LEAF_LINES.name)
+        return self._has_lines
 
     def checkpoint(self, day: date) -> Checkpoint | None:
         row = self.connection.execute(select(CHECKPOINTS).where(CHECKPOINTS.c.day == day)).first()
@@ -299,6 +343,7 @@ class _LogUpdate:
         if not day.closed:
             return
         leaves: list[bytes] = []
+        lines: list[int] = []
         last: Entry | None = None
         for directive in day.directives():
             entry = from_beancount(directive)
@@ -312,10 +357,11 @@ class _LogUpdate:
                 leaves.append(_leaf_of(entry))
             except ValueError as exc:
                 raise EventLogError(f"{day.relpath}:{directive.meta.get('lineno', 0)}: {exc}") from exc
+            lines.append(int(directive.meta.get("lineno") or 0))
             last = entry
         if not (isinstance(last, Transaction) and last.kind == EventKind.RELEASE):
             raise EventLogError(f"{day.relpath}: the day is not closed (its last entry is not its release)")
-        self.frontier = self.store.append(self.size, self.frontier, leaves)
+        self.frontier = self.store.append(self.size, self.frontier, leaves, lines)
         self.size += len(leaves)
         checkpoint = Checkpoint(day.day, self.size, last.get("hash") or "", self.size,
                                 merkle.frontier_root(self.frontier).hex())
@@ -382,6 +428,7 @@ class LogCheck:
         self.size = 0
         self.day_start = 0
         self.pending: dict[int, dict[int, bytes]] = {}  # the nodes the current day completes: level -> index -> hash
+        self.lines: dict[int, int] = {}  # the current day's entries: seq -> line
         self.expected: dict[date, Checkpoint] = {}
         self.broken = False
 
@@ -410,6 +457,7 @@ class LogCheck:
         if self.connection is not None:
             for level, digest in made:
                 self.pending.setdefault(level, {})[((self.size + 1) >> level) - 1] = digest
+            self.lines[seq] = int(directive.meta.get("lineno") or 0)
         self.size += 1
         if isinstance(entry, Transaction) and entry.kind == EventKind.RELEASE:
             checkpoint = Checkpoint(entry.date, seq, entry.get("hash") or "", self.size,
@@ -417,7 +465,9 @@ class LogCheck:
             self.expected[checkpoint.day] = checkpoint
             if checkpoint.day in self.rows:
                 self._compare_nodes(checkpoint)
+                self._compare_lines(checkpoint)
             self.pending = {}
+            self.lines = {}
 
     def _compare_nodes(self, checkpoint: Checkpoint) -> None:
         assert self.connection is not None
@@ -433,6 +483,21 @@ class LogCheck:
                                 f"node level {level} index {index} (day {checkpoint.day}): the event log has "
                                 f"{have.hex() if have is not None else 'none'}, "
                                 f"the journal gives {wanted[index].hex()}")
+
+    def _compare_lines(self, checkpoint: Checkpoint) -> None:
+        """The day's recorded lines against the journal's. A seq with no line is no fault (an event
+        log written before `leaf_lines` existed: its proofs parse the day file); a wrong line is."""
+        assert self.connection is not None
+        if not self.lines or not Store(self.connection).has_lines():
+            return
+        stored = {int(r[0]): int(r[1]) for r in self.connection.execute(
+            select(LEAF_LINES.c.seq, LEAF_LINES.c.line).where(LEAF_LINES.c.seq.between(min(self.lines),
+                                                                                        max(self.lines))))}
+        for seq, line in sorted(stored.items()):
+            if line != self.lines[seq]:
+                self._fault(str(self.path), "event_log.line",
+                            f"seq {seq} (day {checkpoint.day}): the event log has line {line}, the journal's "
+                            f"{day_file(checkpoint.day)} has it at line {self.lines[seq]}")
 
     def finish(self) -> list[Fault]:
         try:
@@ -463,6 +528,12 @@ class LogCheck:
             self._fault(where, "event_log.ahead", f"checkpoint of {day}: the journal has not closed that day")
         stored_days = [d for d in self.rows if d in self.expected]
         size = self.expected[max(stored_days)].log_size if stored_days else 0
+        if Store(self.connection).has_lines():
+            beyond = self.connection.execute(select(func.count()).select_from(LEAF_LINES).where(
+                (LEAF_LINES.c.seq > size) | (LEAF_LINES.c.seq < 1))).scalar() or 0
+            if beyond:
+                self._fault(where, "event_log.line", f"{beyond} recorded lines of entries outside the "
+                                                     f"{size} leaves of the checkpoints the journal gives")
         counts: dict[int, int] = {int(r[0]): int(r[1]) for r in self.connection.execute(
             select(NODES.c.level, func.count()).group_by(NODES.c.level))}
         for level in sorted(set(counts) | {lv for lv in range(size.bit_length()) if size >> lv}):
@@ -583,10 +654,19 @@ class Log:
                 "path": [p.hex() for p in path]}
 
     def _entry(self, seq: int, event_id: str) -> Entry:
-        """The entry of `seq`, read back from its day's journal file (the first checkpoint covering it)."""
+        """The entry of `seq`, read back from its day's journal file (the first checkpoint covering it):
+        its own lines at the line `leaf_lines` records, provided what they hold is the entry of `seq`
+        and hashes to its leaf; else (no line recorded, a wrong one) the whole file, parsed."""
         covering = self.store.checkpoint_of_seq(seq)
         assert covering is not None  # seq ≤ a checkpoint's last_seq
         path = Books(self.root).path(day_file(covering.day))
+        line = self.store.line(seq)
+        if line is not None:
+            entry = EntryReader().entry(str(path), line)
+            if entry is not None and str(entry.get("seq")) == str(seq) and self._is_leaf(entry, seq):
+                if _id_of(entry, seq) == event_id:
+                    return entry
+                raise NotFound("event.unknown", f"id: no event {event_id!r}", "id")
         try:
             directives = parse_file(path)[0]
         except OSError as exc:
@@ -598,6 +678,14 @@ class Log:
                     return entry
                 break
         raise NotFound("event.unknown", f"id: no event {event_id!r}", "id")
+
+    def _is_leaf(self, entry: Entry, seq: int) -> bool:
+        """Whether `entry` hashes to the event log's leaf of `seq` (its `hash` its own, and that hash the leaf's)."""
+        try:
+            return (entry_hash(entry, entry.get("prev") or "") == entry.get("hash")
+                    and self.store.node(0, seq - 1) == _leaf_of(entry))
+        except ValueError:
+            return False
 
     def consistency(self, from_day: date, to_day: date) -> dict[str, Any]:
         if from_day > to_day:
