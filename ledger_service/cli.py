@@ -309,7 +309,8 @@ def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -
 
 @main.group()
 def prove() -> None:
-    """Proofs anyone can check: an event's inclusion in a checkpoint, a checkpoint extending another."""
+    """Proofs anyone can check: an event's inclusion in a checkpoint, a checkpoint extending another,
+    a holder's leaf in the liabilities tree."""
 
 
 def _write_proof(proof: dict, out: Path | None) -> None:
@@ -353,6 +354,18 @@ def prove_consistency(books: Path, from_day: date, to_day: date, out: Path | Non
     from .views import event_log
 
     _write_proof(_prove(books, lambda: event_log.consistency_proof(books, from_day, to_day)), out)
+
+
+@prove.command("holder")
+@books_option
+@click.argument("holder_id", callback=_text)
+@click.option("--date", "day", callback=_date, help="The liabilities checkpoint's day (default: the latest).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the JSON here (default: stdout).")
+def prove_holder(books: Path, holder_id: str, day: date | None, out: Path | None) -> None:
+    """HOLDER_ID's leaf, salt and path with sums in the liabilities tree of a closed day."""
+    from .views import liabilities
+
+    _write_proof(_prove(books, lambda: liabilities.holder_proof(books, holder_id, day)), out)
 
 
 @main.group()

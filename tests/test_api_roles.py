@@ -140,6 +140,7 @@ def test_matrix_covers_every_documented_path(world):
                ("GET", "/v1/events/{event_id}"), ("GET", "/health")}
     # the proofs need a closed day: their role matrix is tests/test_event_log.py's
     tested |= {("GET", "/v1/checkpoints/latest"), ("GET", "/v1/checkpoints/{day}"),
-               ("GET", "/v1/checkpoints/consistency"), ("GET", "/v1/events/{event_id}/proof")}
+               ("GET", "/v1/checkpoints/consistency"), ("GET", "/v1/events/{event_id}/proof"),
+               ("GET", "/v1/holders/{holder_id}/proof")}  # tests/test_liabilities.py
     assert documented == tested
 

@@ -57,6 +57,7 @@ OPERATIONS = [
     ("GET", "/v1/supply"),
     ("GET", "/v1/events/{event_id}"),
     ("GET", "/v1/events/{event_id}/proof"),
+    ("GET", "/v1/holders/{holder_id}/proof"),
     ("GET", "/v1/checkpoints/latest"),
     ("GET", "/v1/checkpoints/consistency"),
     ("GET", "/v1/checkpoints/{day}"),

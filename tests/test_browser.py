@@ -232,7 +232,7 @@ def test_audit_page(served, page):
     assert shown["head_seq"] == head["seq"] and shown["head_hash"] == head["hash"]
     assert page.locator("#audit-days tbody tr").count() == 8
     # the checkpoints: the latest, and one row per closed day, newest first, as the files publish them
-    files = sorted((books / "checkpoints").glob("*.json"), reverse=True)
+    files = sorted((books / "checkpoints").glob("????-??-??.json"), reverse=True)
     published = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     assert len(published) == 7
     shown = _figures(page, "#checkpoint-latest")

@@ -77,7 +77,7 @@ def check_consistency(old: dict, new: dict, path: list[str]) -> bool:
 
 def test_checkpoints_are_the_roots_of_the_journal(books: Path):
     entries = chain(books)
-    files = sorted((books / "checkpoints").glob("*.json"))
+    files = sorted((books / "checkpoints").glob("????-??-??.json"))
     assert [p.stem for p in files] == [d.isoformat() for d in CLOSED]  # one per closed day, none for the open day
     leaves = [bytes.fromhex(e.get("hash")) for e in entries]
     releases = [i + 1 for i, e in enumerate(entries) if isinstance(e, Transaction) and e.kind == "release"]
@@ -128,7 +128,7 @@ def test_the_engine_extends_the_log_as_days_close(tmp_path: Path):
     finally:
         engine.dispose()
     entries = chain(root)
-    checkpoints = [json.loads(p.read_text()) for p in sorted((root / "checkpoints").glob("*.json"))]
+    checkpoints = [json.loads(p.read_text()) for p in sorted((root / "checkpoints").glob("????-??-??.json"))]
     # every event of small books proves against every later checkpoint; every pair is consistent
     for seq, entry in enumerate(entries, start=1):
         event_id = f"P{seq:09d}" if isinstance(entry, Price) else entry.get("event")
@@ -179,7 +179,7 @@ def test_api_serves_checkpoints_and_proofs_that_verify(books: Path, tmp_path: Pa
         _id, key = new_key(engine, "storefront")
         client = create_app(copy, engine=engine).test_client()
         auth = {"Authorization": f"Bearer {key}"}
-        files = {p.stem: json.loads(p.read_text()) for p in (copy / "checkpoints").glob("*.json")}
+        files = {p.stem: json.loads(p.read_text()) for p in (copy / "checkpoints").glob("????-??-??.json")}
         latest = client.get("/v1/checkpoints/latest", headers=auth)
         assert latest.status_code == 200 and latest.get_json() == files[CLOSED[-1].isoformat()]
         day = CLOSED[2].isoformat()

@@ -221,7 +221,7 @@ def test_audit_page(fava: Fava, engine, books: Path):
 def test_audit_page_shows_the_checkpoints(fava: Fava, books: Path, monkeypatch):
     import ledger_service.fava_ext as ext
 
-    files = sorted((books / "checkpoints").glob("*.json"))
+    files = sorted((books / "checkpoints").glob("????-??-??.json"))
     assert [f.stem for f in files] == [d.isoformat() for d in CLOSED]  # one per closed day
     published = {f.stem: json.loads(f.read_text(encoding="utf-8")) for f in files}
     latest = published[CLOSED[-1].isoformat()]

@@ -93,10 +93,12 @@ def test_ledger_equals_a_fresh_rebuild(books: Path, copy: Path):
     shutil.rmtree(copy / "ledger")
     written = views.update(copy)
     # the holder index and the event log, rebuilt too (the checkpoint files are unchanged: not rewritten)
-    assert sorted(written) == sorted([*on_disk, "ledger/holders.sqlite", "ledger/event_log.sqlite"])
+    assert sorted(written) == sorted([*on_disk, "ledger/holders.sqlite", "ledger/event_log.sqlite",
+                                     "ledger/liabilities.sqlite"])
     assert ledger_texts(copy) == on_disk
     # a rebuild rewrites no summary file; the holder index is recreated (its content: test_holder_index)
-    assert views.update(copy, rebuild=True) == ["ledger/holders.sqlite", "ledger/event_log.sqlite"]
+    assert views.update(copy, rebuild=True) == ["ledger/holders.sqlite", "ledger/event_log.sqlite",
+                                               "ledger/liabilities.sqlite"]
     report = verify(books, use_db=False)
     assert report.ok, [str(f) for f in report.faults]
 

@@ -20,7 +20,7 @@ from ledger_service.engine import Engine
 from ledger_service.entries import Price, Transaction, from_beancount
 from ledger_service.journal import Books
 from ledger_service.rules.events import Register
-from ledger_service.views import base, event_log, holder_index, ledger_tier
+from ledger_service.views import base, event_log, holder_index, ledger_tier, liabilities
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +134,12 @@ def test_text_units_are_the_ledger_files_entries(books: Path):
 
 
 def test_every_view_has_the_same_interface():
-    assert (ledger_tier, holder_index, event_log) == views.VIEWS
+    assert (ledger_tier, holder_index, event_log, liabilities) == views.VIEWS
     for view in views.VIEWS:
         assert callable(view.updater) and callable(view.checker) and callable(view.compare), view
     assert issubclass(holder_index.HolderIndexError, base.ViewError)
     assert issubclass(event_log.EventLogError, base.ViewError)
+    assert issubclass(liabilities.LiabilitiesError, base.ViewError)
 
 
 def test_views_compare_is_each_views_compare(books: Path, tmp_path: Path):
@@ -150,7 +151,8 @@ def test_views_compare_is_each_views_compare(books: Path, tmp_path: Path):
     with sqlite3.connect(holder_index.index_path(copy)) as c:
         c.execute("delete from events where id = (select max(id) from events)")
     faults = views.compare(copy)
-    assert faults == ledger_tier.compare(copy) + holder_index.compare(copy) + event_log.compare(copy)
+    assert faults == (ledger_tier.compare(copy) + holder_index.compare(copy) + event_log.compare(copy)
+                      + liabilities.compare(copy))
     assert {f.rule for f in faults} >= {"ledger.extra", "index.events"}, faults
     views.rebuild(copy)
     assert views.compare(copy) == []

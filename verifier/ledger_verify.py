@@ -8,6 +8,8 @@ from the text below, the README's canonical form and RFC 9162 alone. Usage:
     python ledger_verify.py checkpoint  CHECKPOINT.json
     python ledger_verify.py inclusion   PROOF.json [--checkpoint TRUSTED_CHECKPOINT.json]
     python ledger_verify.py consistency PROOF.json [--trusted-from TRUSTED_CHECKPOINT.json]
+    python ledger_verify.py liabilities LIABILITIES.json
+    python ledger_verify.py holder      PROOF.json [--liabilities KEPT_LIABILITIES.json]
 
 Exit codes: 0 and `OK: ...` when every check passes; 1 and `FAIL: <field or check>: <why>`
 when a check fails; 2 and `ERROR: ...` (on stderr) when the input cannot be read: a file
@@ -22,6 +24,12 @@ the checkpoint you compare them with: pass one you obtained independently (publi
 earlier, received from the regulator, ...) with --checkpoint / --trusted-from. Until the
 books sign their checkpoints (see "Signatures" below), a checkpoint read from the same
 place as the proof proves only that the proof is internally consistent.
+
+A holder proof shows that a holder's balances (SP, active and locked SV) are one leaf of the
+liabilities tree (a Merkle-sum tree: every node carries the sums below it) whose root and
+sums a liabilities checkpoint names, and that no node on the way is negative; `liabilities`
+checks that checkpoint's totals against its sums and the books' control accounts. The same
+caveat holds: compare it with a liabilities checkpoint you kept (--liabilities).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import json
 import re
 import sys
 from datetime import date
+from decimal import ROUND_FLOOR, Decimal, Inexact, Rounded, localcontext
 from typing import Any
 
 Doc = dict[str, Any]  # a JSON object as read
@@ -325,6 +334,289 @@ def check_entry(proof: Doc) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------
+# The liabilities tree: issue 12 §3 (checkpoint), §5 (holder proof), §6 (this check)
+#
+# Every figure is plain decimal text (no exponent), e.g. "-12.5000". It is hashed exactly as
+# written and compared as a Decimal; all arithmetic is exact (a context of 400 digits, never
+# rounded). A node's sums are written as format(sum, "f"), the books' canonical text.
+#
+#   id_commit = SHA-256(bytes.fromhex(salt) || UTF-8 holder id), hex
+#   leaf      = SHA-256("ledger-liability-leaf-v1\n" + id_commit + "\n" + base_sp + "\n" + shares + "\n" + sv_locked)
+#   node(L,R) = SHA-256("ledger-liability-node-v1\n" + L.hash + "\n" + R.hash + "\n"
+#                       + base_sp_sum + "\n" + shares_sum + "\n" + sv_locked_sum), the sums L + R exactly
+#   empty     = SHA-256("ledger-liability-empty-v1"), sums 0
+#
+# The shape is RFC 6962's (k = the largest power of two < n, leaves in leaf order). A holder's
+# SP at SP index S is base_sp + shares × S; their active SV at SV index D is shares × D.
+#
+# Why every node is checked, not only the root: in a plain Merkle-sum tree a subtree may hold
+# a negative sum, hidden by a sibling inflated to match, so the root still equals the control
+# accounts while some holders' balances were taken away. Each holder checking that every node
+# on their path (each sibling, each computed node, their own leaf) is non-negative rules that
+# out for every subtree some holder's path touches.
+# ---------------------------------------------------------------------------------------
+
+LIABILITIES_VERSION = "ledger-liabilities-v1"
+HOLDER_VERSION = "ledger-holder-proof-v1"
+DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # plain decimal text, no exponent
+UNIT = Decimal("0.0001")                      # balances are rounded down to this unit
+FIGURES = ("base_sp", "shares", "sv_locked")  # a leaf's and a node's three figures
+CONTROL = {"sp": "Liabilities:Holders:SP", "sv_active": "Liabilities:Holders:SV:Active",
+           "sv_locked": "Liabilities:Holders:SV:Locked"}  # total -> its control account
+
+LIABILITIES_FIELDS: dict[str, type] = {
+    "version": str, "day": str, "holders": int, "root": str, "sums": dict, "indices": dict,
+    "totals": dict, "control": dict, "head": str, "log_root": str}
+HOLDER_FIELDS: dict[str, type] = {
+    "version": str, "holder": str, "salt": str, "leaf_index": int, "leaf": dict, "balances": dict,
+    "path": list, "liabilities": dict}
+
+
+def figure(value: Any, field: str) -> Decimal:
+    """A figure: a JSON string of plain decimal text (else exit 2)."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise Unreadable(f"{field}: not a string of decimal text: {value!r}")
+    if not DECIMAL.fullmatch(value):
+        raise Unreadable(f"{field}: not plain decimal text (digits, an optional '-' and '.'): {value!r}")
+    return Decimal(value)
+
+
+def figures(obj: Any, names: tuple[str, ...], where: str) -> dict[str, Decimal]:
+    """An object of exactly these figures, as Decimals (else exit 2)."""
+    if not isinstance(obj, dict):
+        raise Unreadable(f"{where}: not an object")
+    if set(obj) != set(names):
+        raise Unreadable(f"{where}: has the fields {sorted(obj)}, expected exactly {list(names)}")
+    return {name: figure(obj[name], f"{where}.{name}") for name in names}
+
+
+def text(number: Decimal) -> str:
+    """The canonical text of a computed figure (the books' amounts.fmt)."""
+    return format(number, "f")
+
+
+def sha256_text(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def liability_leaf(id_commit: str, base_sp: str, shares: str, sv_locked: str) -> str:
+    return sha256_text(f"ledger-liability-leaf-v1\n{id_commit}\n{base_sp}\n{shares}\n{sv_locked}")
+
+
+def liability_node(left: str, right: str, base_sp: str, shares: str, sv_locked: str) -> str:
+    return sha256_text(f"ledger-liability-node-v1\n{left}\n{right}\n{base_sp}\n{shares}\n{sv_locked}")
+
+
+EMPTY_LIABILITIES = sha256_text("ledger-liability-empty-v1")
+
+
+def sibling_sides(index: int, size: int) -> list[str]:
+    """Where each sibling of leaf `index` stands in an RFC 6962 tree of `size` leaves, bottom to top.
+
+    RFC 6962 §2.1.1 PATH: below the split k, the sibling is the right subtree; above it, the left.
+    """
+    sides: list[str] = []
+    while size > 1:
+        k = 1
+        while k * 2 < size:
+            k *= 2
+        if index < k:
+            sides.append("right")
+            size = k
+        else:
+            sides.append("left")
+            index, size = index - k, size - k
+    return sides[::-1]  # found top to bottom
+
+
+def ceil_log2(n: int) -> int:
+    return (n - 1).bit_length() if n > 1 else 0
+
+
+def check_node_signs(node: dict[str, Decimal], sp_index: Decimal, what: str) -> None:
+    """A node (or leaf) holds no negative liability at the checkpoint's indices."""
+    if node["shares"] < 0:
+        raise Failed(f"{what}: shares {text(node['shares'])} < 0")
+    if node["sv_locked"] < 0:
+        raise Failed(f"{what}: sv_locked {text(node['sv_locked'])} < 0")
+    sp = node["base_sp"] + node["shares"] * sp_index
+    if sp < 0:
+        raise Failed(f"{what}: base_sp + shares × sp_index = {text(sp)} < 0 (negative SP)")
+
+
+def read_liabilities(lb: Any, where: str) -> dict[str, Any]:
+    """A liabilities checkpoint's well-formedness (exit 2 on a wrong shape); its figures as Decimals."""
+    if not isinstance(lb, dict):
+        raise Unreadable(f"{where}: not an object")
+    require_fields(lb, {"version": str}, where)
+    if lb["version"] != LIABILITIES_VERSION:
+        raise Failed(f"{where}.version: {lb['version']!r}, expected {LIABILITIES_VERSION!r}")
+    require_fields(lb, LIABILITIES_FIELDS, where)
+    extra = sorted(set(lb) - set(LIABILITIES_FIELDS))
+    if extra:
+        raise Failed(f"{where}: unexpected field(s) {', '.join(extra)} (a {LIABILITIES_VERSION} has exactly "
+                     f"{', '.join(LIABILITIES_FIELDS)})")
+    try:
+        if not DAY.fullmatch(lb["day"]):
+            raise ValueError
+        date.fromisoformat(lb["day"])
+    except ValueError:
+        raise Failed(f"{where}.day: not a date YYYY-MM-DD: {lb['day']!r}") from None
+    if lb["holders"] < 0:
+        raise Failed(f"{where}.holders: {lb['holders']} < 0")
+    digest(lb["root"], f"{where}.root")
+    digest(lb["head"], f"{where}.head")
+    digest(lb["log_root"], f"{where}.log_root")
+    indices = lb["indices"]
+    if set(indices) != {"epoch", "sp_index", "sv_index"}:
+        raise Unreadable(f"{where}.indices: has the fields {sorted(indices)}, "
+                         "expected exactly epoch, sp_index, sv_index")
+    require_fields(indices, {"epoch": int}, f"{where}.indices")
+    if indices["epoch"] < 0:
+        raise Failed(f"{where}.indices.epoch: {indices['epoch']} < 0")
+    return {
+        "sums": figures(lb["sums"], FIGURES, f"{where}.sums"),
+        "sp_index": figure(indices["sp_index"], f"{where}.indices.sp_index"),
+        "sv_index": figure(indices["sv_index"], f"{where}.indices.sv_index"),
+        "totals": figures(lb["totals"], ("sp", "sv_active", "sv_locked"), f"{where}.totals"),
+        "control": figures(lb["control"], tuple(CONTROL.values()), f"{where}.control"),
+    }
+
+
+def check_liabilities(lb: Doc, where: str, control: bool = True) -> dict[str, Any]:
+    """A liabilities checkpoint: well-formed; totals = the formulas; control − totals the rounding residue.
+
+    The holder command passes control=False: the format's holder check has no control rule (the
+    residue is the `liabilities` command's, on the checkpoint as a whole)."""
+    got = read_liabilities(lb, where)
+    sums, sp_index, sv_index = got["sums"], got["sp_index"], got["sv_index"]
+    holders = lb["holders"]
+    if holders == 0:  # the empty tree: its own hash, sums 0
+        if lb["root"] != EMPTY_LIABILITIES:
+            raise Failed(f"{where}.root: {lb['root']}, but the tree of 0 holders is {EMPTY_LIABILITIES}")
+        if any(sums[name] != 0 for name in FIGURES):
+            raise Failed(f"{where}.sums: not all 0 in the tree of 0 holders")
+    # The root is a node like any other: no negative liability at the indices.
+    check_node_signs(sums, sp_index, f"{where}.sums (the root)")
+    # totals: sp = base_sp_sum + shares_sum × sp_index; sv_active = shares_sum × sv_index; sv_locked = sv_locked_sum
+    formulas = {"sp": sums["base_sp"] + sums["shares"] * sp_index,
+                "sv_active": sums["shares"] * sv_index,
+                "sv_locked": sums["sv_locked"]}
+    for name, expected in formulas.items():
+        if got["totals"][name] != expected:
+            raise Failed(f"{where}.totals.{name}: {text(got['totals'][name])}, but the sums at the indices give "
+                         f"{text(expected)}")
+    # control − totals per commodity: −(holders + 1) × 10⁻¹⁸ < residue < holders × 0.0001 + 0.0001.
+    # Each holder's balance is rounded down to 0.0001 and the control accounts hold the rounded
+    # postings (the upper bound); the books' indices carry 34 significant digits, so the exact
+    # totals may stand a hair (far below 10⁻¹⁸ per holder) above the control accounts (the lower bound).
+    bound = holders * UNIT + UNIT
+    floor_residue = -(holders + 1) * Decimal("1e-18")
+    for name, account in CONTROL.items() if control else ():
+        residue = got["control"][account] - got["totals"][name]
+        if residue <= floor_residue:
+            raise Failed(f"{where}.control.{account}: {text(got['control'][account])} is below "
+                         f"totals.{name} {text(got['totals'][name])}: the books hold less than they owe")
+        if residue >= bound:
+            raise Failed(f"{where}.control.{account}: exceeds totals.{name} by {text(residue)}, not less than "
+                         f"holders × 0.0001 + 0.0001 = {text(bound)}")
+    return got
+
+
+Sibling = tuple[str, str, dict[str, Decimal]]  # (side, hash, figures) of one node of the path
+
+
+def read_path(path: list[Any]) -> list[Sibling]:
+    """The path's siblings, well-formed (else exit 2): side, hash and exactly the three figures."""
+    siblings: list[Sibling] = []
+    for i, node in enumerate(path):
+        where = f"path[{i}]"
+        if not isinstance(node, dict):
+            raise Unreadable(f"{where}: not an object")
+        require_fields(node, {"side": str, "hash": str}, where)
+        if set(node) != {"side", "hash", *FIGURES}:
+            raise Unreadable(f"{where}: has the fields {sorted(node)}, expected exactly side, hash, "
+                             f"{', '.join(FIGURES)}")
+        sums = {name: figure(node[name], f"{where}.{name}") for name in FIGURES}
+        if node["side"] not in ("left", "right"):
+            raise Failed(f"{where}.side: {node['side']!r}, expected 'left' or 'right'")
+        digest(node["hash"], f"{where}.hash")
+        siblings.append((node["side"], node["hash"], sums))
+    return siblings
+
+
+def check_path_shape(siblings: list[Sibling], index: int, holders: int) -> None:
+    """leaf_index < holders; the path no longer than ⌈log2 holders⌉, and exactly RFC 6962's for this leaf."""
+    if not 0 <= index < holders:
+        raise Failed(f"leaf_index: {index} is not below liabilities.holders {holders}")
+    if len(siblings) > ceil_log2(holders):
+        raise Failed(f"path: {len(siblings)} siblings, more than ⌈log2 {holders}⌉ = {ceil_log2(holders)}")
+    sides = sibling_sides(index, holders)
+    if len(siblings) != len(sides):
+        raise Failed(f"path: {len(siblings)} siblings, but leaf {index} of {holders} has {len(sides)}")
+    for i, (side, _, _) in enumerate(siblings):
+        if side != sides[i]:
+            raise Failed(f"path[{i}].side: {side!r}, but in a tree of {holders} the sibling of leaf {index} "
+                         f"at this level stands on the {sides[i]}")
+
+
+def fold(leaf_hash_: str, leaf: dict[str, Decimal], siblings: list[Sibling],
+         sp_index: Decimal) -> tuple[str, dict[str, Decimal]]:
+    """(hash, sums) of the root the path leads to, checking every node on the way for a negative figure."""
+    current_hash, current = leaf_hash_, leaf
+    check_node_signs(current, sp_index, "leaf")
+    for i, (side, sibling_hash, sibling) in enumerate(siblings):  # bottom to top
+        check_node_signs(sibling, sp_index, f"path[{i}] (sibling)")
+        current = {name: current[name] + sibling[name] for name in FIGURES}
+        sums_text = [text(current[name]) for name in FIGURES]
+        if side == "left":  # the sibling stands on the left: node(sibling, current)
+            current_hash = liability_node(sibling_hash, current_hash, *sums_text)
+        else:
+            current_hash = liability_node(current_hash, sibling_hash, *sums_text)
+        check_node_signs(current, sp_index, f"node above path[{i}]")
+    return current_hash, current
+
+
+def check_balances(balances: dict[str, Decimal], leaf: dict[str, Decimal], sp_index: Decimal,
+                   sv_index: Decimal) -> None:
+    """The balances: the leaf's figures at the indices, rounded down to 0.0001."""
+    expected = {"sp": leaf["base_sp"] + leaf["shares"] * sp_index,
+                "sv_active": leaf["shares"] * sv_index,
+                "sv_locked": leaf["sv_locked"]}
+    for name, exact_value in expected.items():
+        with localcontext() as rounding:  # the one place a figure is rounded: down, on purpose
+            rounding.traps[Inexact] = rounding.traps[Rounded] = False
+            floor = exact_value.quantize(UNIT, rounding=ROUND_FLOOR)
+        if balances[name] != floor:
+            raise Failed(f"balances.{name}: {text(balances[name])}, but the leaf at the indices gives "
+                         f"{text(exact_value)}, rounded down {text(floor)}")
+
+
+def check_holder_proof(proof: Doc) -> str:
+    """Every check of a holder proof (format: verifier/README.md "Holder proof"); the root hash on success."""
+    lb = proof["liabilities"]
+    got = check_liabilities(lb, "liabilities", control=False)
+    leaf = figures(proof["leaf"], FIGURES, "leaf")
+    balances = figures(proof["balances"], ("sp", "sv_active", "sv_locked"), "balances")
+    salt = digest(proof["salt"], "salt")
+    siblings = read_path(proof["path"])
+    check_path_shape(siblings, proof["leaf_index"], lb["holders"])
+    # The leaf: id_commit from the salt and the holder id, then the leaf hash over the figures as written.
+    id_commit = hashlib.sha256(salt + proof["holder"].encode("utf-8")).hexdigest()
+    leaf_hash_ = liability_leaf(id_commit, *(proof["leaf"][name] for name in FIGURES))
+    root, sums = fold(leaf_hash_, leaf, siblings, got["sp_index"])
+    if root != lb["root"]:
+        raise Failed(f"path: leads from the holder's leaf to the root {root}, not to liabilities.root "
+                     f"{lb['root']} (a wrong salt, holder id, leaf figure, sibling or side)")
+    for name in FIGURES:
+        if sums[name] != got["sums"][name]:
+            raise Failed(f"liabilities.sums.{name}: {text(got['sums'][name])}, but the path sums to "
+                         f"{text(sums[name])}")
+    check_balances(balances, leaf, got["sp_index"], got["sv_index"])
+    return root
+
+
+# ---------------------------------------------------------------------------------------
 # The commands
 # ---------------------------------------------------------------------------------------
 
@@ -416,10 +708,39 @@ def cmd_consistency(args: argparse.Namespace) -> str:
             f"checkpoint {old['day']} ({m} entries, root {old['log_root']}); from: {trust}")
 
 
+def cmd_liabilities(args: argparse.Namespace) -> str:
+    lb = load_json(args.file)
+    check_liabilities(lb, "liabilities")
+    totals = lb["totals"]
+    return (f"liabilities {lb['day']} are well-formed: {lb['holders']} holders, root {lb['root']}; totals "
+            f"sp {totals['sp']}, sv_active {totals['sv_active']}, sv_locked {totals['sv_locked']} equal the "
+            "formulas, and the control accounts exceed them by less than the rounding residue "
+            "(the tree's other leaves are not checked here: each holder checks their own proof)")
+
+
+def cmd_holder(args: argparse.Namespace) -> str:
+    proof = load_proof(args.file, HOLDER_VERSION, HOLDER_FIELDS)
+    kept = None
+    if args.liabilities is not None:
+        kept = load_json(args.liabilities)
+        check_liabilities(kept, "kept liabilities", control=False)
+        # The proof's liabilities must be, field for field, the ones you kept.
+        check_same_checkpoint(proof["liabilities"], kept, "liabilities")
+    check_holder_proof(proof)
+    note_unchecked(proof, HOLDER_FIELDS, args.file)
+    lb, bal = proof["liabilities"], proof["balances"]
+    trust = ("the kept liabilities checkpoint" if kept is not None
+             else "the proof's own liabilities (not compared with a kept one)")
+    return (f"holder {proof['holder']!r} is leaf {proof['leaf_index']} of {lb['holders']} with balances sp "
+            f"{bal['sp']}, sv_active {bal['sv_active']}, sv_locked {bal['sv_locked']} in the liabilities of "
+            f"{lb['day']} (root {lb['root']}); no node on the path is negative: {trust}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ledger_verify.py",
-        description="Check the ledger-service books' checkpoints and event-log proofs (RFC 9162), trusting nothing.",
+        description="Check the ledger-service books' checkpoints, event-log proofs (RFC 9162) and holder "
+                    "(liabilities) proofs, trusting nothing.",
         epilog="Exit 0: OK; 1: a check failed (FAIL: names it); 2: the input cannot be read.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = commands.add_parser("checkpoint", help="check a checkpoint's well-formedness")
@@ -435,9 +756,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trusted-from", metavar="CHECKPOINT.json",
                    help="the earlier checkpoint you trust: the proof's `from` must equal it")
     p.set_defaults(run=cmd_consistency)
+    p = commands.add_parser("liabilities", help="check a liabilities checkpoint: totals and control accounts")
+    p.add_argument("file", metavar="LIABILITIES.json")
+    p.set_defaults(run=cmd_liabilities)
+    p = commands.add_parser("holder", help="check that a holder's balances are in the liabilities tree")
+    p.add_argument("file", metavar="PROOF.json")
+    p.add_argument("--liabilities", metavar="LIABILITIES.json",
+                   help="a liabilities checkpoint you kept: the proof's `liabilities` must equal it")
+    p.set_defaults(run=cmd_holder)
     args = parser.parse_args(argv)  # a usage error exits 2 with argparse's message
     try:
-        print("OK: " + args.run(args))
+        with localcontext() as context:  # every figure's arithmetic is exact: a rounding is an error
+            context.prec = 400
+            context.traps[Inexact] = context.traps[Rounded] = True
+            print("OK: " + args.run(args))
         return 0
     except Failed as failure:
         print(f"FAIL: {failure}")
@@ -445,7 +777,10 @@ def main(argv: list[str] | None = None) -> int:
     except Unreadable as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # a bug of this program: still no traceback, never an OK
+    except (Inexact, Rounded):  # a figure of more digits than 400 can hold: not the books' figures
+        print("ERROR: a figure too long to compute exactly with 400 digits", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001  a bug of this program: still no traceback, never an OK
         print(f"ERROR: unexpected {type(error).__name__}: {error}", file=sys.stderr)
         return 2
 

@@ -1,5 +1,6 @@
 """The proofs: the daily checkpoints of the event log, an event's inclusion proof, the
-consistency proof between two checkpoints (issue 12; formats: README, "Proofs").
+consistency proof between two checkpoints, a holder's proof in the liabilities tree (issue 12;
+formats: README, "Proofs").
 
 Every key may read them. The answers are computed from the event log view
 (`views.event_log`: O(log n) reads of its stored nodes) and the journal (an event's entry is
@@ -8,7 +9,7 @@ read back from its day file), never from the service's database.
 
 from __future__ import annotations
 
-from ..views import event_log
+from ..views import event_log, liabilities
 from . import schemas as s
 from .common import Routes, engine, parse_day
 
@@ -57,3 +58,15 @@ def checkpoint(day):
 def event_proof(event_id, query):
     day = parse_day(query["checkpoint"], "checkpoint") if query.get("checkpoint") else None
     return event_log.inclusion_proof(_root(), event_id, day)
+
+
+@bp.get("/v1/holders/<holder_id>/proof")
+@bp.read
+@bp.input(s.HolderProofQuery, location="query", arg_name="query")
+@bp.output(s.HolderProofOut)
+@bp.doc(summary="A holder's leaf, salt and path with sums in the liabilities tree of a closed day",
+        description="Default: the latest liabilities checkpoint. An unknown holder or day is 404. The path "
+                    "carries salted hashes and sums only: it names no other holder.")
+def holder_proof(holder_id, query):
+    day = parse_day(query["date"], "date") if query.get("date") else None
+    return liabilities.holder_proof(_root(), holder_id, day)

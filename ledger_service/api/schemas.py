@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import cast
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Integer, List, Nested, String
+from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
 from marshmallow import RAISE
 
@@ -253,3 +253,27 @@ ConsistencyOut = cast(type[Schema], Schema.from_dict({
     "path": List(String(), metadata={"description": "RFC 9162 §2.1.4.1 consistency path (hex; empty when the "
                                                     "sizes are equal)"}),
 }, name="ConsistencyOut"))
+
+
+class HolderProofQuery(Strict):
+    date = String(validate=DATE, metadata={"description": "the liabilities checkpoint's day YYYY-MM-DD (default: the "
+                                                          "latest)"})
+
+
+class SumNodeOut(Schema):
+    side = String(metadata={"description": "where the SIBLING stands: left or right"})
+    hash = String(metadata=_HEX)
+    base_sp = String()
+    shares = String()
+    sv_locked = String()
+
+
+class HolderProofOut(Schema):
+    version = String(metadata={"example": "ledger-holder-proof-v1"})
+    holder = String()
+    salt = String(metadata={"description": "HMAC-SHA256(the books' liabilities secret, holder id), hex"})
+    leaf_index = Integer()
+    leaf = Dict(keys=String(), values=String(), metadata={"description": "base_sp, shares, sv_locked"})
+    balances = Dict(keys=String(), values=String(), metadata={"description": "sp, sv_active, sv_locked (floored)"})
+    path = List(Nested(SumNodeOut), metadata={"description": "siblings bottom to top, with their sums"})
+    liabilities = Dict(metadata={"description": "the liabilities checkpoint (README, 'Liabilities')"})

@@ -6,6 +6,8 @@
       holder_index.py  every holder's position at the last closed day (ledger/holders.sqlite)
       event_log.py     the RFC 6962 Merkle tree over the chain and the daily checkpoints
                        (ledger/event_log.sqlite, checkpoints/YYYY-MM-DD.json), and their proofs
+      liabilities.py   the Merkle-sum tree over holders (ledger/liabilities.sqlite,
+                       checkpoints/YYYY-MM-DD.liabilities.json) and the holder proof
 
 Each view is a pure function of the journal's closed days, extended as days close and
 compared with a rebuild by `verify`. This module is the one entry point:
@@ -27,11 +29,12 @@ from pathlib import Path
 from ..entries import from_beancount
 from ..faults import Fault
 from ..journal import Books, DayFile, day_files, file_lock, journal_directives
-from . import event_log, holder_index, ledger_tier
+from . import event_log, holder_index, ledger_tier, liabilities
 from .base import LEDGER_DIR, LOCK, Check, Update, View, ViewError
 
-# The views, in the order they are written (the summaries before the index, then the event log).
-VIEWS: tuple[View, ...] = (ledger_tier, holder_index, event_log)
+# The views, in the order they are written (the summaries before the index, then the event log, then the
+# liabilities tree, whose checkpoint files name the event log's root).
+VIEWS: tuple[View, ...] = (ledger_tier, holder_index, event_log, liabilities)
 
 __all__ = ["VIEWS", "ViewError", "checkers", "compare", "on_days_closed", "rebuild", "update"]
 

@@ -1,0 +1,594 @@
+"""The liabilities view: a Merkle-sum tree over every holder, one root per closed day (issue 12 §3).
+
+    BOOKS/ledger/liabilities.sqlite
+      position  one row: the last closed day the tree stands at
+      nodes     the perfect subtrees (level, index): hash and the three sums (level 0: the leaves)
+      leaves    holder_id -> leaf_index, base_sp, shares, sv_locked
+    BOOKS/checkpoints/YYYY-MM-DD.liabilities.json   the day's root, sums, indices, totals and control
+    BOOKS/keys/liabilities.secret                   the salts' key (32 random bytes, hex; 0600)
+
+Formats: `merkle_sum` and README "Liabilities: a Merkle-sum tree over holders". A leaf holds a
+holder's (base_sp, shares, sv_locked), so a release touches no leaf: each closed day updates the
+leaves of the holders its entries name (O(touched · log N)), appends the new holders' leaves
+(leaf index = order of first appearance), and a day that ends an epoch rebases every leaf with
+shares. The holders' positions come from the holder index's own fold (`apply_entry`): the index
+as committed (the day before) with the day's entries applied on top, never written; when the
+tree does not stand where the index does (or on a rebuild) it folds the journal from genesis.
+
+`verify` (`checker()`) recomputes every day's tree the same way from its replay and compares the
+checkpoint files, the stored root and leaves, and the residue rule (control − totals).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Date, Integer, MetaData, String, Table, delete, insert, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .. import merkle_sum as ms
+from ..accounts import HOLDERS_SP, HOLDERS_SV_ACTIVE, HOLDERS_SV_LOCKED
+from ..apply import apply_entry
+from ..entries import Entry, Transaction, from_beancount
+from ..errors import NotFound
+from ..faults import Fault
+from ..journal import Books, DayFile, journal_directives, make_private_dirs, relative, write_private
+from ..rules.events import EventKind
+from ..state import Holder
+from ..store.models import DecimalText
+from ..subledger import settle
+from . import holder_index
+from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
+from .event_log import checkpoint_dir, read_checkpoint_file
+
+DB_NAME = "liabilities.sqlite"
+SECRET = Path("keys") / "liabilities.secret"
+VERSION = "ledger-liabilities-v1"
+CONTROL = (HOLDERS_SP, HOLDERS_SV_ACTIVE, HOLDERS_SV_LOCKED)
+MAX_FAULTS = 100
+stats = {"leaf_writes": 0}  # leaves written by updates in this process (tests count them)
+
+_meta = MetaData()
+POSITION = Table("position", _meta, Column("id", Integer, primary_key=True), Column("day", Date, nullable=False))
+NODES = Table(
+    "nodes", _meta,
+    Column("level", Integer, primary_key=True), Column("idx", Integer, primary_key=True),
+    Column("hash", String(64), nullable=False), Column("base_sp", DecimalText, nullable=False),
+    Column("shares", DecimalText, nullable=False), Column("sv_locked", DecimalText, nullable=False),
+)
+LEAVES = Table(
+    "leaves", _meta,
+    Column("holder_id", String(64), primary_key=True), Column("leaf_index", Integer, nullable=False, unique=True),
+    Column("base_sp", DecimalText, nullable=False), Column("shares", DecimalText, nullable=False),
+    Column("sv_locked", DecimalText, nullable=False),
+)
+
+
+class LiabilitiesError(ViewError):
+    """The journal cannot be folded into the liabilities tree."""
+
+
+def db_path(books_root: Path | str) -> Path:
+    return Path(books_root) / LEDGER_DIR / DB_NAME
+
+
+def checkpoint_path(books_root: Path | str, day: date) -> Path:
+    return checkpoint_dir(books_root) / f"{day.isoformat()}.liabilities.json"
+
+
+def secret_path(books_root: Path | str) -> Path:
+    return Path(books_root) / SECRET
+
+
+def read_secret(books_root: Path | str, create: bool = False) -> bytes | None:
+    path = secret_path(books_root)
+    if not path.is_file():
+        if not create:
+            return None
+        make_private_dirs(path.parent)
+        write_private(path, (secrets.token_hex(32) + "\n").encode("ascii"))
+    return bytes.fromhex(path.read_text(encoding="ascii").strip())
+
+
+def delete_db(books_root: Path | str) -> None:
+    path = db_path(books_root)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def leaf_figures(holder: Holder, g: Any, epochs: Any) -> tuple[Decimal, Decimal, Decimal]:
+    """(base_sp, shares, sv_locked) of a holder at the position `g` (settled on a copy)."""
+    view = replace(holder)
+    settle(view, g, epochs)
+    return ms.CTX.subtract(view.sp_exact, ms.CTX.multiply(view.shares, view.sp_ckpt)), view.shares, view.sv_locked
+
+
+class Tree:
+    """The tree being built: nodes and leaves cached in memory over an optional SQLite store."""
+
+    def __init__(self, secret: bytes, connection: Any = None) -> None:
+        self.secret = secret
+        self.connection = connection
+        self.nodes: dict[tuple[int, int], ms.Node] = {}
+        self.index: dict[str, int] = {}
+        self.leaf_of: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+        self.size = 0
+        self.dirty_nodes: set[tuple[int, int]] = set()
+        self.dirty_leaves: set[str] = set()
+        self.engine: Any = None
+        if connection is not None:
+            top = connection.execute(select(LEAVES.c.leaf_index).order_by(LEAVES.c.leaf_index.desc()).limit(1)).scalar()
+            self.size = 0 if top is None else int(top) + 1
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def node(self, level: int, idx: int) -> ms.Node:
+        found = self.nodes.get((level, idx))
+        if found is None:
+            if self.connection is None:
+                raise KeyError((level, idx))
+            row = self.connection.execute(select(NODES).where(NODES.c.level == level, NODES.c.idx == idx)).first()
+            if row is None:
+                raise LiabilitiesError(f"liabilities tree: node ({level}, {idx}) missing")
+            found = self.nodes[(level, idx)] = ms.Node(row.hash, row.base_sp, row.shares, row.sv_locked)
+        return found
+
+    def put(self, level: int, idx: int, nd: ms.Node) -> None:
+        self.nodes[(level, idx)] = nd
+        self.dirty_nodes.add((level, idx))
+
+    def leaf_index(self, holder_id: str) -> int | None:
+        found = self.index.get(holder_id)
+        if found is None and self.connection is not None:
+            found = self.connection.execute(select(LEAVES.c.leaf_index)
+                                            .where(LEAVES.c.holder_id == holder_id)).scalar()
+            if found is not None:
+                self.index[holder_id] = found
+        return found
+
+    def with_shares(self) -> list[str]:
+        """Every holder whose leaf holds shares (an epoch's end rebases them)."""
+        if self.connection is None:
+            return [h for h, f in self.leaf_of.items() if f[1] != 0]
+        stored = {r.holder_id for r in self.connection.execute(select(LEAVES.c.holder_id, LEAVES.c.shares))
+                  if r.shares != 0}
+        mine = {h for h, f in self.leaf_of.items() if f[1] != 0}
+        return sorted((stored - set(self.leaf_of)) | mine)
+
+    def set_leaves(self, figures: dict[str, tuple[Decimal, Decimal, Decimal]], order: Sequence[str]) -> int:
+        """Write the leaves of these holders (new ones appended in `order`); recompute their ancestors."""
+        changed = []
+        for holder_id in order:
+            if holder_id not in figures:
+                continue
+            idx = self.leaf_index(holder_id)
+            if idx is None:
+                idx = self.index[holder_id] = self.size
+                self.size += 1
+            commit = ms.id_commit(ms.salt(self.secret, holder_id), holder_id)
+            self.put(0, idx, ms.leaf(commit, *figures[holder_id]))
+            self.leaf_of[holder_id] = figures[holder_id]
+            self.dirty_leaves.add(holder_id)
+            changed.append(idx)
+        ms.update(self.node, self.put, self.size, changed)
+        stats["leaf_writes"] += len(changed)
+        return len(changed)
+
+    def root(self) -> ms.Node:
+        return ms.root(self.node, self.size)
+
+    def flush(self, day: date) -> None:
+        c = self.connection
+        assert c is not None
+        for level, idx in sorted(self.dirty_nodes):
+            nd = self.nodes[(level, idx)]
+            values = {"level": level, "idx": idx, "hash": nd.hash, "base_sp": nd.base_sp, "shares": nd.shares,
+                      "sv_locked": nd.sv_locked}
+            c.execute(sqlite_insert(NODES).values(**values).on_conflict_do_update(
+                index_elements=["level", "idx"], set_={k: values[k] for k in ("hash", "base_sp", "shares",
+                                                                                 "sv_locked")}))
+        for holder_id in sorted(self.dirty_leaves):
+            b, s, v = self.leaf_of[holder_id]
+            values = {"holder_id": holder_id, "leaf_index": self.index[holder_id], "base_sp": b, "shares": s,
+                      "sv_locked": v}
+            c.execute(sqlite_insert(LEAVES).values(**values).on_conflict_do_update(
+                index_elements=["holder_id"], set_={"base_sp": b, "shares": s, "sv_locked": v}))
+        c.execute(delete(POSITION))
+        c.execute(insert(POSITION), [{"id": 1, "day": day}])
+        self.dirty_nodes.clear()
+        self.dirty_leaves.clear()
+
+
+class DayFolder:
+    """Tracks the holders a day's entries touch; at the day's release updates the tree and gives the
+    checkpoint object (without head and log_root's file check). Shared by the update and the check."""
+
+    def __init__(self, tree: Tree, epoch: int = 0) -> None:
+        self.tree = tree
+        self.touched: list[str] = []
+        self.seen: set[str] = set()
+        self.epoch = epoch  # the epoch at the previous close
+
+    def entry(self, entry: Entry, state: Any) -> dict[str, Any] | None:
+        for holder_id in holder_index.holders_of(entry):
+            if holder_id not in self.seen:
+                self.seen.add(holder_id)
+                self.touched.append(holder_id)
+        if not (isinstance(entry, Transaction) and entry.kind == EventKind.RELEASE):
+            return None
+        g = state.g
+        order = list(self.touched)
+        if g.epoch != self.epoch:  # the epoch ended: every leaf with shares is rebased
+            order += [h for h in self.tree.with_shares() if h not in self.seen]
+        figures = {}
+        for holder_id in order:
+            holder = state.holder(holder_id)
+            if holder is not None:
+                figures[holder_id] = leaf_figures(holder, g, state)
+        self.tree.set_leaves(figures, order)
+        self.touched, self.seen, self.epoch = [], set(), g.epoch
+        return checkpoint_object(entry.date, self.tree.size, self.tree.root(), g, entry.get("hash") or "")
+
+
+def checkpoint_object(day: date, holders: int, root: ms.Node, g: Any, head: str, log_root: str = "") -> dict[str, Any]:
+    c = ms.CTX
+    return {
+        "version": VERSION, "day": day.isoformat(), "holders": holders, "root": root.hash,
+        "sums": root.figures(),
+        "indices": {"epoch": g.epoch, "sp_index": ms.text(g.sp_index), "sv_index": ms.text(g.sv_index)},
+        "totals": {"sp": ms.text(root.sp(g.sp_index)), "sv_active": ms.text(c.multiply(root.shares, g.sv_index)),
+                   "sv_locked": ms.text(root.sv_locked)},
+        "control": {account: ms.text(c.minus(g.balance(account))) for account in CONTROL},
+        "head": head, "log_root": log_root,
+    }
+
+
+def residue_faults(obj: dict[str, Any]) -> list[str]:
+    """The documented residue rule (`merkle_sum.residue_ok`), per commodity."""
+    out = []
+    for account, total in zip(CONTROL, ("sp", "sv_active", "sv_locked"), strict=True):
+        control, have = Decimal(obj["control"][account]), Decimal(obj["totals"][total])
+        if not ms.residue_ok(control, have, int(obj["holders"])):
+            out.append(f"{account} {control} − totals.{total} {have} is outside "
+                       "(−(holders + 1) × 1e-18, holders × 0.0001 + 0.0001)")
+    return out
+
+
+def _text(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, indent=2) + "\n"
+
+
+def _write_file(root: Path, obj: dict[str, Any]) -> bool:
+    path = checkpoint_path(root, date.fromisoformat(obj["day"]))
+    text = _text(obj)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    make_private_dirs(path.parent)
+    tmp = path.with_suffix(".tmp")
+    write_private(tmp, text.encode("utf-8"))
+    os.replace(tmp, path)
+    return True
+
+
+def _log_root(root: Path, day: date) -> str:
+    try:
+        return read_checkpoint_file(root, day).log_root
+    except ValueError:
+        return ""
+
+
+def _files(root: Path) -> dict[date, Path]:
+    out: dict[date, Path] = {}
+    folder = checkpoint_dir(root)
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.liabilities.json")):
+            try:
+                out[date.fromisoformat(path.name.split(".")[0])] = path
+            except ValueError:
+                continue
+    return out
+
+
+# -- the update ----------------------------------------------------------------------------------------------
+
+
+class _Update:
+    """Extends the tree with the closed days past its position (one SQLite transaction), then writes
+    those days' checkpoint files."""
+
+    def __init__(self, root: Path, rebuild: bool) -> None:
+        self.root = root
+        self.rebuild = rebuild
+        secret = read_secret(root, create=True)
+        assert secret is not None
+        self.reader: holder_index.Reader | None = None
+        last = None
+        if not rebuild and db_path(root).is_file():
+            engine = sqlite_engine(db_path(root))
+            with engine.connect() as c:
+                last = c.execute(select(POSITION.c.day)).scalar()
+            engine.dispose()
+        if last is None:
+            delete_db(root)
+            self.rebuild = True
+        else:
+            reader = holder_index.Reader(root)
+            if reader.position is not None and reader.position.closed_day == last:
+                self.reader = reader
+            else:  # the index stands elsewhere: fold the journal from genesis, the tree kept to its day
+                reader.close()
+        self.last_day: date | None = last
+        self.engine = sqlite_engine(db_path(root), _meta)
+        self.connection = self.engine.connect()
+        self.transaction = self.connection.begin()
+        self.tree = Tree(secret, self.connection)
+        self.state: Any = self.reader.state() if self.reader is not None else None
+        self.folder = DayFolder(self.tree, self.state.g.epoch if self.state is not None else 0)
+        self.fold = holder_index.Fold() if self.reader is None else None
+        self.added: list[dict[str, Any]] = []
+
+    def wants(self, day: DayFile) -> bool:
+        return self.fold is not None or self.last_day is None or day.day > self.last_day
+
+    def add(self, day: DayFile) -> None:
+        if not day.closed:
+            return
+        if self.fold is not None and self.last_day is not None and day.day <= self.last_day:
+            self._fold_only(day)
+            return
+        for directive in day.directives():
+            entry = from_beancount(directive)
+            if entry is None:
+                continue
+            if self.fold is not None:
+                state = self.fold.apply(entry)
+                if state is None:
+                    raise LiabilitiesError(f"{day.relpath}: the journal cannot be folded")
+            else:
+                state = self.state
+                if int(entry.get("seq") or 0) != state.g.seq + 1:
+                    raise LiabilitiesError(f"{day.relpath}: seq {entry.get('seq')} follows {state.g.seq}")
+                try:
+                    apply_entry(state, entry)
+                except (AssertionError, KeyError, ValueError, TypeError, AttributeError) as exc:
+                    raise LiabilitiesError(f"{day.relpath}: the entry cannot be applied ({exc})") from exc
+            obj = self.folder.entry(entry, state)
+            if obj is not None:
+                self.tree.flush(obj_day := date.fromisoformat(obj["day"]))
+                self.added.append(obj)
+                self.last_day = obj_day
+
+    def _fold_only(self, day: DayFile) -> None:
+        """A day the tree holds already: only the position is brought forward."""
+        assert self.fold is not None
+        for directive in day.directives():
+            entry = from_beancount(directive)
+            if entry is not None and self.fold.apply(entry) is None:
+                raise LiabilitiesError(f"{day.relpath}: the journal cannot be folded")
+        if self.fold.state is not None:
+            self.folder.epoch = self.fold.state.g.epoch
+
+    def finish(self, days: Sequence[DayFile]) -> list[str]:
+        if not self.added and not self.rebuild:
+            return []
+        self.transaction.commit()
+        written = [relative(self.root, db_path(self.root))] if self.added or self.rebuild else []
+        for obj in self.added:
+            obj["log_root"] = _log_root(self.root, date.fromisoformat(obj["day"]))
+            if _write_file(self.root, obj):
+                written.append(relative(self.root, checkpoint_path(self.root, date.fromisoformat(obj["day"]))))
+        if self.rebuild:
+            kept = {date.fromisoformat(o["day"]) for o in self.added}
+            for day, path in _files(self.root).items():
+                if day not in kept:
+                    path.unlink()
+        return written
+
+    def close(self) -> None:
+        if self.transaction.is_active:
+            self.transaction.rollback()
+        self.connection.close()
+        self.engine.dispose()
+        if self.reader is not None:
+            self.reader.close()
+
+
+def updater(books_root: Path, rebuild: bool = False) -> Update:
+    return _Update(Path(books_root), rebuild)
+
+
+# -- the check -------------------------------------------------------------------------------------------------
+
+
+class LiabilitiesCheck:
+    """Recomputes every day's tree from the replay as `verify` streams the journal, and compares."""
+
+    def __init__(self, books_root: Path | str) -> None:
+        self.root = Path(books_root)
+        self.faults: list[Fault] = []
+        self.files = _files(self.root)
+        self.exists = db_path(self.root).is_file() or bool(self.files)
+        self.secret = read_secret(self.root)
+        self.tree = Tree(self.secret or b"")
+        self.folder = DayFolder(self.tree)
+        self.expected: dict[date, dict[str, Any]] = {}
+        self.broken = False
+        if self.exists and self.secret is None:
+            self._fault(str(secret_path(self.root)), "liabilities.secret", "the liabilities secret is missing")
+            self.broken = True
+
+    def _fault(self, where: str, rule: str, message: str) -> None:
+        if len(self.faults) < MAX_FAULTS:
+            self.faults.append(Fault(where, 0, "-", rule, message))
+
+    def feed(self, path: Path, directive: Any, entry: Entry | None, state: Any) -> None:
+        if entry is None or self.broken or not self.exists:
+            return
+        if state is None:
+            self.broken = True
+            return
+        try:
+            obj = self.folder.entry(entry, state)
+        except (AssertionError, KeyError) as exc:
+            self.broken = True
+            self._fault(str(db_path(self.root)), "liabilities.fold", f"not recomputed past {entry.date}: {exc}")
+            return
+        if obj is not None:
+            obj["log_root"] = _log_root(self.root, entry.date)
+            self.expected[entry.date] = obj
+            for message in residue_faults(obj):
+                self._fault(str(checkpoint_path(self.root, entry.date)), "liabilities.residue", message)
+
+    def finish(self) -> list[Fault]:
+        if not self.exists or self.broken:
+            return self.faults
+        for day, want in self.expected.items():
+            path = self.files.get(day)
+            if path is None:
+                self._fault(str(checkpoint_path(self.root, day)), "liabilities.missing",
+                            f"no liabilities checkpoint for {day}, a closed day of the journal")
+                continue
+            try:
+                have = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                have = None
+            if have != want:
+                rule = ("liabilities.root" if not isinstance(have, dict) or have.get("root") != want["root"]
+                        or have.get("sums") != want["sums"] else "liabilities.file")
+                self._fault(str(path), rule, f"differs from what the journal gives: {json.dumps(want)}")
+        for day in sorted(set(self.files) - set(self.expected)):
+            self._fault(str(self.files[day]), "liabilities.extra", f"a liabilities checkpoint of {day}: the journal "
+                                                                   "has not closed that day")
+        self._compare_db()
+        return self.faults
+
+    def _compare_db(self) -> None:
+        path = db_path(self.root)
+        if not path.is_file():
+            if self.expected:
+                self._fault(str(path), "liabilities.missing", "no liabilities tree")
+            return
+        engine = sqlite_engine(path)
+        try:
+            with engine.connect() as c:
+                day = c.execute(select(POSITION.c.day)).scalar()
+                last = max(self.expected) if self.expected else None
+                if day != last:
+                    self._fault(str(path), "liabilities.position", f"the tree stands at {day}; the journal's last "
+                                                                   f"closed day is {last}")
+                    return
+                stored = Tree(self.tree.secret, c)
+                if stored.size != self.tree.size or stored.root() != self.tree.root():
+                    self._fault(str(path), "liabilities.root", f"stored root over {stored.size} leaves differs "
+                                                               f"from the journal's over {self.tree.size}")
+                for row in c.execute(select(LEAVES)).yield_per(10_000):
+                    want = self.tree.leaf_of.get(row.holder_id)
+                    if (want is None or self.tree.index[row.holder_id] != row.leaf_index
+                            or want != (row.base_sp, row.shares, row.sv_locked)):
+                        self._fault(str(path), "liabilities.leaf", f"leaf of {row.holder_id} differs")
+        except LiabilitiesError as exc:
+            self._fault(str(path), "liabilities.node", str(exc))
+        finally:
+            engine.dispose()
+
+
+def checker(books_root: Path) -> Check:
+    return LiabilitiesCheck(books_root)
+
+
+def compare(books_root: Path | str) -> list[Fault]:
+    root = Path(books_root)
+    check, fold = LiabilitiesCheck(root), holder_index.Fold()
+    for path, directive, _errors in journal_directives(Books(root)):
+        if directive is not None:
+            entry = from_beancount(directive)
+            check.feed(path, directive, entry, fold.apply(entry))
+    return check.finish()
+
+
+# -- the holder proof -------------------------------------------------------------------------------------------
+
+
+class ProofNotFound(NotFound):
+    """No such holder or day in the liabilities tree (404)."""
+
+
+def holder_proof(books_root: Path | str, holder_id: str, day: date | None = None) -> dict[str, Any]:
+    """The holder proof (README "Liabilities"): at `day` (default: the latest), recomputed from the
+    stored tree when `day` is its position, else by folding the journal to that day."""
+    root = Path(books_root)
+    files = _files(root)
+    if not files:
+        raise ProofNotFound("liabilities.none", "the books have no liabilities checkpoint yet", "date")
+    day = day or max(files)
+    if day not in files:
+        raise ProofNotFound("liabilities.unknown", f"date: no liabilities checkpoint of {day}", "date")
+    secret = read_secret(root)
+    if secret is None:
+        raise ProofNotFound("liabilities.none", "the books have no liabilities secret", "date")
+    liab = json.loads(files[day].read_text(encoding="utf-8"))
+    tree = _tree_at(root, day, secret)
+    try:
+        idx = tree.leaf_index(holder_id)
+        if idx is None:
+            raise ProofNotFound("holder.unknown", f"id: no holder {holder_id!r} in the tree of {day}", "id")
+        figures = tree.leaf_of.get(holder_id)
+        if figures is None:
+            row = tree.connection.execute(select(LEAVES).where(LEAVES.c.holder_id == holder_id)).first()
+            figures = (row.base_sp, row.shares, row.sv_locked)
+        path = ms.path(tree.node, tree.size, idx)
+    finally:
+        tree.close()
+    base_sp, shares, sv_locked = figures
+    sp_index, sv_index = Decimal(liab["indices"]["sp_index"]), Decimal(liab["indices"]["sv_index"])
+    return {
+        "version": "ledger-holder-proof-v1", "holder": holder_id, "salt": ms.salt(secret, holder_id),
+        "leaf_index": idx,
+        "leaf": {"base_sp": ms.text(base_sp), "shares": ms.text(shares), "sv_locked": ms.text(sv_locked)},
+        "balances": {"sp": ms.text(ms.floor(ms.CTX.add(base_sp, ms.CTX.multiply(shares, sp_index)))),
+                     "sv_active": ms.text(ms.floor(ms.CTX.multiply(shares, sv_index))),
+                     "sv_locked": ms.text(ms.floor(sv_locked))},
+        "path": [{"side": side, "hash": nd.hash, **nd.figures()} for side, nd in path],
+        "liabilities": liab,
+    }
+
+
+def _tree_at(root: Path, day: date, secret: bytes) -> Tree:
+    path = db_path(root)
+    if path.is_file():
+        engine = sqlite_engine(path)
+        c = engine.connect()
+        if c.execute(select(POSITION.c.day)).scalar() == day:
+            tree = Tree(secret, c)
+            tree.engine = engine
+            return tree
+        c.close()
+        engine.dispose()
+    tree = Tree(secret)
+    folder, fold = DayFolder(tree), holder_index.Fold()
+    for _path, directive, _errors in journal_directives(Books(root)):
+        if directive is None:
+            continue
+        entry = from_beancount(directive)
+        state = fold.apply(entry)
+        if entry is None or state is None:
+            continue
+        if entry.date > day:
+            break
+        folder.entry(entry, state)
+    return tree
