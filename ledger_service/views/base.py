@@ -16,6 +16,7 @@ each view's `Check`. A view never imports the engine, `audit` or the Fava extens
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 
 from ..entries import Entry
 from ..faults import Fault
-from ..journal import DayFile, make_private_dirs, private_file
+from ..journal import DayFile, make_private_dirs, private_file, write_private
 from ..state import State
 
 LEDGER_DIR = "ledger"  # every view lives in BOOKS/ledger/
@@ -91,3 +92,18 @@ def sqlite_engine(path: Path, metadata: MetaData | None = None) -> Engine:
     if metadata is not None:
         metadata.create_all(engine)
     return engine
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write a view's published file atomically (0600, its folder 0700) unless it holds `text`
+    already; True when it was written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    make_private_dirs(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    write_private(tmp, text.encode("utf-8"))
+    os.replace(tmp, path)
+    return True

@@ -44,7 +44,6 @@ checkpoint file extends the one before it with a consistency proof from the stor
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,13 +80,11 @@ from ..journal import (
     day_file,
     head,
     journal_directives,
-    make_private_dirs,
     parse_file,
     relative,
-    write_private,
 )
 from ..rules.events import EventKind
-from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
+from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine, write_if_changed
 
 LOG_NAME = "event_log.sqlite"
 CHECKPOINT_DIR = "checkpoints"
@@ -214,18 +211,7 @@ def read_checkpoint_file(books_root: Path | str, day: date) -> Checkpoint:
 
 def _write_checkpoint(root: Path, checkpoint: Checkpoint) -> bool:
     """Write the checkpoint's file (0600, folder 0700) unless it holds that text already."""
-    path = checkpoint_path(root, checkpoint.day)
-    text = checkpoint.text()
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except (OSError, UnicodeDecodeError):
-        pass
-    make_private_dirs(path.parent)
-    tmp = path.with_suffix(".json.tmp")
-    write_private(tmp, text.encode("utf-8"))
-    os.replace(tmp, path)
-    return True
+    return write_if_changed(checkpoint_path(root, checkpoint.day), checkpoint.text())
 
 
 # -- the stored tree ----------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ checkpoint files, the stored root and leaves, and the residue rule (control − 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import replace
@@ -46,7 +45,7 @@ from ..state import Holder
 from ..store.models import DecimalText
 from ..subledger import settle
 from . import holder_index
-from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
+from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine, write_if_changed
 from .event_log import checkpoint_dir, read_checkpoint_file
 
 DB_NAME = "liabilities.sqlite"
@@ -271,18 +270,7 @@ def _text(obj: dict[str, Any]) -> str:
 
 
 def _write_file(root: Path, obj: dict[str, Any]) -> bool:
-    path = checkpoint_path(root, date.fromisoformat(obj["day"]))
-    text = _text(obj)
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return False
-    except (OSError, UnicodeDecodeError):
-        pass
-    make_private_dirs(path.parent)
-    tmp = path.with_suffix(".tmp")
-    write_private(tmp, text.encode("utf-8"))
-    os.replace(tmp, path)
-    return True
+    return write_if_changed(checkpoint_path(root, date.fromisoformat(obj["day"])), _text(obj))
 
 
 def _log_root(root: Path, day: date) -> str:
