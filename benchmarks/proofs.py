@@ -46,7 +46,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -65,9 +64,13 @@ from sqlalchemy import insert
 
 from ledger_service import merkle
 from ledger_service.views import event_log
+from ledger_service.views.base import write_if_changed
 from ledger_service.views.event_log import CHECKPOINTS, Checkpoint, Store
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+import seeding  # noqa: E402  (the machine facts, shared)
+
 VERIFIER = REPO / "verifier" / "ledger_verify.py"
 START = date(2026, 1, 1)
 ZEROS = "0" * 64
@@ -193,7 +196,7 @@ def append_day(root: Path, day: date, leaves: list[bytes], head: str) -> tuple[C
                                                       "log_root": checkpoint.log_root}])
     finally:
         engine.dispose()
-    event_log._write_checkpoint(root, checkpoint)
+    write_if_changed(event_log.checkpoint_path(root, checkpoint.day), checkpoint.text())
     return checkpoint, time.perf_counter() - started
 
 
@@ -401,16 +404,8 @@ def verify_standalone_consistency(lv: ModuleType, proof: dict) -> bool:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "platform": platform.platform()}
+    """The machine facts every benchmark records (seeding.machine), with SQLite's version."""
+    return seeding.machine() | {"sqlite": sqlite3.sqlite_version}
 
 
 def git_state() -> dict:

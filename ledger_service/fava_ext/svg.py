@@ -99,8 +99,7 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
     units = {}
     colors = {}
     for axis in ("left", "right"):
-        # float ok: chart pixels
-        values = [float(v) for s in series if s.get("axis", "left") == axis for _, v in s["points"]]
+        values = [float(v) for s in series if s.get("axis", "left") == axis for _, v in s["points"]]  # float ok
         if values or axis == "left":
             tops[axis] = _nice_max(max(values + [0.0]) * 1.05)
             found = [s for s in series if s.get("axis", "left") == axis]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +26,7 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 
 from ..entries import Entry
 from ..faults import Fault
-from ..journal import DayFile, make_private_dirs, private_file, write_private
+from ..journal import DayFile, make_private_dirs, private_file, relative, write_private
 from ..state import State
 
 LEDGER_DIR = "ledger"  # every view lives in BOOKS/ledger/
@@ -107,3 +108,26 @@ def write_if_changed(path: Path, text: str) -> bool:
     write_private(tmp, text.encode("utf-8"))
     os.replace(tmp, path)
     return True
+
+
+def dated_files(folder: Path, suffix: str) -> dict[date, Path]:
+    """The files `YYYY-MM-DD<suffix>` in `folder`, by day, oldest first (other names left out)."""
+    out: dict[date, Path] = {}
+    if folder.is_dir():
+        for path in sorted(folder.glob("*" + suffix)):
+            try:
+                out[date.fromisoformat(path.name[: -len(suffix)])] = path
+            except ValueError:
+                continue
+    return out
+
+
+def publish_dated(root: Path, wanted: dict[date, tuple[Path, str]], stale: dict[date, Path] | None) -> list[str]:
+    """Write each day's published file (`write_if_changed`); on a rebuild, `stale` holds the files
+    present before it, and those of days not in `wanted` (days the journal has not closed) are
+    removed. Returns the files written, relative to the books."""
+    written = [relative(root, path) for path, text in wanted.values() if write_if_changed(path, text)]
+    for day, path in (stale or {}).items():
+        if day not in wanted:
+            path.unlink()
+    return written

@@ -84,7 +84,7 @@ from ..journal import (
     relative,
 )
 from ..rules.events import EventKind
-from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine, write_if_changed
+from .base import LEDGER_DIR, Check, Update, ViewError, dated_files, publish_dated, sqlite_engine
 
 LOG_NAME = "event_log.sqlite"
 CHECKPOINT_DIR = "checkpoints"
@@ -171,15 +171,7 @@ class Checkpoint:
 
 def _checkpoint_files(root: Path) -> dict[date, Path]:
     """The checkpoint files present, by day (files not named by a day left out)."""
-    out: dict[date, Path] = {}
-    folder = checkpoint_dir(root)
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.json")):
-            try:
-                out[date.fromisoformat(path.stem)] = path
-            except ValueError:
-                continue
-    return out
+    return dated_files(checkpoint_dir(root), ".json")
 
 
 def checkpoint_days(books_root: Path | str) -> list[date]:
@@ -207,11 +199,6 @@ def read_checkpoint_file(books_root: Path | str, day: date) -> Checkpoint:
     if data["day"] != day.isoformat():
         raise ValueError(f"{path.name}: the checkpoint of {data['day']!r}, not of {day}")
     return Checkpoint(day, data["last_seq"], data["head"], data["log_size"], data["log_root"])
-
-
-def _write_checkpoint(root: Path, checkpoint: Checkpoint) -> bool:
-    """Write the checkpoint's file (0600, folder 0700) unless it holds that text already."""
-    return write_if_changed(checkpoint_path(root, checkpoint.day), checkpoint.text())
 
 
 # -- the stored tree ----------------------------------------------------------------------------------
@@ -362,14 +349,9 @@ class _LogUpdate:
             return []
         self.transaction.commit()
         written = [relative(self.root, log_path(self.root))] if self.added else []
-        for checkpoint in self.added:
-            if _write_checkpoint(self.root, checkpoint):
-                written.append(relative(self.root, checkpoint_path(self.root, checkpoint.day)))
-        if self.rebuild:  # a file of a day the journal has not closed is not a checkpoint of these books
-            kept = {c.day for c in self.added}
-            for day, path in _checkpoint_files(self.root).items():
-                if day not in kept:
-                    path.unlink()
+        wanted = {c.day: (checkpoint_path(self.root, c.day), c.text()) for c in self.added}
+        # on a rebuild, a file of a day the journal has not closed is not a checkpoint of these books
+        written += publish_dated(self.root, wanted, _checkpoint_files(self.root) if self.rebuild else None)
         return written
 
     def close(self) -> None:

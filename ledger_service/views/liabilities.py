@@ -45,7 +45,7 @@ from ..state import Holder
 from ..store.models import DecimalText
 from ..subledger import settle
 from . import holder_index
-from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine, write_if_changed
+from .base import LEDGER_DIR, Check, Update, ViewError, dated_files, publish_dated, sqlite_engine
 from .event_log import checkpoint_dir, read_checkpoint_file
 
 DB_NAME = "liabilities.sqlite"
@@ -269,10 +269,6 @@ def _text(obj: dict[str, Any]) -> str:
     return json.dumps(obj, indent=2) + "\n"
 
 
-def _write_file(root: Path, obj: dict[str, Any]) -> bool:
-    return write_if_changed(checkpoint_path(root, date.fromisoformat(obj["day"])), _text(obj))
-
-
 def _log_root(root: Path, day: date) -> str:
     try:
         return read_checkpoint_file(root, day).log_root
@@ -281,15 +277,7 @@ def _log_root(root: Path, day: date) -> str:
 
 
 def _files(root: Path) -> dict[date, Path]:
-    out: dict[date, Path] = {}
-    folder = checkpoint_dir(root)
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.liabilities.json")):
-            try:
-                out[date.fromisoformat(path.name.split(".")[0])] = path
-            except ValueError:
-                continue
-    return out
+    return dated_files(checkpoint_dir(root), ".liabilities.json")
 
 
 # -- the update ----------------------------------------------------------------------------------------------
@@ -376,15 +364,12 @@ class _Update:
             return []
         self.transaction.commit()
         written = [relative(self.root, db_path(self.root))] if self.added or self.rebuild else []
+        wanted: dict[date, tuple[Path, str]] = {}
         for obj in self.added:
-            obj["log_root"] = _log_root(self.root, date.fromisoformat(obj["day"]))
-            if _write_file(self.root, obj):
-                written.append(relative(self.root, checkpoint_path(self.root, date.fromisoformat(obj["day"]))))
-        if self.rebuild:
-            kept = {date.fromisoformat(o["day"]) for o in self.added}
-            for day, path in _files(self.root).items():
-                if day not in kept:
-                    path.unlink()
+            day = date.fromisoformat(obj["day"])
+            obj["log_root"] = _log_root(self.root, day)
+            wanted[day] = (checkpoint_path(self.root, day), _text(obj))
+        written += publish_dated(self.root, wanted, _files(self.root) if self.rebuild else None)
         return written
 
     def close(self) -> None:
