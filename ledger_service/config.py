@@ -90,9 +90,12 @@ class Params:
         """Rebuild the rules from a genesis entry's metadata (validated again)."""
         flat: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            if field.name not in meta:
+            if field.name in meta:
+                flat[field.name] = meta[field.name]
+            elif field.name in LEGACY:  # books made before the parameter existed: the rule as it was then
+                flat[field.name] = LEGACY[field.name]
+            else:
                 raise ConfigError(field.name, "missing from the genesis entry")
-            flat[field.name] = meta[field.name]
         return _build(flat)
 
 
@@ -123,6 +126,13 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("region_repurchase_days", "region", "repurchase_days", "days"),
     ("calendar_timezone", "calendar", "timezone", "timezone"),
 )
+
+# Parameters added after books were first made. A genesis entry written before one existed
+# lacks it: `LEGACY[name]` is the value that keeps those books' rule exactly as it was, so
+# old books replay unchanged. A rules file (TOML) that lacks one takes `DEFAULTS[name]`,
+# the rule for new books. Each parameter added later gets an entry in both.
+LEGACY: dict[str, Any] = {}
+DEFAULTS: dict[str, Any] = {}
 
 MAX_MULTIPLIER = Decimal(1000)
 MAX_REPURCHASE_DAYS = 3660
@@ -228,9 +238,12 @@ def parse_toml(text: str, *, source: str = "<rules>") -> Params:
         node: Any = doc
         for part in section.split("."):
             node = node.get(part, {}) if isinstance(node, dict) else {}
-        if not isinstance(node, dict) or key not in node:
+        if isinstance(node, dict) and key in node:
+            flat[name] = node[key]
+        elif name in DEFAULTS:  # a parameter added later, not in this (older) file: the new books' rule
+            flat[name] = DEFAULTS[name]
+        else:
             raise ConfigError(f"{section}.{key}", "missing")
-        flat[name] = node[key]
     _reject_unknown_parameters(doc, known_sections - {"team"})
     return _build(flat)
 
