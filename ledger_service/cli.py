@@ -368,6 +368,36 @@ def prove_holder(books: Path, holder_id: str, day: date | None, out: Path | None
     _write_proof(_prove(books, lambda: liabilities.holder_proof(books, holder_id, day)), out)
 
 
+@main.group("signing-key")
+def signing_key() -> None:
+    """The books' Ed25519 signing key: show the public keys, rotate the key in force."""
+
+
+@signing_key.command("show")
+@books_option
+@db_option
+def signing_key_show(books: Path, db_url: str | None) -> None:
+    """The genesis key, each rotation and the key in force, as JSON (`GET /v1/signing-keys`)."""
+    from .engine import Engine
+
+    click.echo(json.dumps(Engine(books, db_url).signing_keys(), indent=2) + "\n", nl=False)
+
+
+@signing_key.command("rotate")
+@books_option
+@db_option
+def signing_key_rotate(books: Path, db_url: str | None) -> None:
+    """Book a new key, signed by the key in force; the old one is kept under BOOKS/keys/retired/."""
+    from .engine import Engine
+
+    try:
+        booked = Engine(books, db_url).rotate_signing_key()
+    except (Refusal, JournalFault) as exc:
+        _fail(exc)
+        raise
+    console.print(f"signing key rotated in {booked.event_id}: the key in force is {booked.entry.get('public_key')}")
+
+
 @main.group()
 def keys() -> None:
     """API keys: create (the secret is printed once), list, revoke."""

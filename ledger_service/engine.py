@@ -33,14 +33,15 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, desc, inspect, select
 
-from . import reports, rules, views
+from . import reports, rules, signing, views
 from .amounts import fmt
 from .apply import apply_entry
 from .config import Params
 from .entries import GENESIS_PREV, Entry, Price, Transaction, entry_hash, render, with_meta
 from .errors import Conflict, Invalid, JournalFault, JournalUnavailable, Refusal
 from .journal import DIR_MODE, Books, day_file, make_private_dirs
-from .rules.events import Event, EventKind, Release
+from .rules import checkpoints
+from .rules.events import Event, EventKind, Release, SigningKey
 from .state import ClosedDay, Globals, MemoryState, Overlay, State
 from .store import migrate, queries
 from .store.db import (
@@ -240,7 +241,8 @@ class Engine:
             state = Overlay(MemoryState(reports.genesis_globals(start, params)))
             seq = 1
             ctx = rules.Ctx(event_id_for(seq), seq, start, params)
-            booked = [_chain(state, rules.genesis(params, start, ctx), params)]
+            key = signing.load(root) or signing.create(root)  # BOOKS/keys/signing.key, 0600; its public half in genesis
+            booked = [_chain(state, rules.genesis(params, start, ctx, signing.public_hex(key)), params)]
             booked.append(_chain(state, rules.price(state.g, start, state.g.seq + 1, params), params))
             session.add(ledger_row(state.g, json.dumps(params.to_meta(), sort_keys=True)))
             session.flush()
@@ -354,6 +356,110 @@ class Engine:
             self.on_days_closed(self.books.root, writer_locked=False)
         except Exception as exc:  # noqa: BLE001
             log.warning("ledger tier not updated: %s", exc)
+        self.book_checkpoints()
+
+    # -- the signed checkpoints (issue 12 §4; `rules.checkpoints`, `views.signed`) ---------------------
+
+    def book_checkpoints(self) -> list[Booked]:
+        """Book the signed checkpoint of every closed day that lacks one, once the views hold its roots.
+
+        Books that sign from genesis checkpoint every closed day; books made before signing existed
+        start with the last closed day (and first book their key: `signing_key` without a previous
+        key). Each checkpoint is one chained entry dated the open day, then its file is published.
+        Never fails the caller: a day left without one (views behind, a disk error) is booked by
+        the next close, and `verify` names a closed day without one.
+        """
+        try:
+            with self.books.lock():
+                booked, objects = self._book_checkpoints_locked()
+            if objects:
+                views.signed.publish(self.books.root, objects)
+            return booked
+        except Exception as exc:  # noqa: BLE001 - the checkpoint is derived: booked later, never a failed booking
+            log.warning("checkpoints not booked: %s", exc)
+            return []
+
+    def _book_checkpoints_locked(self) -> tuple[list[Booked], list[dict]]:
+        with self.Session() as session:
+            with session.begin():
+                self._repair(session)
+                connection = session.connection()
+                last = queries.last_checkpoint_day(connection)
+                in_force, from_genesis = queries.signing_key_in_force(connection)
+                days = queries.closed_days_after(connection, last)
+                if last is None and not from_genesis:
+                    days = days[-1:]  # books that start signing now: from their last closed day
+                ready = []
+                for row in days:
+                    found = views.signed.inputs(self.books.root, row.day)
+                    if found is None:
+                        break  # the views have not closed this day yet: the next close books it
+                    if (found[0]["last_seq"], found[0]["head"]) != (row.last_seq, row.closing_hash):
+                        raise JournalFault(f"the event log's checkpoint of {row.day} (seq {found[0]['last_seq']}) "
+                                           f"is not the day's close (seq {row.last_seq}); run verify")
+                    ready.append((row, *found))
+                if not ready:
+                    return [], []
+                key, introduce = self._signing_key(in_force)
+                public_key = signing.public_hex(key)
+                overlay = Overlay(DbReader(session, load_globals(session)))
+                booked: list[Booked] = []
+                if introduce:
+                    booked.append(self._book_on(overlay, SigningKey(public_key=public_key)))
+                objects = []
+                for row, log_cp, liabilities in ready:
+                    obj = checkpoints.checkpoint_object(log_cp, liabilities, json.loads(row.supply_json), public_key)
+                    obj["signature"] = signing.sign(key, obj)
+                    booked.append(self._book_on(overlay, checkpoints.event_of(obj)))
+                    objects.append(obj)
+                rows = self._persist(session, overlay, booked)
+            self._append_committed(rows, booked[-1].event_id)
+        return booked, objects
+
+    def _book_on(self, overlay: Overlay, event: Event) -> Booked:
+        """Chain one engine event on the open day (no day is closed by it)."""
+        day = overlay.g.open_day
+        seq = overlay.g.seq + 1
+        return _chain(overlay, rules.book(overlay, event, rules.Ctx(event_id_for(seq), seq, day, self.params)),
+                      self.params)
+
+    def _signing_key(self, in_force: str | None):
+        """(the private key in force, whether it must first be booked): the key file must hold the key
+        the journal puts in force (a rotation cut short between its commit and the key's swap is
+        finished here); books without one get a new key, introduced by a booked entry."""
+        if in_force is None:
+            return (signing.load(self.books.root) or signing.create(self.books.root)), True
+        key = signing.in_force(self.books.root, in_force)
+        if key is None:
+            raise signing.SigningKeyError(f"{signing.KEY_FILE} does not hold the key the journal puts in force "
+                                          f"({in_force}); restore it from the backup")
+        return key, False
+
+    def rotate_signing_key(self) -> Booked:
+        """Book a new signing key, signed by the key in force, and put it in force (BOOKS/keys/)."""
+        with self.books.lock(), self.Session() as session:
+            with session.begin():
+                self._repair_or_unavailable(session, None)
+                in_force, _from_genesis = queries.signing_key_in_force(session.connection())
+                old, introduce = self._signing_key(in_force)
+                new = signing.generate()
+                g = load_globals(session)
+                overlay = Overlay(DbReader(session, g))
+                booked = []
+                if introduce:
+                    booked.append(self._book_on(overlay, SigningKey(public_key=signing.public_hex(old))))
+                rotation = checkpoints.rotation_object(overlay.g.open_day, signing.public_hex(old),
+                                                       signing.public_hex(new))
+                booked.append(self._book_on(overlay, SigningKey(
+                    public_key=rotation["public_key"], previous_key=rotation["previous_key"],
+                    signature=signing.sign(old, rotation))))
+                rows = self._persist(session, overlay, booked)
+                # the new key is on disk before the commit that puts it in force
+                signing.stage(self.books.root, new)
+            signing.commit_staged(self.books.root, old, new)
+            self._append_committed(rows, booked[-1].event_id)
+        log.info("signing key rotated: %s -> %s", rotation["previous_key"], rotation["public_key"])
+        return booked[-1]
 
     def _catch_up(self, through: date, idempotency: Idempotency | None = None) -> list[Booked]:
         """Close open days up to `through`, at most MAX_DAYS_PER_COMMIT per commit (lock held).
@@ -573,6 +679,11 @@ class Engine:
     def head(self) -> dict:
         with self.Session() as session:
             return queries.head(session)
+
+    def signing_keys(self) -> dict:
+        """`GET /v1/signing-keys` (`queries.signing_keys`)."""
+        with self.db.connect() as connection:
+            return queries.signing_keys(connection)
 
     def dispose(self) -> None:
         self.db.dispose()

@@ -16,6 +16,8 @@ from pathlib import Path
 from ledger_service import config
 from ledger_service.demo import Demo
 from ledger_service.engine import Engine
+from ledger_service.entries import from_beancount
+from ledger_service.journal import Books, journal_directives
 from ledger_service.rules.events import PayoutRequest
 
 START = date(2026, 2, 25)
@@ -71,3 +73,9 @@ def copy_books(source: Path, target: Path) -> Path:
 
 def engine_on(root: Path, today: date = TODAY) -> Engine:
     return Engine(root, clock=FixedClock(today))
+
+
+def chain(root: Path) -> list:
+    """Every chained entry of the journal, in order."""
+    return [e for _p, d, _err in journal_directives(Books(root)) if d is not None
+            for e in [from_beancount(d)] if e is not None]

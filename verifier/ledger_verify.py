@@ -2,14 +2,17 @@
 """ledger_verify — check the ledger-service books' event-log proofs, trusting nothing.
 
 This one file is the whole verifier. It uses the Python standard library only (3.9 or
-later) and imports nothing of the ledger service or Beancount, so what it accepts follows
-from the text below, the README's canonical form and RFC 9162 alone. Usage:
+later) — and, for Ed25519 signatures, the `cryptography` package when it is installed, else
+the RFC 8032 reference verification written out below — and imports nothing of the ledger
+service or Beancount, so what it accepts follows from the text below, the README's canonical
+form, RFC 9162 and RFC 8032 alone. Usage:
 
-    python ledger_verify.py checkpoint  CHECKPOINT.json
-    python ledger_verify.py inclusion   PROOF.json [--checkpoint TRUSTED_CHECKPOINT.json]
-    python ledger_verify.py consistency PROOF.json [--trusted-from TRUSTED_CHECKPOINT.json]
+    python ledger_verify.py checkpoint  CHECKPOINT.json [--key HEX]
+    python ledger_verify.py inclusion   PROOF.json [--checkpoint TRUSTED_CHECKPOINT.json] [--key HEX]
+    python ledger_verify.py consistency PROOF.json [--trusted-from TRUSTED_CHECKPOINT.json] [--key HEX]
     python ledger_verify.py liabilities LIABILITIES.json
-    python ledger_verify.py holder      PROOF.json [--liabilities KEPT_LIABILITIES.json]
+    python ledger_verify.py holder      PROOF.json [--liabilities KEPT_LIABILITIES.json] [--key HEX]
+    python ledger_verify.py keys        KEYS.json --genesis-key HEX
 
 Exit codes: 0 and `OK: ...` when every check passes; 1 and `FAIL: <field or check>: <why>`
 when a check fails; 2 and `ERROR: ...` (on stderr) when the input cannot be read: a file
@@ -21,9 +24,11 @@ canonical text) is leaf `seq - 1` of the log whose root a checkpoint names; a co
 proof shows that the log of a later checkpoint starts with the whole log of an earlier one
 (no entry of the earlier log was changed, removed or reordered). Both are only as good as
 the checkpoint you compare them with: pass one you obtained independently (published
-earlier, received from the regulator, ...) with --checkpoint / --trusted-from. Until the
-books sign their checkpoints (see "Signatures" below), a checkpoint read from the same
-place as the proof proves only that the proof is internally consistent.
+earlier, received from the regulator, ...) with --checkpoint / --trusted-from, or pass the
+books' public key (--key) that you obtained independently: a checkpoint signed by it is one
+the operator stands behind, wherever you read it. Without either, a proof shows only that
+it is internally consistent. Days closed before the books signed have unsigned
+`ledger-checkpoint-v1` checkpoints.
 
 A holder proof shows that a holder's balances (SP, active and locked SV) are one leaf of the
 liabilities tree (a Merkle-sum tree: every node carries the sums below it) whose root and
@@ -45,7 +50,10 @@ from typing import Any
 
 Doc = dict[str, Any]  # a JSON object as read
 
-CHECKPOINT_VERSION = "ledger-checkpoint-v1"
+CHECKPOINT_VERSION = "ledger-checkpoint-v1"  # unsigned: days closed before the books signed
+SIGNED_VERSION = "ledger-checkpoint-v2"      # signed: every day closed since
+ROTATION_VERSION = "ledger-key-rotation-v1"
+KEYS_VERSION = "ledger-signing-keys-v1"
 INCLUSION_VERSION = "ledger-inclusion-v1"
 CONSISTENCY_VERSION = "ledger-consistency-v1"
 CANONICAL_VERSION = "ledger-entry-v1"  # the first line of every entry's canonical text
@@ -56,6 +64,12 @@ DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # The fields of each document and their JSON types (the formats: verifier/README.md).
 CHECKPOINT_FIELDS: dict[str, type] = {
     "version": str, "day": str, "last_seq": int, "head": str, "log_size": int, "log_root": str}
+SIGNED_FIELDS: dict[str, type] = {**CHECKPOINT_FIELDS, "liabilities": dict, "supply": dict, "key": str,
+                                  "signature": str}
+SIGNED_LIABILITIES_FIELDS: dict[str, type] = {"root": str, "holders": int, "sums": dict, "indices": dict}
+SUPPLY_FIGURES = ("cap", "issued", "released", "sold", "burned", "redeemed", "circulating", "pool_cny",
+                  "value_cny_per_sp", "closing_value_cny_per_sp")
+HEX128 = re.compile(r"[0-9a-f]{128}")
 INCLUSION_FIELDS: dict[str, type] = {
     "version": str, "event_id": str, "seq": int, "entry_hash": str, "prev": str, "canonical": str,
     "leaf_index": int, "checkpoint": dict, "path": list}
@@ -232,18 +246,21 @@ def path_nodes(path: list[Any], field: str) -> list[bytes]:
 # Checkpoints (the format: verifier/README.md)
 # ---------------------------------------------------------------------------------------
 
-def check_checkpoint(cp: Doc, where: str) -> None:
-    """A checkpoint's well-formedness: version, fields, hex digests, log_size == last_seq."""
+def check_checkpoint(cp: Doc, where: str, key: str | None = None) -> bool:
+    """A checkpoint's well-formedness (version, fields, hex digests, log_size == last_seq) and, for a
+    signed one (v2), its signature under the key it names, which must be `key` when one is given.
+    True when signed. An unsigned (v1) checkpoint fails when a key is given."""
     require_fields(cp, {"version": str}, where)
-    if cp["version"] != CHECKPOINT_VERSION:
-        raise Failed(f"{where}.version: {cp['version']!r}, expected {CHECKPOINT_VERSION!r}")
-    require_fields(cp, CHECKPOINT_FIELDS, where)
-    if "signature" in cp:
-        check_signature(cp, where)
-    extra = sorted(set(cp) - set(CHECKPOINT_FIELDS))
+    if cp["version"] not in (CHECKPOINT_VERSION, SIGNED_VERSION):
+        raise Failed(f"{where}.version: {cp['version']!r}, expected {SIGNED_VERSION!r} (signed) or "
+                     f"{CHECKPOINT_VERSION!r} (a day closed before the books signed)")
+    signed = cp["version"] == SIGNED_VERSION
+    fields = SIGNED_FIELDS if signed else CHECKPOINT_FIELDS
+    require_fields(cp, fields, where)
+    extra = sorted(set(cp) - set(fields))
     if extra:
-        raise Failed(f"{where}: unexpected field(s) {', '.join(extra)} (a {CHECKPOINT_VERSION} has exactly "
-                     f"{', '.join(CHECKPOINT_FIELDS)})")
+        raise Failed(f"{where}: unexpected field(s) {', '.join(extra)} (a {cp['version']} has exactly "
+                     f"{', '.join(fields)})")
     day = cp["day"]
     try:
         if not DAY.fullmatch(day):
@@ -258,6 +275,38 @@ def check_checkpoint(cp: Doc, where: str) -> None:
         raise Failed(f"{where}.log_size: {log_size} != last_seq {last_seq} (one leaf per chained entry)")
     digest(cp["head"], f"{where}.head")
     digest(cp["log_root"], f"{where}.log_root")
+    if not signed:
+        if key is not None:
+            raise Failed(f"{where}: unsigned ({CHECKPOINT_VERSION}), but a key was given: only a signed checkpoint "
+                         "can be checked against it")
+        return False
+    check_signed_fields(cp, where)
+    check_signature(cp, where, key)
+    return True
+
+
+def check_signed_fields(cp: Doc, where: str) -> None:
+    """The fields a signed checkpoint adds: the liabilities root, holders, sums and indices; the supply."""
+    lb = cp["liabilities"]
+    require_fields(lb, SIGNED_LIABILITIES_FIELDS, f"{where}.liabilities")
+    if set(lb) != set(SIGNED_LIABILITIES_FIELDS):
+        raise Failed(f"{where}.liabilities: has the fields {sorted(lb)}, expected exactly "
+                     f"{', '.join(SIGNED_LIABILITIES_FIELDS)}")
+    digest(lb["root"], f"{where}.liabilities.root")
+    if lb["holders"] < 0:
+        raise Failed(f"{where}.liabilities.holders: {lb['holders']} < 0")
+    figures(lb["sums"], FIGURES, f"{where}.liabilities.sums")
+    indices = lb["indices"]
+    if set(indices) != {"epoch", "sp_index", "sv_index"}:
+        raise Unreadable(f"{where}.liabilities.indices: has the fields {sorted(indices)}, "
+                         "expected exactly epoch, sp_index, sv_index")
+    require_fields(indices, {"epoch": int}, f"{where}.liabilities.indices")
+    figure(indices["sp_index"], f"{where}.liabilities.indices.sp_index")
+    figure(indices["sv_index"], f"{where}.liabilities.indices.sv_index")
+    figures(cp["supply"], SUPPLY_FIGURES, f"{where}.supply")
+    if set(cp["supply"]) != set(SUPPLY_FIGURES):
+        raise Failed(f"{where}.supply: has the fields {sorted(cp['supply'])}, expected exactly "
+                     f"{', '.join(SUPPLY_FIGURES)}")
 
 
 def check_same_checkpoint(given: Doc, trusted: Doc, where: str) -> None:
@@ -269,14 +318,111 @@ def check_same_checkpoint(given: Doc, trusted: Doc, where: str) -> None:
         raise Failed(f"{where} differs from the trusted checkpoint: {shown}")
 
 
-# ---- Signatures: NOT YET IMPLEMENTED --------------------------------------------------
-# The books do not sign their checkpoints yet (issue 12 §4). When they do, the Ed25519
-# signature check goes here, and only here: `cryptography` is imported inside this function
-# (the one dependency outside the standard library, loaded only for a signed checkpoint),
-# the public key is read from the genesis entry, and every other check stays as it is.
-def check_signature(cp: Doc, where: str) -> None:
-    raise Unreadable(f"{where}: a signed checkpoint; this verifier does not check signatures yet")
 # ---------------------------------------------------------------------------------------
+# Signatures: Ed25519 (RFC 8032) over canonical JSON
+#
+#   signed bytes = json.dumps(the object without "signature", sort_keys=True,
+#                             separators=(",", ":"), ensure_ascii=True), as ASCII
+#   key          = 64 hex digits (the raw 32-byte public key); signature = 128 hex digits
+#
+# The check uses the `cryptography` package when it is installed (the one dependency outside
+# the standard library), else the reference verification of RFC 8032 §6 below, in plain Python.
+# ---------------------------------------------------------------------------------------
+
+def signed_bytes(document: Doc) -> bytes:
+    body = {k: v for k, v in document.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def check_signature(document: Doc, where: str, key: str | None = None, signer: str = "key") -> None:
+    """`document["signature"]` must be the signature of its canonical bytes by `document[signer]`
+    (a rotation is signed by its `previous_key`), which must equal `key` when one is given."""
+    public = document[signer]
+    if not isinstance(public, str) or not HEX64.fullmatch(public):
+        raise Failed(f"{where}.{signer}: not 64 lowercase hex digits (an Ed25519 public key): {public!r}")
+    signature = document["signature"]
+    if not isinstance(signature, str) or not HEX128.fullmatch(signature):
+        raise Failed(f"{where}.signature: not 128 lowercase hex digits (an Ed25519 signature)")
+    if key is not None and public != key:
+        raise Failed(f"{where}.{signer}: {public}, not the key you trust ({key})")
+    if not ed25519_verify(bytes.fromhex(public), signed_bytes(document), bytes.fromhex(signature)):
+        raise Failed(f"{where}.signature: not a signature of this {document.get('version')} by {signer} {public}")
+
+
+def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        return rfc8032_verify(public, message, signature)
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# RFC 8032 §6 (the reference code, verification only; not constant-time, which a verifier needs not be)
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_Q = 2**252 + 27742317777372353535851937790883648493
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _add(a: tuple, b: tuple) -> tuple:
+    x1 = (a[1] - a[0]) * (b[1] - b[0]) % _P
+    x2 = (a[1] + a[0]) * (b[1] + b[0]) % _P
+    c, d = 2 * a[3] * b[3] * _D % _P, 2 * a[2] * b[2] % _P
+    e, f, g, h = x2 - x1, d - c, d + c, x2 + x1
+    return (e * f, g * h, f * g, e * h)
+
+
+def _mul(s: int, point: tuple) -> tuple:
+    out = (0, 1, 1, 0)
+    while s > 0:
+        if s & 1:
+            out = _add(out, point)
+        point = _add(point, point)
+        s >>= 1
+    return out
+
+
+def _recover_x(y: int, sign: int) -> int | None:
+    if y >= _P:
+        return None
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P)
+    if x2 == 0:
+        return None if sign else 0
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P != 0:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P != 0:
+        return None
+    return _P - x if (x & 1) != sign else x
+
+
+def _decompress(data: bytes) -> tuple | None:
+    y = int.from_bytes(data, "little")
+    sign, y = y >> 255, y & ((1 << 255) - 1)
+    x = _recover_x(y, sign)
+    return None if x is None else (x, y, 1, x * y % _P)
+
+
+_GY = 4 * pow(5, _P - 2, _P) % _P
+_GX = _recover_x(_GY, 0) or 0
+_G = (_GX, _GY, 1, _GX * _GY % _P)
+
+
+def rfc8032_verify(public: bytes, message: bytes, signature: bytes) -> bool:
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    a, r = _decompress(public), _decompress(signature[:32])
+    s = int.from_bytes(signature[32:], "little")
+    if a is None or r is None or s >= _Q:
+        return False
+    h = int.from_bytes(hashlib.sha512(signature[:32] + public + message).digest(), "little") % _Q
+    left, right = _mul(s, _G), _add(r, _mul(h, a))
+    return (left[0] * right[2] - right[0] * left[2]) % _P == 0 and (left[1] * right[2] - right[1] * left[2]) % _P == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -627,25 +773,33 @@ def note_unchecked(document: Doc, known: dict[str, type], where: str) -> None:
 
 def cmd_checkpoint(args: argparse.Namespace) -> str:
     cp = load_json(args.file)
-    check_checkpoint(cp, "checkpoint")
+    signed = check_checkpoint(cp, "checkpoint", args.key)
     return (f"checkpoint {cp['day']} is well-formed: log_size {cp['log_size']}, "
-            f"log_root {cp['log_root']}, head {cp['head']} (signature: none, not checked)")
+            f"log_root {cp['log_root']}, head {cp['head']} ({signature_note(cp, signed, args.key)})")
 
 
-def load_trusted(path: str | None) -> Doc | None:
+def signature_note(cp: Doc, signed: bool, key: str | None) -> str:
+    if not signed:
+        return f"unsigned: a {CHECKPOINT_VERSION}"
+    if key is not None:
+        return f"signed by the key you trust, {key}"
+    return f"signed by the key it names, {cp['key']}, not compared with a key you trust (--key)"
+
+
+def load_trusted(path: str | None, key: str | None = None) -> Doc | None:
     if path is None:
         return None
     trusted = load_json(path)
-    check_checkpoint(trusted, "trusted checkpoint")
+    check_checkpoint(trusted, "trusted checkpoint", key)
     return trusted
 
 
 def cmd_inclusion(args: argparse.Namespace) -> str:
     proof = load_proof(args.file, INCLUSION_VERSION, INCLUSION_FIELDS)
     require_fields(proof["checkpoint"], CHECKPOINT_FIELDS, "checkpoint")
-    trusted = load_trusted(args.checkpoint)
+    trusted = load_trusted(args.checkpoint, args.key)
     cp = proof["checkpoint"]
-    check_checkpoint(cp, "checkpoint")
+    signed = check_checkpoint(cp, "checkpoint", args.key)
     if trusted is not None:
         check_same_checkpoint(cp, trusted, "checkpoint")
     path = path_nodes(proof["path"], "path")
@@ -666,17 +820,18 @@ def cmd_inclusion(args: argparse.Namespace) -> str:
     trust = ("the trusted checkpoint" if trusted is not None
              else "the proof's own checkpoint (not compared with a trusted one)")
     return (f"event {proof['event_id']} (seq {seq}, hash {entry_hash.hex()}) is leaf {leaf_index} of the log of "
-            f"{size} entries with root {cp['log_root']}, checkpoint {cp['day']}: {trust}")
+            f"{size} entries with root {cp['log_root']}, checkpoint {cp['day']}: {trust}; "
+            f"{signature_note(cp, signed, args.key)}")
 
 
 def cmd_consistency(args: argparse.Namespace) -> str:
     proof = load_proof(args.file, CONSISTENCY_VERSION, CONSISTENCY_FIELDS)
     require_fields(proof["from"], CHECKPOINT_FIELDS, "from")
     require_fields(proof["to"], CHECKPOINT_FIELDS, "to")
-    trusted = load_trusted(args.trusted_from)
+    trusted = load_trusted(args.trusted_from, args.key if args.key and args.trusted_from else None)
     old, new = proof["from"], proof["to"]
-    check_checkpoint(old, "from")
-    check_checkpoint(new, "to")
+    check_checkpoint(old, "from", args.key if old.get("version") == SIGNED_VERSION else None)
+    signed = check_checkpoint(new, "to", args.key)
     if trusted is not None:
         check_same_checkpoint(old, trusted, "from")
     path = path_nodes(proof["path"], "path")
@@ -705,7 +860,8 @@ def cmd_consistency(args: argparse.Namespace) -> str:
     note_unchecked(proof, CONSISTENCY_FIELDS, args.file)
     trust = "the trusted checkpoint" if trusted is not None else "the proof's own (not compared with a trusted one)"
     return (f"the log of checkpoint {new['day']} ({n} entries, root {new['log_root']}) extends the log of "
-            f"checkpoint {old['day']} ({m} entries, root {old['log_root']}); from: {trust}")
+            f"checkpoint {old['day']} ({m} entries, root {old['log_root']}); from: {trust}; to: "
+            f"{signature_note(new, signed, args.key)}")
 
 
 def cmd_liabilities(args: argparse.Namespace) -> str:
@@ -718,6 +874,40 @@ def cmd_liabilities(args: argparse.Namespace) -> str:
             "(the tree's other leaves are not checked here: each holder checks their own proof)")
 
 
+def check_liabilities_signed(lb: Doc, cp: Doc) -> None:
+    """The liabilities of a holder proof are the ones the signed checkpoint of the same day names."""
+    signed = cp["liabilities"]
+    if lb["day"] != cp["day"]:
+        raise Failed(f"checkpoint.day: {cp['day']}, but the liabilities are of {lb['day']}")
+    for name in ("root", "holders", "sums", "indices"):
+        if lb[name] != signed[name]:
+            raise Failed(f"checkpoint.liabilities.{name}: {signed[name]!r}, but the proof's liabilities have "
+                         f"{lb[name]!r}")
+
+
+def cmd_keys(args: argparse.Namespace) -> str:
+    """The books' signing keys: the first is the genesis key (which you must know from elsewhere);
+    each rotation is signed by the key it replaces. Prints the key in force."""
+    keys = load_proof(args.file, KEYS_VERSION, {"genesis_key": str, "rotations": list})
+    key = args.genesis_key
+    if keys["genesis_key"] != key:
+        raise Failed(f"genesis_key: {keys['genesis_key']}, not the genesis key you trust ({key})")
+    for i, rotation in enumerate(keys["rotations"]):
+        where = f"rotations[{i}]"
+        if not isinstance(rotation, dict):
+            raise Unreadable(f"{where} is not an object")
+        require_fields(rotation, {"version": str, "day": str, "previous_key": str, "public_key": str,
+                                  "signature": str}, where)
+        if rotation["version"] != ROTATION_VERSION:
+            raise Failed(f"{where}.version: {rotation['version']!r}, expected {ROTATION_VERSION!r}")
+        if rotation["previous_key"] != key:
+            raise Failed(f"{where}.previous_key: {rotation['previous_key']}, but the key in force is {key}")
+        check_signature(rotation, where, key, signer="previous_key")
+        digest(rotation["public_key"], f"{where}.public_key")
+        key = rotation["public_key"]
+    return f"{len(keys['rotations'])} rotation(s), each signed by the key it replaces; the key in force is {key}"
+
+
 def cmd_holder(args: argparse.Namespace) -> str:
     proof = load_proof(args.file, HOLDER_VERSION, HOLDER_FIELDS)
     kept = None
@@ -727,10 +917,21 @@ def cmd_holder(args: argparse.Namespace) -> str:
         # The proof's liabilities must be, field for field, the ones you kept.
         check_same_checkpoint(proof["liabilities"], kept, "liabilities")
     check_holder_proof(proof)
-    note_unchecked(proof, HOLDER_FIELDS, args.file)
+    signed_note = ""
+    if "checkpoint" in proof:  # the signed checkpoint of the day: it must name these liabilities
+        cp = proof["checkpoint"]
+        if not isinstance(cp, dict):
+            raise Unreadable(f"{args.file}: the field 'checkpoint' is not an object")
+        signed = check_checkpoint(cp, "checkpoint", args.key)
+        if signed:
+            check_liabilities_signed(proof["liabilities"], cp)
+        signed_note = "; " + signature_note(cp, signed, args.key)
+    elif args.key is not None:
+        raise Failed("checkpoint: the proof carries no signed checkpoint to check against the key")
+    note_unchecked(proof, {**HOLDER_FIELDS, "checkpoint": dict}, args.file)
     lb, bal = proof["liabilities"], proof["balances"]
     trust = ("the kept liabilities checkpoint" if kept is not None
-             else "the proof's own liabilities (not compared with a kept one)")
+             else "the proof's own liabilities (not compared with a kept one)") + signed_note
     return (f"holder {proof['holder']!r} is leaf {proof['leaf_index']} of {lb['holders']} with balances sp "
             f"{bal['sp']}, sv_active {bal['sv_active']}, sv_locked {bal['sv_locked']} in the liabilities of "
             f"{lb['day']} (root {lb['root']}); no node on the path is negative: {trust}")
@@ -743,18 +944,22 @@ def main(argv: list[str] | None = None) -> int:
                     "(liabilities) proofs, trusting nothing.",
         epilog="Exit 0: OK; 1: a check failed (FAIL: names it); 2: the input cannot be read.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = commands.add_parser("checkpoint", help="check a checkpoint's well-formedness")
+    key_help = "the books' public signing key you trust (64 hex digits): a signed checkpoint must be signed by it"
+    p = commands.add_parser("checkpoint", help="check a checkpoint's well-formedness and signature")
     p.add_argument("file", metavar="CHECKPOINT.json")
+    p.add_argument("--key", metavar="HEX", help=key_help)
     p.set_defaults(run=cmd_checkpoint)
     p = commands.add_parser("inclusion", help="check that an event is in the log of a checkpoint")
     p.add_argument("file", metavar="PROOF.json")
     p.add_argument("--checkpoint", metavar="CHECKPOINT.json",
                    help="a checkpoint you trust: the proof's checkpoint must equal it")
+    p.add_argument("--key", metavar="HEX", help=key_help)
     p.set_defaults(run=cmd_inclusion)
     p = commands.add_parser("consistency", help="check that a later checkpoint's log extends an earlier one's")
     p.add_argument("file", metavar="PROOF.json")
     p.add_argument("--trusted-from", metavar="CHECKPOINT.json",
                    help="the earlier checkpoint you trust: the proof's `from` must equal it")
+    p.add_argument("--key", metavar="HEX", help=key_help)
     p.set_defaults(run=cmd_consistency)
     p = commands.add_parser("liabilities", help="check a liabilities checkpoint: totals and control accounts")
     p.add_argument("file", metavar="LIABILITIES.json")
@@ -763,7 +968,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", metavar="PROOF.json")
     p.add_argument("--liabilities", metavar="LIABILITIES.json",
                    help="a liabilities checkpoint you kept: the proof's `liabilities` must equal it")
+    p.add_argument("--key", metavar="HEX", help=key_help)
     p.set_defaults(run=cmd_holder)
+    p = commands.add_parser("keys", help="check the books' key rotations from the genesis key; print the key in force")
+    p.add_argument("file", metavar="KEYS.json")
+    p.add_argument("--genesis-key", metavar="HEX", required=True,
+                   help="the public key of the books' genesis entry, obtained from a source you trust")
+    p.set_defaults(run=cmd_keys)
     args = parser.parse_args(argv)  # a usage error exits 2 with argparse's message
     try:
         with localcontext() as context:  # every figure's arithmetic is exact: a rounding is an error

@@ -1,6 +1,6 @@
-"""The proofs: the daily checkpoints of the event log, an event's inclusion proof, the
-consistency proof between two checkpoints, a holder's proof in the liabilities tree (issue 12;
-formats: README, "Proofs").
+"""The proofs: the daily signed checkpoints, an event's inclusion proof, the consistency proof
+between two checkpoints, a holder's proof in the liabilities tree, the books' signing keys
+(issue 12; formats: README, "Proofs").
 
 Every key may read them. The answers are computed from the event log view
 (`views.event_log`: O(log n) reads of its stored nodes) and the journal (an event's entry is
@@ -28,6 +28,16 @@ def _root():
 @bp.doc(summary="The checkpoint of the last closed day")
 def latest():
     return event_log.checkpoint(_root())
+
+
+@bp.get("/v1/signing-keys")
+@bp.read
+@bp.output(s.SigningKeysOut)
+@bp.doc(summary="The books' public signing keys: the genesis key and each rotation, signed by the key it replaces",
+        description="Check them with `verifier/ledger_verify.py keys FILE --genesis-key HEX` (README 'The signed "
+                    "checkpoint').")
+def signing_keys():
+    return engine().signing_keys()
 
 
 @bp.get("/v1/checkpoints/consistency")

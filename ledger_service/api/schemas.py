@@ -213,12 +213,35 @@ _HEX = {"description": "64 lowercase hex digits (SHA-256)"}
 
 
 class CheckpointOut(Schema):
-    version = String(metadata={"example": "ledger-checkpoint-v1"})
+    version = String(metadata={"example": "ledger-checkpoint-v2",
+                               "description": "ledger-checkpoint-v2 (signed) or ledger-checkpoint-v1 (a day closed "
+                                              "before the books signed: the six log fields only)"})
     day = String(metadata={"description": "the closed business day"})
     last_seq = Integer(metadata={"description": "seq of the day's last chained entry (its release)"})
     head = String(metadata={"description": "hash of that entry"})
     log_size = Integer(metadata={"description": "leaves of the event log (= last_seq)"})
     log_root = String(metadata={"description": "RFC 6962 MTH of the first log_size leaves (hex)"})
+    liabilities = Dict(metadata={"description": "v2: the liabilities tree's root, holders, sums and indices"})
+    supply = Dict(keys=String(), values=String(), metadata={"description": "v2: the supply report at the day's close"})
+    key = String(metadata={"description": "v2: the Ed25519 public key that signed (64 hex digits)"})
+    signature = String(metadata={"description": "v2: Ed25519 signature of the canonical JSON of the other fields "
+                                                "(128 hex digits; README 'The signed checkpoint')"})
+
+
+class RotationOut(Schema):
+    version = String(metadata={"example": "ledger-key-rotation-v1"})
+    day = String()
+    previous_key = String()
+    public_key = String()
+    signature = String(metadata={"description": "by previous_key, over the canonical JSON of the other fields"})
+
+
+class SigningKeysOut(Schema):
+    version = String(metadata={"example": "ledger-signing-keys-v1"})
+    genesis_key = String(allow_none=True, metadata={"description": "the genesis entry's key (books made before "
+                                                                    "signing: the first key they introduced)"})
+    rotations = List(Nested(RotationOut))
+    key_in_force = String(allow_none=True)
 
 
 class ProofQuery(Strict):
@@ -277,3 +300,5 @@ class HolderProofOut(Schema):
     balances = Dict(keys=String(), values=String(), metadata={"description": "sp, sv_active, sv_locked (floored)"})
     path = List(Nested(SumNodeOut), metadata={"description": "siblings bottom to top, with their sums"})
     liabilities = Dict(metadata={"description": "the liabilities checkpoint (README, 'Liabilities')"})
+    checkpoint = Nested(CheckpointOut, metadata={"description": "the day's checkpoint as published: signed, it "
+                                                               "names the same liabilities root"})

@@ -158,7 +158,7 @@ class Replay:
         day = entry.date
         self.state = ReplayState(genesis_globals(day, self.params))
         ctx = rules.Ctx(entry.get("event") or "", 1, day, self.params)
-        self._compare(directive, entry, rules.genesis(self.params, day, ctx))
+        self._compare(directive, entry, rules.genesis(self.params, day, ctx, entry.get("signing_key")))
         self._apply(directive, entry)
 
     def _check_rules(self, directive: Any, entry: Entry) -> None:
@@ -183,7 +183,7 @@ class Replay:
             try:
                 if kind == EventKind.RELEASE:
                     expected = rules.release(g, ctx)
-                elif kind in rules.CLIENT_KINDS:
+                elif kind in rules.CLIENT_KINDS or kind in rules.ENGINE_KINDS:
                     event = rules.parse(kind, dict(entry.meta), by_meta_key=True)
                     expected = rules.book(Overlay(state), event, ctx)
                 else:

@@ -30,7 +30,7 @@ from flask import request
 
 from ..journal import day_file, entry_meta
 from ..journal import head as journal_head
-from ..views import event_log
+from ..views import event_log, signed
 from ..views.ledger_tier import books_root_of
 from . import figures, jobs, svg
 
@@ -170,11 +170,13 @@ class HolderPage(_Books, FavaExtensionBase):
 
 
 def _checkpoint_row(root: Path, day: date) -> dict:
-    """{day, checkpoint (None: unreadable), error} of one published checkpoint file."""
+    """{day, checkpoint (None: unreadable), signed (the signed object, None: unsigned), error} of one
+    published checkpoint file."""
     try:
-        return {"day": day, "checkpoint": event_log.read_checkpoint_file(root, day), "error": ""}
+        return {"day": day, "checkpoint": event_log.read_checkpoint_file(root, day), "signed": signed.read(root, day),
+                "error": ""}
     except ValueError as exc:
-        return {"day": day, "checkpoint": None, "error": str(exc)}
+        return {"day": day, "checkpoint": None, "signed": None, "error": str(exc)}
 
 
 class AuditPage(_Books, FavaExtensionBase):

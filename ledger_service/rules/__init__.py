@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from ..entries import Transaction
 from ..state import State
-from . import holdings, members, orders, reverse, stores
+from . import checkpoints, holdings, members, orders, reverse, stores
 from .base import Ctx
 from .close import genesis, price, release, release_amounts, value_of
 from .events import (
     EVENT_TYPES,
     BuyPack,
+    Checkpoint,
     Deposit,
     Event,
     EventKind,
@@ -28,12 +29,15 @@ from .events import (
     Release,
     Reverse,
     SetRole,
+    SigningKey,
     Transfer,
     parse,
 )
 
-# The kinds a client may post (every event but the daily release, which the engine books).
-CLIENT_KINDS = tuple(kind for kind in EVENT_TYPES if kind != EventKind.RELEASE)
+# The kinds only the engine books: a closed day's signed checkpoint and a signing key's rotation.
+ENGINE_KINDS = (EventKind.CHECKPOINT, EventKind.SIGNING_KEY)
+# The kinds a client may post (every event but the daily release and the engine's own).
+CLIENT_KINDS = tuple(kind for kind in EVENT_TYPES if kind != EventKind.RELEASE and kind not in ENGINE_KINDS)
 
 
 def book(state: State, event: Event, ctx: Ctx) -> Transaction:  # noqa: C901 - one flat arm per event type
@@ -66,8 +70,12 @@ def book(state: State, event: Event, ctx: Ctx) -> Transaction:  # noqa: C901 - o
             return reverse.reverse(state, event, ctx)
         case Release():
             return release(state.g, ctx)
+        case Checkpoint():
+            return checkpoints.checkpoint(state, event, ctx)
+        case SigningKey():
+            return checkpoints.signing_key(state, event, ctx)
     raise TypeError(f"no rule books a {type(event).__name__}")  # pragma: no cover - every Event subclass is above
 
 
 __all__ = ["Ctx", "EVENT_TYPES", "Event", "EventKind", "book", "genesis", "parse", "price", "release",
-           "release_amounts", "value_of", "CLIENT_KINDS"]
+           "release_amounts", "value_of", "CLIENT_KINDS", "ENGINE_KINDS"]

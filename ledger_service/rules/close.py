@@ -80,8 +80,12 @@ def price(g: Globals, day: date, seq: int, params: Params) -> Price:
     return Price(day, value_of(g, params), meta)
 
 
-def genesis(params: Params, day: date, ctx: Ctx) -> Transaction:
+def genesis(params: Params, day: date, ctx: Ctx, signing_key: str | None = None) -> Transaction:
+    """The first entry: the rules in force (every parameter, flat) and the books' public signing key
+    (`signing_key`, 64 hex digits; absent in books made before checkpoints were signed)."""
     b = Builder(ctx, EventKind.GENESIS, f"genesis: rules {params.profile} in force from {day.isoformat()}", [])
     for key, value in params.to_meta().items():
         b.note(key, value)
+    if signing_key is not None:
+        b.note("signing_key", signing_key)
     return b.build()

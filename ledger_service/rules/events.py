@@ -30,8 +30,9 @@ TEXT_MAX = 200
 class EventKind(StrEnum):
     """The `kind` of every chained journal entry: its metadata value, exactly as written.
 
-    The client events (the `Event` subclasses below), the daily `release`, and the two
-    entries no event asks for: `genesis` (the rules in force) and `price` (a day's value).
+    The client events (the `Event` subclasses below), the daily `release`, the engine's own
+    `checkpoint` (a closed day's signed checkpoint) and `signing_key` (a key rotation), and the
+    two entries no event asks for: `genesis` (the rules in force) and `price` (a day's value).
     A StrEnum: each member equals its string, so rows and metadata compare without a cast.
     """
 
@@ -50,6 +51,8 @@ class EventKind(StrEnum):
     REVERSE = "reverse"
     RELEASE = "release"
     PRICE = "price"
+    CHECKPOINT = "checkpoint"
+    SIGNING_KEY = "signing_key"
 
 
 
@@ -106,6 +109,25 @@ def _text(value: Any, field: str) -> str:
     return check_text(value, field)
 
 
+def _pattern(regex: str, what: str):
+    """A field kept as its exact text, which must match `regex` whole (a day, a hash, a number)."""
+    compiled = re.compile(regex)
+
+    def parse(value: Any, field: str) -> str:
+        if not isinstance(value, str) or not compiled.fullmatch(value):
+            raise Invalid("input.bad_field", f"{field}: must be {what}, got {value!r}", field)
+        return value
+
+    return parse
+
+
+def _count(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not re.fullmatch(r"0|[1-9][0-9]{0,17}",
+                                                                                        str(value)):
+        raise Invalid("input.bad_field", f"{field}: must be a whole number >= 0, got {value!r}", field)
+    return int(value)
+
+
 def _flag(value: Any, field: str) -> bool:
     if value in (True, "true", "TRUE"):
         return True
@@ -125,6 +147,11 @@ _PARSERS = {
     "channel": _choice("online", "offline"),
     "text": _text,
     "flag": _flag,
+    "day": _pattern(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "a date YYYY-MM-DD"),
+    "count": _count,
+    "hex64": _pattern(r"[0-9a-f]{64}", "64 lowercase hex digits"),
+    "hex128": _pattern(r"[0-9a-f]{128}", "128 lowercase hex digits"),
+    "number": _pattern(r"-?[0-9]{1,40}(\.[0-9]{1,400})?", "a plain decimal number"),
 }
 
 
@@ -278,10 +305,83 @@ class Release(Event):
     FIELDS: ClassVar = {}
 
 
+# The supply figures a checkpoint carries: `reports.SUPPLY_KEYS` (the report a day's close stores).
+CHECKPOINT_SUPPLY = ("cap", "issued", "released", "sold", "burned", "redeemed", "circulating", "pool_cny",
+                     "value_cny_per_sp", "closing_value_cny_per_sp")
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint(Event):
+    """A closed day's signed checkpoint (booked by the engine after the close; `rules.checkpoints`).
+
+    Every field is kept as the exact text the signed checkpoint object holds."""
+
+    kind: ClassVar[EventKind] = EventKind.CHECKPOINT
+    FIELDS: ClassVar = {
+        "day": ("checkpoint_day", "day", True),
+        "last_seq": ("last_seq", "count", True),
+        "head": ("head", "hex64", True),
+        "log_size": ("log_size", "count", True),
+        "log_root": ("log_root", "hex64", True),
+        "liabilities_root": ("liabilities_root", "hex64", True),
+        "holders": ("holders", "count", True),
+        "sum_base_sp": ("sum_base_sp", "number", True),
+        "sum_shares": ("sum_shares", "number", True),
+        "sum_sv_locked": ("sum_sv_locked", "number", True),
+        "epoch": ("epoch", "count", True),
+        "sp_index": ("sp_index", "number", True),
+        "sv_index": ("sv_index", "number", True),
+        **{f"supply_{key}": (f"supply_{key}", "number", True) for key in CHECKPOINT_SUPPLY},
+        "key": ("signing_key", "hex64", True),
+        "signature": ("signature", "hex128", True),
+    }
+    day: str
+    last_seq: int
+    head: str
+    log_size: int
+    log_root: str
+    liabilities_root: str
+    holders: int
+    sum_base_sp: str
+    sum_shares: str
+    sum_sv_locked: str
+    epoch: int
+    sp_index: str
+    sv_index: str
+    supply_cap: str
+    supply_issued: str
+    supply_released: str
+    supply_sold: str
+    supply_burned: str
+    supply_redeemed: str
+    supply_circulating: str
+    supply_pool_cny: str
+    supply_value_cny_per_sp: str
+    supply_closing_value_cny_per_sp: str
+    key: str
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey(Event):
+    """The books' signing key changes (booked by the engine: `ledger-service rotate-key`).
+
+    `previous_key` and `signature` (by the previous key, over the rotation object of
+    `rules.checkpoints.rotation_object`) are absent only when books made before signing
+    existed introduce their first key."""
+
+    kind: ClassVar[EventKind] = EventKind.SIGNING_KEY
+    FIELDS: ClassVar = {"public_key": ("public_key", "hex64", True), "previous_key": ("previous_key", "hex64", False),
+                        "signature": ("signature", "hex128", False)}
+    public_key: str
+    previous_key: str | None = None
+    signature: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {  # by kind (an EventKind: a str)
     cls.kind: cls
     for cls in (Register, SetRole, BuyPack, OpenStore, Deposit, Order, Transfer, PayoutRequest,
-                PayoutSettle, PayoutCancel, Redeem, Reverse, Release)
+                PayoutSettle, PayoutCancel, Redeem, Reverse, Release, Checkpoint, SigningKey)
 }
 
 

@@ -18,8 +18,9 @@ from .. import reports
 from ..amounts import fmt
 from ..config import Params
 from ..errors import Invalid, NotFound
+from ..rules.events import EventKind
 from ..state import MERCHANT
-from .db import DbReader, load_globals, table_of
+from .db import DbReader, load_globals, parse_entry_text, table_of
 from .models import DayRow, EventRow, LedgerRow
 
 # /health reads the journal's lag in batches of this many rows.
@@ -125,3 +126,59 @@ def event_rows_below(connection: Connection, below: int) -> list[Row]:
     return list(connection.execute(_ROWS_BELOW, {"below": below}).all())
 
 
+
+
+# -- the signed checkpoints and the signing key ------------------------------------------------------------
+
+_DAYS = table_of(DayRow)
+_LAST_OF_KIND = select(_EVENTS.c.text).where(_EVENTS.c.kind == bindparam("kind")).order_by(desc(_EVENTS.c.seq)).limit(1)
+_GENESIS_TEXT = select(_EVENTS.c.text).where(_EVENTS.c.seq == 1)
+
+
+def _last_meta(connection: Connection, kind: str, key: str) -> str | None:
+    text = connection.execute(_LAST_OF_KIND, {"kind": kind}).scalar()
+    return parse_entry_text(text).get(key) if text is not None else None
+
+
+def last_checkpoint_day(connection: Connection) -> date | None:
+    """The day of the last checkpoint the chain holds (None: none yet)."""
+    day = _last_meta(connection, EventKind.CHECKPOINT, "checkpoint_day")
+    return date.fromisoformat(day) if day is not None else None
+
+
+def signing_key_in_force(connection: Connection) -> tuple[str | None, bool]:
+    """(the public key the journal puts in force: the last rotation's, else the genesis entry's;
+    whether the genesis entry names one — books made before signing existed do not)."""
+    text = connection.execute(_GENESIS_TEXT).scalar()
+    genesis_key = parse_entry_text(text).get("signing_key") if text is not None else None
+    rotated = _last_meta(connection, EventKind.SIGNING_KEY, "public_key")
+    return rotated or genesis_key, genesis_key is not None
+
+
+def closed_days_after(connection: Connection, after: date | None) -> list[Row]:
+    """The closed days after `after` (all when None), oldest first: day, last_seq, closing_hash, supply_json."""
+    query = select(_DAYS.c.day, _DAYS.c.last_seq, _DAYS.c.closing_hash, _DAYS.c.supply_json).order_by(_DAYS.c.day)
+    if after is not None:
+        query = query.where(_DAYS.c.day > after)
+    return list(connection.execute(query).all())
+
+
+def signing_keys(connection: Connection) -> dict[str, Any]:
+    """`GET /v1/signing-keys`: the genesis key (books made before signing: the first key they booked),
+    each rotation as the object its previous key signed (`rules.checkpoints.rotation_object`), the key
+    in force. Format: README "The signed checkpoint" (`ledger-signing-keys-v1`)."""
+    text = connection.execute(_GENESIS_TEXT).scalar()
+    genesis_key = parse_entry_text(text).get("signing_key") if text is not None else None
+    rotations = []
+    for (row_text,) in connection.execute(select(_EVENTS.c.text).where(_EVENTS.c.kind == EventKind.SIGNING_KEY)
+                                          .order_by(_EVENTS.c.seq)):
+        entry = parse_entry_text(row_text)
+        if entry.get("previous_key") is None:
+            genesis_key = genesis_key or entry.get("public_key")
+            continue
+        rotations.append({"version": "ledger-key-rotation-v1", "day": entry.date.isoformat(),
+                          "previous_key": entry.get("previous_key"), "public_key": entry.get("public_key"),
+                          "signature": entry.get("signature")})
+    in_force = rotations[-1]["public_key"] if rotations else genesis_key
+    return {"version": "ledger-signing-keys-v1", "genesis_key": genesis_key, "rotations": rotations,
+            "key_in_force": in_force}

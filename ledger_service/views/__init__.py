@@ -8,6 +8,8 @@
                        (ledger/event_log.sqlite, checkpoints/YYYY-MM-DD.json), and their proofs
       liabilities.py   the Merkle-sum tree over holders (ledger/liabilities.sqlite,
                        checkpoints/YYYY-MM-DD.liabilities.json) and the holder proof
+      signed.py        the signed checkpoints the chain books after each close
+                       (checkpoints/YYYY-MM-DD.json) and their check
 
 Each view is a pure function of the journal's closed days, extended as days close and
 compared with a rebuild by `verify`. This module is the one entry point:
@@ -29,12 +31,12 @@ from pathlib import Path
 from ..entries import from_beancount
 from ..faults import Fault
 from ..journal import Books, DayFile, day_files, file_lock, journal_directives
-from . import event_log, holder_index, ledger_tier, liabilities
+from . import event_log, holder_index, ledger_tier, liabilities, signed
 from .base import LEDGER_DIR, LOCK, Check, Update, View, ViewError
 
 # The views, in the order they are written (the summaries before the index, then the event log, then the
-# liabilities tree, whose checkpoint files name the event log's root).
-VIEWS: tuple[View, ...] = (ledger_tier, holder_index, event_log, liabilities)
+# liabilities tree, whose checkpoint files name the event log's root, then the signed checkpoints' files).
+VIEWS: tuple[View, ...] = (ledger_tier, holder_index, event_log, liabilities, signed)
 
 __all__ = ["VIEWS", "ViewError", "checkers", "compare", "on_days_closed", "rebuild", "update"]
 
@@ -116,8 +118,12 @@ def rebuild(books_root: Path | str) -> list[str]:
 
 
 def checkers(books_root: Path | str) -> list[Check]:
-    """One `Check` per view, for a caller that streams the journal (`verify`)."""
-    return [view.checker(Path(books_root)) for view in VIEWS]
+    """One `Check` per view, for a caller that streams the journal (`verify`). The signed checkpoints'
+    check reads the liabilities check's recomputed roots."""
+    root = Path(books_root)
+    checks = [view.checker(root) for view in VIEWS if view is not signed]
+    liabilities_check = next(c for c in checks if isinstance(c, liabilities.LiabilitiesCheck))
+    return [*checks, signed.SignedCheck(root, liabilities_check)]
 
 
 def compare(books_root: Path | str) -> list[Fault]:

@@ -84,11 +84,12 @@ from ..journal import (
     relative,
 )
 from ..rules.events import EventKind
-from .base import LEDGER_DIR, Check, Update, ViewError, dated_files, publish_dated, sqlite_engine
+from .base import LEDGER_DIR, Check, Update, ViewError, dated_files, sqlite_engine
 
 LOG_NAME = "event_log.sqlite"
 CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_VERSION = "ledger-checkpoint-v1"
+CHECKPOINT_VERSION = "ledger-checkpoint-v1"  # the event log's own (unsigned) checkpoint
+SIGNED_VERSION = "ledger-checkpoint-v2"  # the signed checkpoint (`rules.checkpoints`, `views.signed`)
 INCLUSION_VERSION = "ledger-inclusion-v1"
 CONSISTENCY_VERSION = "ledger-consistency-v1"
 WRITE_BATCH = 10_000
@@ -181,8 +182,9 @@ def checkpoint_days(books_root: Path | str) -> list[date]:
 
 def read_checkpoint_file(books_root: Path | str, day: date) -> Checkpoint:
     """The checkpoint file of `day`, as published (BOOKS/checkpoints/YYYY-MM-DD.json), read without the
-    event log's database. ValueError naming what is wrong: missing, not JSON, not a ledger-checkpoint-v1
-    of that day (`verify` compares the files with the journal; this only reads one)."""
+    event log's database: its log fields, from a signed (v2) or an unsigned (v1) file. ValueError naming
+    what is wrong: missing, not JSON, not a checkpoint of that day (`verify` compares the files with the
+    journal; this only reads one)."""
     path = checkpoint_path(books_root, day)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -190,8 +192,8 @@ def read_checkpoint_file(books_root: Path | str, day: date) -> Checkpoint:
         raise ValueError(f"{path.name}: cannot be read ({exc.strerror})") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path.name}: not JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path.name}: not a {CHECKPOINT_VERSION}")
+    if not isinstance(data, dict) or data.get("version") not in (CHECKPOINT_VERSION, SIGNED_VERSION):
+        raise ValueError(f"{path.name}: not a {CHECKPOINT_VERSION} or {SIGNED_VERSION}")
     fields = {"day": str, "last_seq": int, "head": str, "log_size": int, "log_root": str}
     wrong = [k for k, kind in fields.items() if isinstance(data.get(k), bool) or not isinstance(data.get(k), kind)]
     if wrong:
@@ -281,6 +283,34 @@ def _leaf_of(entry: Entry) -> bytes:
     return merkle.leaf_hash(bytes.fromhex(digest))
 
 
+def published_json(books_root: Path | str, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint as published: the signed object of its day (BOOKS/checkpoints/YYYY-MM-DD.json,
+    `views.signed`) when its log fields are this checkpoint's, else the event log's unsigned one (a day
+    closed before the books signed, or not signed yet)."""
+    path = checkpoint_path(books_root, checkpoint.day)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return checkpoint.to_json()
+    mine = checkpoint.to_json()
+    if isinstance(data, dict) and data.get("version") == SIGNED_VERSION and all(
+            data.get(k) == mine[k] for k in ("day", "last_seq", "head", "log_size", "log_root")):
+        return data
+    return mine
+
+
+def stored_checkpoint(books_root: Path | str, day: date) -> Checkpoint | None:
+    """The event log's checkpoint of `day` from its database (None: no event log, or no such day)."""
+    engine = open_engine(books_root)
+    if engine is None:
+        return None
+    try:
+        with engine.connect() as connection:
+            return Store(connection).checkpoint(day)
+    finally:
+        engine.dispose()
+
+
 def open_engine(books_root: Path | str) -> Engine | None:
     """An engine on the event log (None: the books have none yet)."""
     path = log_path(books_root)
@@ -348,11 +378,9 @@ class _LogUpdate:
         if not self.added and not self.rebuild:
             return []
         self.transaction.commit()
-        written = [relative(self.root, log_path(self.root))] if self.added else []
-        wanted = {c.day: (checkpoint_path(self.root, c.day), c.text()) for c in self.added}
-        # on a rebuild, a file of a day the journal has not closed is not a checkpoint of these books
-        written += publish_dated(self.root, wanted, _checkpoint_files(self.root) if self.rebuild else None)
-        return written
+        # The checkpoint files are the signed ones the engine books after the close (`views.signed`);
+        # the event log keeps its checkpoints in its database, which the signing reads.
+        return [relative(self.root, log_path(self.root))] if self.added else []
 
     def close(self) -> None:
         if self.transaction.is_active:
@@ -510,24 +538,23 @@ class LogCheck:
                                                      f"{size} leaves give {size >> level}")
 
     def _check_files(self) -> None:
+        """Each checkpoint file names the log the journal gives for its day (a signed file holds more:
+        `views.signed` checks the rest); a file of a day the journal has not closed is no checkpoint."""
         for day, want in self.expected.items():
             path = self.files.get(day)
             if path is None:
-                self._fault(str(checkpoint_path(self.root, day)), "checkpoint.missing",
-                            f"no checkpoint file for {day}, a closed day of the journal")
-                continue
-            text = path.read_text(encoding="utf-8", errors="replace")
-            if text == want.text():
-                continue
+                continue  # not signed yet, or closed before signing: `views.signed` says which is a fault
             try:
-                have = json.loads(text)
+                have = json.loads(path.read_text(encoding="utf-8", errors="replace"))
             except ValueError:
-                have = {}
+                have = None
             if not isinstance(have, dict) or have.get("log_root") != want.log_root:
                 self._fault(str(path), "checkpoint.root",
                             f"log_root {have.get('log_root') if isinstance(have, dict) else None!r}; the journal's "
                             f"first {want.log_size} entries give {want.log_root}")
-            else:
+            elif {k: have.get(k) for k in ("day", "last_seq", "head", "log_size")} != {
+                    k: v for k, v in want.to_json().items() if k in ("day", "last_seq", "head", "log_size")} \
+                    or have.get("version") not in (CHECKPOINT_VERSION, SIGNED_VERSION):
                 self._fault(str(path), "checkpoint.file", f"the file differs from the checkpoint the journal gives: "
                                                           f"{json.dumps(want.to_json())}")
         for day in sorted(set(self.files) - set(self.expected)):
@@ -618,7 +645,7 @@ class Log:
                                "log; run verify")
         path = merkle.inclusion_path(self.store.node, seq - 1, checkpoint.log_size)
         return {"version": INCLUSION_VERSION, "event_id": event_id, "seq": seq, "entry_hash": digest, "prev": prev,
-                "canonical": text, "leaf_index": seq - 1, "checkpoint": checkpoint.to_json(),
+                "canonical": text, "leaf_index": seq - 1, "checkpoint": published_json(self.root, checkpoint),
                 "path": [p.hex() for p in path]}
 
     def _entry(self, seq: int, event_id: str) -> Entry:
@@ -660,8 +687,8 @@ class Log:
             raise Invalid("proof.bad_range", f"from: {from_day} is after to: {to_day}", "from")
         first, second = self.checkpoint(from_day, "from"), self.checkpoint(to_day, "to")
         path = merkle.consistency_path(self.store.node, first.log_size, second.log_size)
-        return {"version": CONSISTENCY_VERSION, "from": first.to_json(), "to": second.to_json(),
-                "path": [p.hex() for p in path]}
+        return {"version": CONSISTENCY_VERSION, "from": published_json(self.root, first),
+                "to": published_json(self.root, second), "path": [p.hex() for p in path]}
 
     def close(self) -> None:
         self.connection.close()
@@ -691,9 +718,9 @@ def _id_of(entry: Entry, seq: int) -> str:
 
 
 def checkpoint(books_root: Path | str, day: date | None = None) -> dict[str, Any]:
-    """The checkpoint object of `day` (None: the latest), as the file holds it."""
+    """The checkpoint of `day` (None: the latest) as published (`published_json`: signed when it is)."""
     with Log(books_root) as log:
-        return log.checkpoint(day).to_json()
+        return published_json(books_root, log.checkpoint(day))
 
 
 def inclusion_proof(books_root: Path | str, event_id: str, checkpoint_day: date | None = None) -> dict[str, Any]:

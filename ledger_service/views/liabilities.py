@@ -46,7 +46,7 @@ from ..store.models import DecimalText
 from ..subledger import settle
 from . import holder_index
 from .base import LEDGER_DIR, Check, Update, ViewError, dated_files, publish_dated, sqlite_engine
-from .event_log import checkpoint_dir, read_checkpoint_file
+from .event_log import checkpoint_dir, published_json, stored_checkpoint
 
 DB_NAME = "liabilities.sqlite"
 SECRET = Path("keys") / "liabilities.secret"
@@ -69,6 +69,18 @@ LEAVES = Table(
     Column("base_sp", DecimalText, nullable=False), Column("shares", DecimalText, nullable=False),
     Column("sv_locked", DecimalText, nullable=False),
 )
+
+
+# The upserts of `Tree.flush`: one compiled statement each, executed over every changed row.
+WRITE_BATCH = 10_000
+PREFETCH_CHUNK = 500  # node indices per `IN (...)` read (well under SQLite's bound-parameter limit)
+_NEW_NODE = sqlite_insert(NODES)
+_UPSERT_NODE = _NEW_NODE.on_conflict_do_update(
+    index_elements=["level", "idx"],
+    set_={k: _NEW_NODE.excluded[k] for k in ("hash", "base_sp", "shares", "sv_locked")})
+_NEW_LEAF = sqlite_insert(LEAVES)
+_UPSERT_LEAF = _NEW_LEAF.on_conflict_do_update(
+    index_elements=["holder_id"], set_={k: _NEW_LEAF.excluded[k] for k in ("base_sp", "shares", "sv_locked")})
 
 
 class LiabilitiesError(ViewError):
@@ -181,29 +193,49 @@ class Tree:
             self.leaf_of[holder_id] = figures[holder_id]
             self.dirty_leaves.add(holder_id)
             changed.append(idx)
+        self.prefetch(changed)
         ms.update(self.node, self.put, self.size, changed)
         stats["leaf_writes"] += len(changed)
         return len(changed)
+
+    def prefetch(self, changed: Sequence[int]) -> None:
+        """Read, in a few queries per level, the stored nodes `merkle_sum.update` will ask for when it
+        recomputes the ancestors of the `changed` leaves (one query per node otherwise)."""
+        if self.connection is None:
+            return
+        dirty, level = set(changed), 0
+        wanted: dict[int, list[int]] = {}
+        while dirty and (self.size >> (level + 1)):
+            parents = {i >> 1 for i in dirty if ((i >> 1) + 1) << (level + 1) <= self.size}
+            wanted[level] = [i for p in parents for i in (2 * p, 2 * p + 1) if (level, i) not in self.nodes]
+            dirty, level = parents, level + 1
+        for lv, indices in wanted.items():
+            for start in range(0, len(indices), PREFETCH_CHUNK):
+                part = indices[start:start + PREFETCH_CHUNK]
+                for row in self.connection.execute(select(NODES).where(NODES.c.level == lv, NODES.c.idx.in_(part))):
+                    self.nodes.setdefault((lv, row.idx), ms.Node(row.hash, row.base_sp, row.shares, row.sv_locked))
 
     def root(self) -> ms.Node:
         return ms.root(self.node, self.size)
 
     def flush(self, day: date) -> None:
+        """Write the changed nodes and leaves: one upsert statement each, executed over all rows."""
         c = self.connection
         assert c is not None
+        node_rows = []
         for level, idx in sorted(self.dirty_nodes):
             nd = self.nodes[(level, idx)]
-            values = {"level": level, "idx": idx, "hash": nd.hash, "base_sp": nd.base_sp, "shares": nd.shares,
-                      "sv_locked": nd.sv_locked}
-            c.execute(sqlite_insert(NODES).values(**values).on_conflict_do_update(
-                index_elements=["level", "idx"], set_={k: values[k] for k in ("hash", "base_sp", "shares",
-                                                                                 "sv_locked")}))
+            node_rows.append({"level": level, "idx": idx, "hash": nd.hash, "base_sp": nd.base_sp,
+                              "shares": nd.shares, "sv_locked": nd.sv_locked})
+        for start in range(0, len(node_rows), WRITE_BATCH):
+            c.execute(_UPSERT_NODE, node_rows[start:start + WRITE_BATCH])
+        leaf_rows = []
         for holder_id in sorted(self.dirty_leaves):
             b, s, v = self.leaf_of[holder_id]
-            values = {"holder_id": holder_id, "leaf_index": self.index[holder_id], "base_sp": b, "shares": s,
-                      "sv_locked": v}
-            c.execute(sqlite_insert(LEAVES).values(**values).on_conflict_do_update(
-                index_elements=["holder_id"], set_={"base_sp": b, "shares": s, "sv_locked": v}))
+            leaf_rows.append({"holder_id": holder_id, "leaf_index": self.index[holder_id], "base_sp": b,
+                              "shares": s, "sv_locked": v})
+        for start in range(0, len(leaf_rows), WRITE_BATCH):
+            c.execute(_UPSERT_LEAF, leaf_rows[start:start + WRITE_BATCH])
         c.execute(delete(POSITION))
         c.execute(insert(POSITION), [{"id": 1, "day": day}])
         self.dirty_nodes.clear()
@@ -270,10 +302,8 @@ def _text(obj: dict[str, Any]) -> str:
 
 
 def _log_root(root: Path, day: date) -> str:
-    try:
-        return read_checkpoint_file(root, day).log_root
-    except ValueError:
-        return ""
+    found = stored_checkpoint(root, day)
+    return found.log_root if found is not None else ""
 
 
 def _files(root: Path) -> dict[date, Path]:
@@ -529,6 +559,8 @@ def holder_proof(books_root: Path | str, holder_id: str, day: date | None = None
         tree.close()
     base_sp, shares, sv_locked = figures
     sp_index, sv_index = Decimal(liab["indices"]["sp_index"]), Decimal(liab["indices"]["sv_index"])
+    log_checkpoint = stored_checkpoint(root, day)
+    signed = {"checkpoint": published_json(root, log_checkpoint)} if log_checkpoint is not None else {}
     return {
         "version": "ledger-holder-proof-v1", "holder": holder_id, "salt": ms.salt(secret, holder_id),
         "leaf_index": idx,
@@ -538,6 +570,7 @@ def holder_proof(books_root: Path | str, holder_id: str, day: date | None = None
                      "sv_locked": ms.text(ms.floor(sv_locked))},
         "path": [{"side": side, "hash": nd.hash, **nd.figures()} for side, nd in path],
         "liabilities": liab,
+        **signed,  # the day's checkpoint as published: signed, it names this liabilities root
     }
 
 
