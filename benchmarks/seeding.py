@@ -23,7 +23,7 @@ from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 START = date(2026, 1, 17)  # 30 days from here span two months: the ledger has an opening and two periods
-REGIONS = ("441900", "440300", "440100", "310100", "110100", "330100", "510100", "420100")
+REGIONS = ("441900", "440300", "440100", "310000", "110000", "330100", "510100", "420100")
 ROLES = ("vip", "shop_owner", "store_owner", "service_provider")
 RATES = ("0.05", "0.08", "0.10", "0.12", "0.15", "0.20")
 

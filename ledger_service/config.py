@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -59,6 +60,7 @@ class Params:
     team_rate_service_provider: Decimal
     region_partner_sp_rate: Decimal
     region_repurchase_days: int
+    region_match: str
     calendar_timezone: str
 
     def team_rate(self, role: str) -> Decimal:
@@ -78,10 +80,16 @@ class Params:
         return ZoneInfo(self.calendar_timezone)
 
     def to_meta(self) -> dict[str, str]:
-        """The flat string form written into the genesis entry."""
+        """The flat string form written into the genesis entry.
+
+        A parameter added later and set to its `LEGACY` value is left out, as it was before the
+        parameter existed: `from_meta` reads it back as that value, so old books' genesis entries
+        (and the rules column) are exactly what the rules re-derive, and replay unchanged."""
         out: dict[str, str] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name in LEGACY and value == LEGACY[field.name]:
+                continue
             out[field.name] = fmt(value) if isinstance(value, Decimal) else str(value)
         return out
 
@@ -101,7 +109,7 @@ class Params:
 
 # (flat name, TOML section, TOML key, kind) — the one table of every parameter.
 # kind: "amount:CUR" (>= 0, at most CUR's decimals), "positive:CUR", "rate" (in [0, 1]),
-# "multiplier" (>= 0), "days" (int >= 0), "timezone".
+# "multiplier" (>= 0), "days" (int >= 0), "timezone", "region_match" (one of REGION_MATCHES).
 _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("sp_cap", "sp", "cap", f"positive:{SP}"),
     ("sp_daily_release", "sp", "daily_release", f"amount:{SP}"),
@@ -124,6 +132,7 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("team_rate_service_provider", "team.rates", "service_provider", "rate"),
     ("region_partner_sp_rate", "region", "partner_sp_rate", "rate"),
     ("region_repurchase_days", "region", "repurchase_days", "days"),
+    ("region_match", "region", "match", "region_match"),
     ("calendar_timezone", "calendar", "timezone", "timezone"),
 )
 
@@ -131,8 +140,17 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
 # lacks it: `LEGACY[name]` is the value that keeps those books' rule exactly as it was, so
 # old books replay unchanged. A rules file (TOML) that lacks one takes `DEFAULTS[name]`,
 # the rule for new books. Each parameter added later gets an entry in both.
-LEGACY: dict[str, Any] = {}
-DEFAULTS: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {
+    "region_match": "exact",  # a partner earned only on orders whose region was exactly its own
+}
+DEFAULTS: dict[str, Any] = {
+    "region_match": "city",   # a partner holds a city-level unit and earns on every division in it
+}
+
+# region.match: "city" — regions are GB/T 2260 codes of the shipped table (ledger_service.regions),
+# a partner pack names a city-level unit and an order pays the partner of the city-level unit
+# containing its region; "exact" — any 6 digits, and a partner earns only on its exact code.
+REGION_MATCHES = ("city", "exact")
 
 MAX_MULTIPLIER = Decimal(1000)
 MAX_REPURCHASE_DAYS = 3660
@@ -140,10 +158,9 @@ MAX_REPURCHASE_DAYS = 3660
 
 def _check(key: str, kind: str, raw: Any) -> Any:
     """The value of one parameter, checked against its kind (see `_SCHEMA`)."""
-    if kind == "timezone":
-        return _check_timezone(key, raw)
-    if kind == "days":
-        return _check_days(key, raw)
+    special = _SPECIAL_KINDS.get(kind)
+    if special is not None:
+        return special(key, raw)
     number = _decimal(key, raw)
     if kind == "rate":
         if not Decimal(0) <= number <= 1:
@@ -186,6 +203,19 @@ def _check_days(key: str, raw: Any) -> int:
     if Decimal(str(raw)) != days or not 0 <= days <= MAX_REPURCHASE_DAYS:
         raise ConfigError(key, f"must be a whole number of days in [0, {MAX_REPURCHASE_DAYS}]")
     return days
+
+
+def _check_region_match(key: str, raw: Any) -> str:
+    if raw not in REGION_MATCHES:
+        raise ConfigError(key, f"must be one of {', '.join(REGION_MATCHES)}, got {raw!r}")
+    return str(raw)
+
+
+_SPECIAL_KINDS: dict[str, Callable[[str, Any], Any]] = {
+    "timezone": _check_timezone,
+    "days": _check_days,
+    "region_match": _check_region_match,
+}
 
 
 def _decimal(key: str, raw: Any) -> Decimal:

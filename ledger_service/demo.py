@@ -62,7 +62,7 @@ from .rules.events import (
     Transfer,
 )
 
-REGIONS = ("441900", "440300", "440100", "310100", "110100", "330100", "510100", "420100")
+REGIONS = ("441900", "440300", "440100", "310000", "110000", "330100", "510100", "420100")
 ROLES = ("vip", "shop_owner", "store_owner", "service_provider")
 PHASES = ("init", "members", "stores", "trade", "reversal", "close")
 

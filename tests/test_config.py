@@ -45,6 +45,7 @@ SEED_A = {
     "team_rate_service_provider": D("0.20"),
     "region_partner_sp_rate": D("0.08"),
     "region_repurchase_days": 30,
+    "region_match": "city",
     "calendar_timezone": "Asia/Shanghai",
 }
 SEED_B = {**SEED_A, "sp_daily_release": D("888"), "sv_registration_grant": D("200"),
@@ -106,7 +107,7 @@ def test_shipped_profiles_have_the_spec_values(name, expected):
     assert flat(params) == expected
     for key, value in flat(params).items():
         assert not isinstance(value, float), key
-        if key != "region_repurchase_days" and key != "calendar_timezone":
+        if key not in ("region_repurchase_days", "region_match", "calendar_timezone"):
             assert isinstance(value, Decimal), key
     assert params.team_rate("member") == 0
     assert params.top_team_rate == D("0.20")
@@ -196,6 +197,8 @@ def _set(value, *path):
     (_set("NaN", "referral", "online_sv_rate"), "referral.online_sv_rate"),
     (_set(D("1.5"), "region", "repurchase_days"), "region.repurchase_days"),
     (_set(-1, "region", "repurchase_days"), "region.repurchase_days"),
+    (_set("district", "region", "match"), "region.match"),
+    (_set(1, "region", "match"), "region.match"),
     # the calendar
     (_set("Mars/Olympus_Mons", "calendar", "timezone"), "calendar.timezone"),
     (_set(8, "calendar", "timezone"), "calendar.timezone"),
@@ -205,6 +208,20 @@ def test_validation_names_the_key(change, key):
         parse_with(change)
     assert err.value.key == key
     assert str(err.value).startswith(f"{key}:")
+
+
+def test_region_match_new_files_take_city_old_genesis_entries_exact():
+    # a rules file written before region.match existed loads with the new books' rule ...
+    assert parse_with(_del("region", "match")).region_match == config.DEFAULTS["region_match"] == "city"
+    assert parse_with(_set("exact", "region", "match")).region_match == "exact"
+    # ... and a genesis entry written before it replays with the rule those books had
+    meta = config.load("seed-a").to_meta()
+    assert meta["region_match"] == "city"
+    del meta["region_match"]
+    assert Params.from_meta(meta).region_match == config.LEGACY["region_match"] == "exact"
+    # and rules at the LEGACY value are written as they were before the parameter existed
+    legacy = dataclasses.replace(config.load("seed-a"), region_match="exact")
+    assert legacy.to_meta() == meta and Params.from_meta(legacy.to_meta()) == legacy
 
 
 def test_unknown_key_directly_under_team_is_refused():

@@ -39,7 +39,7 @@ from conftest import Clock
 
 PARAMS = config.load("seed-a")
 GENESIS = date(2026, 3, 31)
-REGIONS = ("441900", "440300", "310100")
+REGIONS = ("441900", "440300", "440305")  # 440305 南山区 lies in 440300 深圳市
 ROLES = ("member", "vip", "shop_owner", "store_owner", "service_provider")
 Q8 = Decimal("0.00000001")
 WIDE = Context(prec=80, rounding=ROUND_HALF_EVEN)

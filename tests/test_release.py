@@ -141,7 +141,7 @@ def test_active_sv_worth_less_than_release_converts_all_then_grants_work(make_bo
 
     day2 = START + timedelta(days=1)
     engine.submit(Register("c1"), day2)
-    engine.submit(BuyPack("c1", "partner", region="110105"), day2)   # 5299 active SV
+    engine.submit(BuyPack("c1", "partner", region="110000"), day2)   # 5299 active SV
     closed = engine.close_days(day2)
     release = closed[0]
     # R = min(5000, 390000 - 2949, 5299 / 1.00) = 5000; C = 5000 SV; no rebase this time

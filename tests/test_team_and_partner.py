@@ -248,16 +248,16 @@ def test_partner_of_an_online_order_is_the_ship_regions(engine):
     engine.submit(Register("p1"), START)
     engine.submit(BuyPack("p1", "partner", region="441900"), START)
     engine.submit(Register("p2"), START)
-    engine.submit(BuyPack("p2", "partner", region="110105"), START)
+    engine.submit(BuyPack("p2", "partner", region="110000"), START)   # 北京市, a municipality
     member(engine, "buyer")
-    store(engine, "w1", "online", region="110105")
+    store(engine, "w1", "online", region="110105")                   # 朝阳区, in 北京市
     booked = engine.submit(Order("o1", "buyer", "w1", D("1000.00"), ship_region="441900"), START)
     assert legs(booked, "partner") == {"p1": D("-8")}         # 0.08 x 100 SP, ship region's partner
     offline = engine.submit(OpenStore("s1", "own", "110105", "offline", D("0.10")), START)
     assert offline.kind == "open_store"
     engine.submit(Deposit(D("500.00"), merchant="s1"), START)
     booked = engine.submit(Order("o2", "buyer", "s1", D("1000.00"), ship_region="441900"), START)
-    assert legs(booked, "partner") == {"p2": D("-8")}         # offline: the store's region
+    assert legs(booked, "partner") == {"p2": D("-8")}         # offline: the store's region's city, 110000
 
 
 # -- an inactive buyer earns nothing, all of D is burned ------------------------------

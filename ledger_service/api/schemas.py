@@ -41,7 +41,9 @@ class MemberIn(Strict):
 
 class PackIn(Strict):
     kind = String(required=True, validate=OneOf(["activation", "partner"]))
-    region = String(validate=REGION)
+    region = String(validate=REGION, metadata={
+        "description": "partner pack only: a city-level unit (municipality, prefecture-level city or county-level "
+                       "city), e.g. 440300; a district, county or province is refused (rule region.match)"})
     date = _date()
 
 

@@ -9,12 +9,14 @@ from ..errors import Conflict, Invalid
 from ..state import State
 from .base import Builder, Ctx, inputs_of, member, new_id
 from .events import BuyPack, Register, SetRole
+from .partner_regions import require_city, require_known
 
 
 def register(state: State, ev: Register, ctx: Ctx) -> Transaction:
     p = ctx.params
     new_id(state, ev.member, "member")
     referrer = member(state, ev.referrer, "referrer") if ev.referrer else None
+    require_known(ev.region, "region", p)
     # A new id cannot be anyone's ancestor yet, so a referral chain can never loop.
     narration = f"register {ev.member}" + (f" referred by {referrer.id}" if referrer else "")
     b = Builder(ctx, ev.kind, narration, inputs_of(ev))
@@ -42,6 +44,7 @@ def buy_pack(state: State, ev: BuyPack, ctx: Ctx) -> Transaction:
     if ev.pack == "partner":
         if ev.region is None:
             raise Invalid("pack.region_required", "region: a partner pack appoints the partner of one region", "region")
+        require_city(ev.region, "region", p)
         taken = state.partner_of(ev.region)
         if taken is not None:
             raise Conflict("region.partner_taken", f"region: {ev.region} already has partner {taken}", "region")

@@ -10,7 +10,9 @@ If the buyer is active:
     (if active)       offline: offline_sp_rate × G ÷ v   SP out of D
     team (级差)        (r − highest paid below) × G       SV, walking up from the referrer
     store referrer    merchant_sp_rate × D               SP out of D   (offline stores)
-    region partner    partner_sp_rate × D                SP out of D   (purchase in last N days)
+    region partner    partner_sp_rate × D                SP out of D   (purchase in last N days; the partner
+                                                                        of the city-level unit containing the
+                                                                        region under region.match "city")
     burn              the rest of D
 An inactive buyer earns nothing, and then all of D is burned.
 """
@@ -28,6 +30,7 @@ from ..errors import Conflict
 from ..state import Holder, State
 from .base import Builder, Ctx, inputs_of, member, merchant, require_sp, require_value
 from .events import Order
+from .partner_regions import partner_region, require_known
 
 # A limit on the 级差 walk: no referral chain is followed further than this.
 MAX_TEAM_DEPTH = 10_000
@@ -72,6 +75,7 @@ def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
         raise Conflict("order.duplicate_id", f"order_id: order {ev.order_id!r} is already booked", "order_id")
     buyer = member(state, ev.buyer, "buyer")
     store = merchant(state, ev.merchant, "merchant")
+    require_known(ev.ship_region, "ship_region", p)
     if not can_take_orders(store, p):
         raise Conflict(
             "merchant.deposit_short",
@@ -151,7 +155,8 @@ def _split_rebate(state: State, ev: Order, ctx: Ctx, buyer: Holder, store: Holde
         if store_referrer is not None and store_referrer.active:
             split.share(store_referrer.id, "store_referrer", quantize(p.referral_merchant_sp_rate * deducted_sp, SP))
 
-    region = store.region if store.channel == "offline" else ev.ship_region
+    # region.match "city": the partner of the city-level unit containing the region; "exact": of the region itself
+    region = partner_region(store.region if store.channel == "offline" else ev.ship_region, p)
     partner_id = state.partner_of(region) if region else None
     partner = state.holder(partner_id) if partner_id else None
     if partner is not None and partner_qualifies(partner, ctx.day, p):

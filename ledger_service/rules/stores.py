@@ -9,6 +9,7 @@ from ..errors import Conflict, Invalid
 from ..state import State, supply_of
 from .base import Builder, Ctx, inputs_of, member, merchant, new_id, require_value
 from .events import Deposit, OpenStore
+from .partner_regions import require_known
 
 
 def open_store(state: State, ev: OpenStore, ctx: Ctx) -> Transaction:
@@ -19,6 +20,7 @@ def open_store(state: State, ev: OpenStore, ctx: Ctx) -> Transaction:
                        "owner")
     if ev.referrer is not None:
         member(state, ev.referrer, "referrer")
+    require_known(ev.region, "region", ctx.params)
     b = Builder(ctx, ev.kind, f"open {ev.channel} store {ev.merchant} of {owner.id} in {ev.region}", inputs_of(ev))
     return b.build()
 
