@@ -236,7 +236,7 @@ def test_a_consistent_rewrite_with_re_signed_checkpoints_is_caught_by_a_kept_che
         if (not state["forged"] and isinstance(entry, Transaction) and entry.kind == "register"
                 and entry.date == forged_day and entry.get("region")):
             state["forged"] = True
-            meta = tuple((k, "999999" if k == "region" else v) for k, v in entry.meta)
+            meta = tuple((k, "440305" if k == "region" and v != "440305" else ("440306" if k == "region" else v)) for k, v in entry.meta)
             return Transaction(entry.date, entry.payee, entry.narration, meta, entry.postings)
         return entry
 
