@@ -20,6 +20,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .amounts import CNY, EXACT_CONTEXT, QUANTUM, SP, SV, fmt
 
+# merchant.deposit_rule: when a store may take orders (rules.orders.opening).
+DEPOSIT_SP_HELD = "sp_held"  # it holds SP worth the deposit value (first order), then any SP (issue 13)
+DEPOSIT_CASH_PAID = "cash_paid"  # its deposits paid to the pool reach the deposit value (books made before)
+
 ROLES = ("member", "vip", "shop_owner", "store_owner", "service_provider")
 TEAM_ROLES = ROLES[1:]
 PROFILES = ("seed-a", "seed-b")
@@ -50,6 +54,7 @@ class Params:
     pack_partner_price: Decimal
     pack_pool_share: Decimal
     merchant_deposit_value: Decimal
+    merchant_deposit_rule: str
     referral_online_sv_rate: Decimal
     referral_offline_sp_rate: Decimal
     referral_merchant_sp_rate: Decimal
@@ -78,10 +83,14 @@ class Params:
         return ZoneInfo(self.calendar_timezone)
 
     def to_meta(self) -> dict[str, str]:
-        """The flat string form written into the genesis entry."""
+        """The flat string form written into the genesis entry. A parameter added later is left
+        out at its `LEGACY` value (absent means that value, `from_meta`): so the genesis entry of
+        books made before it, re-derived by `verify`, is the entry they hold."""
         out: dict[str, str] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name in LEGACY and value == LEGACY[field.name]:
+                continue
             out[field.name] = fmt(value) if isinstance(value, Decimal) else str(value)
         return out
 
@@ -101,7 +110,7 @@ class Params:
 
 # (flat name, TOML section, TOML key, kind) — the one table of every parameter.
 # kind: "amount:CUR" (>= 0, at most CUR's decimals), "positive:CUR", "rate" (in [0, 1]),
-# "multiplier" (>= 0), "days" (int >= 0), "timezone".
+# "multiplier" (>= 0), "days" (int >= 0), "timezone", "choice:a|b" (one of these words).
 _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("sp_cap", "sp", "cap", f"positive:{SP}"),
     ("sp_daily_release", "sp", "daily_release", f"amount:{SP}"),
@@ -115,6 +124,7 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("pack_partner_price", "pack", "partner_price", f"positive:{CNY}"),
     ("pack_pool_share", "pack", "pool_share", "rate"),
     ("merchant_deposit_value", "merchant", "deposit_value", f"amount:{CNY}"),
+    ("merchant_deposit_rule", "merchant", "deposit_rule", f"choice:{DEPOSIT_SP_HELD}|{DEPOSIT_CASH_PAID}"),
     ("referral_online_sv_rate", "referral", "online_sv_rate", "rate"),
     ("referral_offline_sp_rate", "referral", "offline_sp_rate", "rate"),
     ("referral_merchant_sp_rate", "referral", "merchant_sp_rate", "rate"),
@@ -131,8 +141,8 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
 # lacks it: `LEGACY[name]` is the value that keeps those books' rule exactly as it was, so
 # old books replay unchanged. A rules file (TOML) that lacks one takes `DEFAULTS[name]`,
 # the rule for new books. Each parameter added later gets an entry in both.
-LEGACY: dict[str, Any] = {}
-DEFAULTS: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {"merchant_deposit_rule": DEPOSIT_CASH_PAID}
+DEFAULTS: dict[str, Any] = {"merchant_deposit_rule": DEPOSIT_SP_HELD}
 
 MAX_MULTIPLIER = Decimal(1000)
 MAX_REPURCHASE_DAYS = 3660
@@ -144,6 +154,8 @@ def _check(key: str, kind: str, raw: Any) -> Any:
         return _check_timezone(key, raw)
     if kind == "days":
         return _check_days(key, raw)
+    if kind.startswith("choice:"):
+        return _check_choice(key, kind.removeprefix("choice:").split("|"), raw)
     number = _decimal(key, raw)
     if kind == "rate":
         if not Decimal(0) <= number <= 1:
@@ -173,6 +185,12 @@ def _check_timezone(key: str, raw: Any) -> str:
         ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(key, f"unknown time zone {raw!r}") from None
+    return raw
+
+
+def _check_choice(key: str, choices: list[str], raw: Any) -> str:
+    if not isinstance(raw, str) or raw not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(repr(c) for c in choices)}, got {raw!r}")
     return raw
 
 
