@@ -17,6 +17,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from decimal import Decimal
+from importlib import resources
 
 import pytest
 from alembic import command
@@ -334,3 +335,22 @@ def test_books_made_before_keep_the_cash_paid_rule_and_verify(make_books, params
     with holder_index.Reader(root) as reader:  # the index gained the column (NULL: never opened)
         paid = reader.state().holder("paid")
         assert paid is not None and paid.opened is None
+
+
+# -- the parameter ----------------------------------------------------------------------------------
+
+def test_the_rules_file_parameter():
+    """`[merchant] deposit_rule`: "sp_held" or "cash_paid"; a rules file without it (written
+    before issue 13) gets the new books' rule; the genesis metadata leaves the legacy value out."""
+    text = resources.files("ledger_service.profiles").joinpath("seed-a.toml").read_text("utf-8")
+    assert config.parse_toml(text).merchant_deposit_rule == "sp_held"
+    older = "\n".join(line for line in text.splitlines() if not line.startswith("deposit_rule"))
+    assert "deposit_rule" not in older.split("[merchant]")[1].split("[")[0]
+    assert config.parse_toml(older).merchant_deposit_rule == "sp_held"  # config.DEFAULTS
+    with pytest.raises(config.ConfigError) as bad:
+        config.parse_toml(text.replace('deposit_rule = "sp_held"', 'deposit_rule = "held"'))
+    assert bad.value.key == "merchant.deposit_rule"
+    assert PARAMS.to_meta()["merchant_deposit_rule"] == "sp_held"
+    meta = CASH_PAID.to_meta()
+    assert "merchant_deposit_rule" not in meta  # as books made before wrote their genesis entry
+    assert config.Params.from_meta(meta) == CASH_PAID
