@@ -30,6 +30,7 @@ from .rules.events import (
     Transfer,
     parse,
 )
+from .rules.orders import OPENING_SP
 from .state import MEMBER, MERCHANT, EventRecord, Holder, Payout, State
 from .subledger import after_release, grant_active, settle, take_sp
 
@@ -89,6 +90,8 @@ def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> 
         case Order():
             state.record_event(EventRecord(event_id, entry.kind, entry.postings), ev.order_id)
             _update(state, ev.buyer, last_purchase=entry.date)
+            if entry.get(OPENING_SP) is not None:  # its first order under the "sp_held" deposit rule
+                _update(state, ev.merchant, opened=entry.date)
         case Transfer():
             state.record_event(EventRecord(event_id, entry.kind, entry.postings), None)
         case PayoutRequest():

@@ -21,6 +21,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .amounts import CNY, EXACT_CONTEXT, QUANTUM, SP, SV, fmt
 
+# merchant.deposit_rule: when a store may take orders (rules.orders.opening).
+DEPOSIT_SP_HELD = "sp_held"  # it holds SP worth the deposit value (first order), then any SP (issue 13)
+DEPOSIT_CASH_PAID = "cash_paid"  # its deposits paid to the pool reach the deposit value (books made before)
+
 ROLES = ("member", "vip", "shop_owner", "store_owner", "service_provider")
 TEAM_ROLES = ROLES[1:]
 PROFILES = ("seed-a", "seed-b")
@@ -51,6 +55,7 @@ class Params:
     pack_partner_price: Decimal
     pack_pool_share: Decimal
     merchant_deposit_value: Decimal
+    merchant_deposit_rule: str
     referral_online_sv_rate: Decimal
     referral_offline_sp_rate: Decimal
     referral_merchant_sp_rate: Decimal
@@ -109,7 +114,8 @@ class Params:
 
 # (flat name, TOML section, TOML key, kind) — the one table of every parameter.
 # kind: "amount:CUR" (>= 0, at most CUR's decimals), "positive:CUR", "rate" (in [0, 1]),
-# "multiplier" (>= 0), "days" (int >= 0), "timezone", "region_match" (one of REGION_MATCHES).
+# "multiplier" (>= 0), "days" (int >= 0), "timezone", "region_match" (one of REGION_MATCHES),
+# "choice:a|b" (one of these words).
 _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("sp_cap", "sp", "cap", f"positive:{SP}"),
     ("sp_daily_release", "sp", "daily_release", f"amount:{SP}"),
@@ -123,6 +129,7 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("pack_partner_price", "pack", "partner_price", f"positive:{CNY}"),
     ("pack_pool_share", "pack", "pool_share", "rate"),
     ("merchant_deposit_value", "merchant", "deposit_value", f"amount:{CNY}"),
+    ("merchant_deposit_rule", "merchant", "deposit_rule", f"choice:{DEPOSIT_SP_HELD}|{DEPOSIT_CASH_PAID}"),
     ("referral_online_sv_rate", "referral", "online_sv_rate", "rate"),
     ("referral_offline_sp_rate", "referral", "offline_sp_rate", "rate"),
     ("referral_merchant_sp_rate", "referral", "merchant_sp_rate", "rate"),
@@ -142,9 +149,11 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
 # the rule for new books. Each parameter added later gets an entry in both.
 LEGACY: dict[str, Any] = {
     "region_match": "exact",  # a partner earned only on orders whose region was exactly its own
+    "merchant_deposit_rule": DEPOSIT_CASH_PAID,  # a store opened with deposits paid to the pool
 }
 DEFAULTS: dict[str, Any] = {
     "region_match": "city",   # a partner holds a city-level unit and earns on every division in it
+    "merchant_deposit_rule": DEPOSIT_SP_HELD,  # a store opens holding SP worth the deposit value
 }
 
 # region.match: "city" — regions are GB/T 2260 codes of the shipped table (ledger_service.regions),
@@ -161,6 +170,8 @@ def _check(key: str, kind: str, raw: Any) -> Any:
     special = _SPECIAL_KINDS.get(kind)
     if special is not None:
         return special(key, raw)
+    if kind.startswith("choice:"):
+        return _check_choice(key, kind.removeprefix("choice:").split("|"), raw)
     number = _decimal(key, raw)
     if kind == "rate":
         if not Decimal(0) <= number <= 1:
@@ -190,6 +201,12 @@ def _check_timezone(key: str, raw: Any) -> str:
         ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(key, f"unknown time zone {raw!r}") from None
+    return raw
+
+
+def _check_choice(key: str, choices: list[str], raw: Any) -> str:
+    if not isinstance(raw, str) or raw not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(repr(c) for c in choices)}, got {raw!r}")
     return raw
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from .amounts import CNY, SP, ZERO, exact_mul, floor, fmt, quantize
 from .config import Params
 from .rules.close import value_of
-from .rules.orders import can_take_orders
+from .rules.orders import max_order_cny, opening
 from .state import MERCHANT, Epochs, Globals, Holder, supply_numbers
 from .subledger import balance
 
@@ -88,7 +88,10 @@ def holder_view(holder: Holder, g: Globals, epochs: Epochs, params: Params) -> d
     (Decimals, dates and None: the API writes Decimals with `amounts.fmt`).
 
     A merchant adds its store's attributes, its deposits to the fen and whether it can take
-    orders (deposits at least the merchant deposit value)."""
+    orders (`rules.orders.opening`) with the numbers that say why: the deposit rule and value,
+    the deposit in SP at the day's value (rounded up; None at a value of 0), the day its first
+    order opened it (rule "sp_held"), whether the deposit is met, and the largest order its
+    SP covers today (0 when it can take none; None: no limit, a rebate rate of 0)."""
     held = balance(holder, g, epochs)
     out: dict[str, Any] = {
         "id": holder.id, "kind": holder.kind, "active": holder.active, "role": holder.role,
@@ -98,10 +101,16 @@ def holder_view(holder: Holder, g: Globals, epochs: Epochs, params: Params) -> d
         "value_cny_per_sp": g.value,
     }
     if holder.kind == MERCHANT:
+        gate = opening(holder, held.sp, g.value, params)
+        largest: Decimal | None = quantize(ZERO, CNY)
+        if gate.can_take_orders and g.value > 0 and holder.rebate_rate is not None:
+            largest = max_order_cny(held.sp, holder.rebate_rate, g.value)
         out.update({
             "owner": holder.owner, "channel": holder.channel, "rebate_rate": holder.rebate_rate,
             "store_referrer": holder.store_referrer, "deposits_cny": quantize(holder.deposits_cny, CNY),
-            "can_take_orders": can_take_orders(holder, params),
+            "deposit_rule": gate.rule, "deposit_value_cny": params.merchant_deposit_value,
+            "deposit_sp": gate.deposit_sp, "opened": holder.opened, "deposit_met": gate.deposit_met,
+            "can_take_orders": gate.can_take_orders, "max_order_cny": largest,
         })
     return out
 

@@ -59,6 +59,9 @@ class Holder:
     rebate_rate: Decimal | None = None
     store_referrer: str | None = None
     deposits_cny: Decimal = ZERO
+    # the day of its first order under merchant.deposit_rule "sp_held" (when it met the deposit);
+    # None before, and always under "cash_paid" (`rules.orders.opening`)
+    opened: date | None = None
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ SEED_A = {
     "pack_partner_price": D("4999"),
     "pack_pool_share": D("0"),
     "merchant_deposit_value": D("500"),
+    "merchant_deposit_rule": "sp_held",  # issue 13: SP held, not cash paid (LEGACY "cash_paid")
     "referral_online_sv_rate": D("0.40"),
     "referral_offline_sp_rate": D("0.05"),
     "referral_merchant_sp_rate": D("0.05"),
@@ -107,7 +108,7 @@ def test_shipped_profiles_have_the_spec_values(name, expected):
     assert flat(params) == expected
     for key, value in flat(params).items():
         assert not isinstance(value, float), key
-        if key not in ("region_repurchase_days", "region_match", "calendar_timezone"):
+        if key not in ("region_repurchase_days", "region_match", "calendar_timezone", "merchant_deposit_rule"):
             assert isinstance(value, Decimal), key
     assert params.team_rate("member") == 0
     assert params.top_team_rate == D("0.20")

@@ -351,9 +351,11 @@ def test_submit_many_is_all_or_nothing(shop):
         shop.submit_many([
             (Register("n1"), START),
             (Transfer("s1", "b1", D("10")), START),
-            (Order("o1", "b1", "s1", D("99999.00")), START),     # D = 9999.9 SP > 490 SP
+            (Order("o1", "b1", "s1", D("99999.00")), START),
         ])
-    assert info.value.rule == "order.insufficient_sp"
+    # s1's first order: it holds 500 - 10 = 490 SP worth 490.00 CNY < the 500.00 CNY deposit
+    # (merchant.deposit_rule "sp_held")
+    assert info.value.rule == "merchant.deposit_short"
     assert snapshot(shop, ["s1", "b1"]) == before
     with pytest.raises(NotFound):
         shop.holder("n1")
@@ -500,6 +502,10 @@ def test_reverse_order_is_exact_mirror(engine):
     assert reversal.entry.get("reversed_kind") == "order"
     _mirror(order, reversal)
     after = snapshot(engine, who)
+    # the order was s1's first: it opened the store (merchant.deposit_rule "sp_held"), and a
+    # reversal does not undo an opening (the store held its deposit then)
+    assert (before["holders"]["s1"]["opened"], after["holders"]["s1"]["opened"]) == (None, START)
+    after["holders"]["s1"]["opened"] = None
     assert after["holders"] == before["holders"]
     assert after["control"] == before["control"]
     assert engine.supply() == supply_before
@@ -623,11 +629,12 @@ INSUFFICIENT = [
 def test_refuse_insufficient_sp(shop):
     for event, rule in INSUFFICIENT:
         assert_refused(shop, event, START, Conflict, rule, ["s1", "b1"])
-    # at the boundary each is accepted: s1 holds exactly 500 SP
+    # at the boundary each is accepted: s1 holds exactly 500 SP (its first order first: it opens
+    # the store while it holds the 500.00 CNY deposit, merchant.deposit_rule "sp_held")
+    shop.submit(Order("o1", "b1", "s1", D("2000.00")), START)   # D = 200 SP
     shop.submit(Transfer("s1", "b1", D("100")), START)
     shop.submit(PayoutRequest("s1", D("100")), START)
-    shop.submit(Redeem("s1", D("100"), "tea"), START)
-    shop.submit(Order("o1", "b1", "s1", D("2000.00")), START)   # D = 200 SP, all that is left
+    shop.submit(Redeem("s1", D("100"), "tea"), START)           # 500 - 200 - 100 - 100 - 100 = 0
     assert shop.holder("s1")["sp"] == 0
 
 

@@ -458,7 +458,7 @@ ORDERS = [
     "o2,20260305,m2,s1,50.00,",  # 3 booked
     "o1,2026-03-05,m1,s1,999.00,",  # 4 same id, other amount
     "o3,2026-03-05,ghost,s1,10.00,",  # 5 unknown buyer
-    "o4,2026-03-05,m1,s2,10000.00,",  # 6 s2 is short of SP
+    "o4,2026-03-05,m1,s2,10000.00,",  # 6 s2 is short of SP (its deposit: see the test)
     "o5,2026-03-05,m1,s1,12.3.4,",  # 7 malformed amount
     "o2,2026-03-05,m2,s1,50.00,",  # 8 the same order again
     "o6,2026-03-32,m1,s1,5.00,",  # 9 bad date
@@ -489,7 +489,9 @@ def test_import_orders_books_good_rows_and_lists_the_others(tmp_path, make_books
         (3, "o2", "booked", None),
         (4, "o1", "rejected", "order.duplicate_id"),
         (5, "o3", "rejected", "member.unknown"),
-        (6, "o4", "rejected", "order.insufficient_sp"),
+        # s2's first order: its 500 SP (bought at 1.00 on day 1) are worth less than the 500.00 CNY
+        # deposit at day 5's value, which the releases have lowered (merchant.deposit_rule sp_held)
+        (6, "o4", "rejected", "merchant.deposit_short"),
         (7, "o5", "rejected", "input.bad_amount"),
         (8, "o2", "already booked", None),
         (9, "o6", "rejected", "input.bad_date"),
@@ -507,7 +509,7 @@ def test_import_orders_books_good_rows_and_lists_the_others(tmp_path, make_books
     for order_id in ("o3", "o4", "o5", "o6"):
         assert engine.event_for_order(order_id) is None
     assert not report.ok and report.to_json()["booked"] == 3
-    assert "line 6: o4: [order.insufficient_sp]" in report.to_text()
+    assert "line 6: o4: [merchant.deposit_short]" in report.to_text()
 
     before = journal_bytes(engine)
     again = import_orders(engine, path)

@@ -122,11 +122,13 @@ def test_a_members_view_settles_their_shares_across_an_ended_epoch():
 
 
 def test_a_merchants_view_shows_its_deposits_and_whether_it_can_take_orders():
+    """Under the legacy deposit rule "cash_paid" (books made before issue 13): deposits paid."""
     g = position(sp_index=D("0"))
     shop = Holder("shop", "merchant", date(2026, 2, 26), region="110000", active=True, sp_exact=D("123.45678"),
                   owner="owner", channel="offline", rebate_rate=D("0.1000"), store_referrer="carol",
                   deposits_cny=D("499.99"))
-    view = reports.holder_view(shop, g, MemoryState(g), PARAMS)
+    cash_paid = replace(PARAMS, merchant_deposit_rule="cash_paid")
+    view = reports.holder_view(shop, g, MemoryState(g), cash_paid)
     # 123.45678 SP shown rounded down: 123.4567, worth 123.4567 × 2.5 = 308.64175 → 308.64 CNY
     assert (view["sp"], view["sp_value_cny"]) == (D("123.4567"), D("308.64"))
     assert {k: view[k] for k in ("owner", "channel", "rebate_rate", "store_referrer", "deposits_cny",
@@ -134,7 +136,7 @@ def test_a_merchants_view_shows_its_deposits_and_whether_it_can_take_orders():
         "owner": "owner", "channel": "offline", "rebate_rate": D("0.1000"), "store_referrer": "carol",
         "deposits_cny": D("499.99"), "can_take_orders": False}  # 499.99 < 500.00
     # deposits are shown to the fen (500 → 500.00) and 500.00 is enough
-    view = reports.holder_view(replace(shop, deposits_cny=D("500")), g, MemoryState(g), PARAMS)
+    view = reports.holder_view(replace(shop, deposits_cny=D("500")), g, MemoryState(g), cash_paid)
     assert (str(view["deposits_cny"]), view["can_take_orders"]) == ("500.00", True)
 
 

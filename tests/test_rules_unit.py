@@ -310,9 +310,17 @@ def test_order_refusals():
     # 1,000,000.00 x 0.10 = 100,000.00 CNY → 50,000 SP; the store holds 500
     refused(Conflict, "order.insufficient_sp",
             lambda: orders.order(state, Order("o1", "b", "s1", D("1000000.00")), ctx(state)))
-    state.put_holder(replace(state.holder("s1"), deposits_cny=D("499.99")))  # 500.00 needed
+    # merchant.deposit_rule "sp_held": before its first order the store must hold SP worth 500.00 CNY:
+    # 249.9999 SP x 2.00 = 499.9998 CNY < 500.00 (250 SP needed), whatever it deposited
+    state.put_holder(replace(state.holder("s1"), sp_exact=D("249.9999"), deposits_cny=D("500.00")))
     refused(Conflict, "merchant.deposit_short",
             lambda: orders.order(state, Order("o1", "b", "s1", D("1.00")), ctx(state)))
+    # the legacy rule "cash_paid" (books made before issue 13): deposits 499.99 < 500.00 CNY paid,
+    # whatever SP it holds (1000 SP x 2.00 = 2000 CNY)
+    state.put_holder(replace(state.holder("s1"), sp_exact=D("1000"), deposits_cny=D("499.99")))
+    cash_paid = custom(merchant_deposit_rule="cash_paid")
+    refused(Conflict, "merchant.deposit_short",
+            lambda: orders.order(state, Order("o1", "b", "s1", D("1.00")), ctx(state, cash_paid)))
 
 
 # -- SP leaving a holder --------------------------------------------------------------------------

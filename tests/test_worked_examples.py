@@ -192,7 +192,9 @@ def test_merchant_below_deduction_cannot_take_order(engine):
     booked = engine.submit(Order("exact", "buyer", "s1", D("5000.00")), START)
     assert one(booked, leg="deduct").number == D("500")
     assert engine.holder("s1")["sp"] == 0
-    # and now even the smallest order is refused: 0.10 x 0.10 = 0.01 CNY -> 0.01 SP > 0
+    # and now even the smallest order is refused: at 0 SP a store takes no orders (issue 13,
+    # 「数量低于0时，消费者无法在该商家下单」; 0.10 x 0.10 = 0.01 CNY -> 0.01 SP > 0 anyway)
+    assert engine.holder("s1")["can_take_orders"] is False
     with pytest.raises(Conflict) as refused:
         engine.submit(Order("tiny", "buyer", "s1", D("0.10")), START)
-    assert refused.value.rule == "order.insufficient_sp"
+    assert refused.value.rule == "merchant.no_sp"

@@ -163,7 +163,13 @@ class MerchantOut(HolderOut):
     rebate_rate = String(allow_none=True)
     store_referrer = String(allow_none=True)
     deposits_cny = String()
+    deposit_rule = String()
+    deposit_value_cny = String()
+    deposit_sp = String(allow_none=True)
+    opened = String(allow_none=True)
+    deposit_met = Boolean()
     can_take_orders = Boolean()
+    max_order_cny = String(allow_none=True)
 
 
 class SupplyOut(Schema):

@@ -20,15 +20,16 @@ An inactive buyer earns nothing, and then all of D is burned.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from .. import accounts as A
-from ..amounts import CNY, SP, SV, ZERO, div, exact_mul, fmt, quantize
-from ..config import Params
+from ..amounts import CNY, QUANTUM, SP, SV, ZERO, div, exact_mul, floor, fmt, quantize
+from ..config import DEPOSIT_CASH_PAID, DEPOSIT_SP_HELD, Params
 from ..entries import Transaction
 from ..errors import Conflict
 from ..state import Holder, State
-from .base import Builder, Ctx, inputs_of, member, merchant, require_sp, require_value
+from ..subledger import balance
+from .base import Builder, Ctx, inputs_of, member, merchant, require_value
 from .events import Order
 from .partner_regions import partner_region, require_known
 
@@ -36,8 +37,85 @@ from .partner_regions import partner_region, require_known
 MAX_TEAM_DEPTH = 10_000
 
 
-def can_take_orders(store: Holder, params: Params) -> bool:
-    return store.deposits_cny >= params.merchant_deposit_value
+# The entry metadata key of a store's first order under the "sp_held" deposit rule: the SP it
+# held then (at least the deposit). `apply` records the opening (`Holder.opened`) from it.
+OPENING_SP = "opening_sp"
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """Whether a store may take orders now, and the numbers that say why (`opening`)."""
+
+    rule: str  # merchant.deposit_rule
+    deposit_sp: Decimal | None  # SP worth merchant.deposit_value at the value, rounded up (None: value 0)
+    deposit_met: bool  # the deposit is met: now, or (sp_held) at the store's first order
+    can_take_orders: bool
+
+
+def opening(store: Holder, held_sp: Decimal, value: Decimal, params: Params) -> Opening:
+    """When a store may take orders (`merchant.deposit_rule`, fixed at genesis).
+
+    "sp_held" (issue 13; the source: 「商家入驻需持有价值500元的共享积分作为保证金；数量低于0时，
+    消费者无法在该商家下单」): its first order needs SP held worth at least `deposit_value` CNY at
+    the day's value (held_sp × value ≥ deposit_value, i.e. held_sp ≥ deposit_sp), wherever the
+    SP came from (a deposit, a transfer). That order opens the store (`Holder.opened`); from
+    then on it takes orders while it holds any SP (held_sp > 0: 0.0001 SP, the smallest
+    deduction), each order needing its own D (`order.insufficient_sp`).
+    "cash_paid" (books made before): its deposits paid to the pool reach `deposit_value`.
+    """
+    need_cny = params.merchant_deposit_value
+    deposit_sp = quantize(div(need_cny, value), SP, ROUND_CEILING) if value > 0 else None
+    if params.merchant_deposit_rule == DEPOSIT_CASH_PAID:
+        met = store.deposits_cny >= need_cny
+        return Opening(DEPOSIT_CASH_PAID, deposit_sp, met, met)
+    met = store.opened is not None or (value > 0 and exact_mul(held_sp, value) >= need_cny)
+    return Opening(DEPOSIT_SP_HELD, deposit_sp, met, met and held_sp > 0)
+
+
+def deduction(amount_cny: Decimal, rebate_rate: Decimal, value: Decimal) -> tuple[Decimal, Decimal]:
+    """An order's rebate R (CNY) and the SP D it deducts from the store (module docstring)."""
+    rebate_cny = quantize(exact_mul(amount_cny, rebate_rate), CNY)
+    return rebate_cny, quantize(div(rebate_cny, value), SP)
+
+
+def max_order_cny(held_sp: Decimal, rebate_rate: Decimal, value: Decimal) -> Decimal | None:
+    """The largest order amount (CNY, to the fen) whose deduction `held_sp` covers at `value`:
+    D(max) ≤ held_sp < D(max + 0.01). None: no limit (a rebate rate of 0 deducts nothing)."""
+    if rebate_rate == 0:
+        return None
+    fen, half_sp = QUANTUM[CNY], QUANTUM[SP] / 2
+    # D = round(R ÷ value) ≤ held_sp  ⇔  R ≤ (held_sp + 0.00005) × value (the last step: half-even)
+    rebate_cny = floor(exact_mul(held_sp + half_sp, value), CNY)
+    for _ in range(3):
+        if quantize(div(rebate_cny, value), SP) <= held_sp:
+            break
+        rebate_cny -= fen
+    # R = round(amount × rate) ≤ rebate_cny  ⇔  amount ≤ (rebate_cny + 0.005) ÷ rate (idem)
+    amount_cny = floor(div(rebate_cny + fen / 2, rebate_rate), CNY)
+    for _ in range(3):
+        if quantize(exact_mul(amount_cny, rebate_rate), CNY) <= rebate_cny:
+            break
+        amount_cny -= fen
+    assert amount_cny >= 0 and deduction(amount_cny, rebate_rate, value)[1] <= held_sp, (held_sp, rebate_rate, value)
+    return amount_cny
+
+
+def _refuse_closed(store: Holder, held_sp: Decimal, value: Decimal, gate: Opening, params: Params) -> Conflict:
+    """The refusal of an order at a store that may not take orders (`opening`)."""
+    need_cny = fmt(params.merchant_deposit_value)
+    if gate.rule == DEPOSIT_CASH_PAID:
+        return Conflict("merchant.deposit_short", f"merchant: {store.id} has deposited {fmt(store.deposits_cny)} CNY, "
+                                                  f"{need_cny} CNY needed before taking orders", "merchant")
+    if gate.deposit_met:  # opened, and holds no SP now
+        return Conflict("merchant.no_sp", f"merchant: {store.id} holds 0 SP; a store takes no orders while it holds "
+                                          "no SP (merchant.deposit_rule sp_held): top it up with a deposit or a "
+                                          "transfer", "merchant")
+    held_cny = floor(exact_mul(held_sp, value), CNY)
+    need_sp = f" = {fmt(gate.deposit_sp)} SP" if gate.deposit_sp is not None else ""
+    return Conflict("merchant.deposit_short",
+                    f"merchant: {store.id} holds {fmt(held_sp)} SP worth {fmt(held_cny)} CNY at {fmt(value)} CNY/SP; "
+                    f"a store takes its first order once it holds SP worth {need_cny} CNY{need_sp} "
+                    "(merchant.deposit_rule sp_held)", "merchant")
 
 
 def partner_qualifies(partner: Holder, day, params: Params) -> bool:
@@ -76,24 +154,27 @@ def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
     buyer = member(state, ev.buyer, "buyer")
     store = merchant(state, ev.merchant, "merchant")
     require_known(ev.ship_region, "ship_region", p)
-    if not can_take_orders(store, p):
-        raise Conflict(
-            "merchant.deposit_short",
-            f"merchant: {store.id} has deposited {fmt(store.deposits_cny)} CNY, "
-            f"{fmt(p.merchant_deposit_value)} CNY needed before taking orders",
-            "merchant",
-        )
+    held_sp = balance(store, state.g, state).sp
+    gate = opening(store, held_sp, state.g.value, p)
+    if not gate.can_take_orders:
+        raise _refuse_closed(store, held_sp, state.g.value, gate, p)
     value = require_value(state, "merchant")
     assert store.rebate_rate is not None, store.id  # every store opens with its rate
-    rebate_cny = quantize(exact_mul(ev.amount_cny, store.rebate_rate), CNY)
-    deducted_sp = quantize(div(rebate_cny, value), SP)
-    require_sp(state, store, deducted_sp, "merchant", "order.insufficient_sp")
+    rebate_cny, deducted_sp = deduction(ev.amount_cny, store.rebate_rate, value)
+    if held_sp < deducted_sp:
+        largest = max_order_cny(held_sp, store.rebate_rate, value)
+        assert largest is not None  # a rebate rate of 0 deducts nothing
+        raise Conflict("order.insufficient_sp", f"merchant: {store.id} holds {fmt(held_sp)} SP, {fmt(deducted_sp)} SP "
+                                                f"needed (it covers an order of at most {fmt(largest)} CNY today)",
+                       "merchant")
 
     b = Builder(ctx, ev.kind, f"order {ev.order_id}: {fmt(ev.amount_cny)} CNY at {store.id}", inputs_of(ev))
     b.note("channel", store.channel)
     b.note("value", value)
     b.note("rebate_cny", rebate_cny)
     b.note("deducted_sp", deducted_sp)
+    if gate.rule == DEPOSIT_SP_HELD and store.opened is None:
+        b.note(OPENING_SP, held_sp)  # its first order: it opens holding at least the deposit
     b.post(A.HOLDERS_SP, deducted_sp, holder=store.id, leg="deduct")
     split = _Split(b, deducted_sp)
     if buyer.active:

@@ -81,6 +81,7 @@ class HolderRow(Base):
     rebate_rate: Mapped[Decimal | None] = mapped_column(DecimalText)
     store_referrer: Mapped[str | None] = mapped_column(String(64))
     deposits_cny: Mapped[Decimal] = mapped_column(DecimalText)
+    opened: Mapped[date | None] = mapped_column(Date)
 
 
 class PartnerRow(Base):

@@ -94,7 +94,10 @@ POSITION = Table(
     Column("total_shares", DecimalText, nullable=False),
     Column("balances_json", Text, nullable=False),
 )
-_HOLDER_TYPES = {"created": Date, "last_purchase": Date, "active": Boolean, "epoch": Integer}
+_HOLDER_TYPES = {"created": Date, "last_purchase": Date, "opened": Date, "active": Boolean, "epoch": Integer}
+# Holder fields added after index files were first written (SQL type of the column added to
+# an older file; NULL is their value there: `Holder.opened` is None in every older book).
+_ADDED_HOLDER_COLUMNS = {"opened": "DATE"}
 _DECIMALS = {"sv_locked", "shares", "sp_ckpt", "sp_exact", "rebate_rate", "deposits_cny"}
 HOLDER_FIELDS = [f.name for f in fields(Holder)]
 HOLDERS = Table(
@@ -150,8 +153,17 @@ def open_engine(path: Path) -> Engine | None:
 
 
 def _engine(path: Path, create: bool) -> Engine:
-    """A SQLAlchemy engine on the index file, the file and its tables created if `create`."""
-    return sqlite_engine(path, _meta if create else None)
+    """A SQLAlchemy engine on the index file, the file and its tables created if `create`; an
+    index written before a holder field existed gains its column (`_ADDED_HOLDER_COLUMNS`)."""
+    engine = sqlite_engine(path, _meta if create else None)
+    with engine.connect() as c:
+        present = {row[1] for row in c.exec_driver_sql("PRAGMA table_info(holders)")}
+    missing = [name for name in _ADDED_HOLDER_COLUMNS if present and name not in present]
+    if missing:
+        with engine.begin() as c:
+            for name in missing:
+                c.exec_driver_sql(f"ALTER TABLE holders ADD COLUMN {name} {_ADDED_HOLDER_COLUMNS[name]}")
+    return engine
 
 
 # -- which holders an entry concerns -------------------------------------------------------
@@ -606,7 +618,7 @@ class IndexCheck:
 def _attrs(holder: Holder) -> tuple:
     return (holder.kind, holder.created, holder.referrer, holder.region, holder.role, holder.active,
             holder.last_purchase, holder.owner, holder.channel, holder.rebate_rate, holder.store_referrer,
-            holder.deposits_cny)
+            holder.deposits_cny, holder.opened)
 
 
 def delete_index(books_root: Path | str) -> None:
