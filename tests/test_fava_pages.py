@@ -236,16 +236,24 @@ def test_audit_page_shows_the_checkpoints(fava: Fava, books: Path, monkeypatch):
     assert "Merkle tree" in help_text and "checkpoint" in help_text
     commands = unescape(re.search(r'<pre id="checkpoints-commands">(.*?)</pre>', html, re.S).group(1))
     assert f"ledger-service prove event --books {books} EVENT_ID --checkpoint {latest['day']}" in commands
-    assert f"python verifier/ledger_verify.py inclusion event.json --checkpoint kept-{latest['day']}.json" in commands
+    assert f"python verifier/ledger_verify.py inclusion event.json --key {latest['key']}" in commands
+    # signed: the key and the liabilities root it signed
+    assert shown["checkpoint_key"] == latest["key"]
+    assert shown["checkpoint_liabilities_root"] == latest["liabilities"]["root"]
 
     row = re.compile(r'<tr data-checkpoint="([0-9-]+)"><td>[0-9-]+</td><td class="num">(\d+)</td>'
                      r'<td><code[^>]*>([0-9a-f]{64})</code></td>\s*'
-                     r'<td class="num">(\d+)</td><td><code[^>]*>([0-9a-f]{64})</code></td></tr>')
+                     r'<td class="num">(\d+)</td><td><code[^>]*>([0-9a-f]{64})</code></td>\s*'
+                     r'<td><code title="([0-9a-f]{64})">[0-9a-f]{16}…</code></td></tr>')
 
     def rows_of(page_html: str) -> list[dict]:
-        return [{"version": event_log.CHECKPOINT_VERSION, "day": d, "last_seq": int(s), "head": h, "log_size": int(n),
-                 "log_root": r} for d, s, h, n, r in row.findall(page_html)]
+        return [{"day": d, "last_seq": int(s), "head": h, "log_size": int(n), "log_root": r, "key": k}
+                for d, s, h, n, r, k in row.findall(page_html)]
 
+    def log_fields(cp: dict) -> dict:
+        return {k: cp[k] for k in ("day", "last_seq", "head", "log_size", "log_root", "key")}
+
+    published = {day: log_fields(cp) for day, cp in published.items()}
     assert rows_of(html) == [published[d.isoformat()] for d in reversed(CLOSED)]  # newest first, as published
     # paginated like the page's other tables; the latest stays on every page
     monkeypatch.setattr(ext, "PER_PAGE", 3)
@@ -268,7 +276,9 @@ def test_checkpoint_files_are_read_without_the_database(books: Path, tmp_path: P
     assert event_log.checkpoint_days(root) == CLOSED
     day = CLOSED[2]
     found = event_log.read_checkpoint_file(root, day)
-    assert found.text() == (books / "checkpoints" / f"{day}.json").read_text(encoding="utf-8")
+    signed_file = json.loads((books / "checkpoints" / f"{day}.json").read_text(encoding="utf-8"))
+    assert found.to_json() == {**{k: signed_file[k] for k in ("day", "last_seq", "head", "log_size", "log_root")},
+                               "version": event_log.CHECKPOINT_VERSION}  # the log fields of the signed file
     path = event_log.checkpoint_path(root, day)
     for text, why in (("{", "not JSON"), ("[]", "not a ledger-checkpoint-v1"),
                       (found.text().replace(str(day), str(CLOSED[3])), "the checkpoint of")):

@@ -383,7 +383,7 @@ def test_a_damaged_consistency_proof_is_refused(tmp_path: Path) -> None:
 
 def test_a_malformed_checkpoint_fails_naming_the_field(tmp_path: Path) -> None:
     good = checkpoint(CHAIN, 7)
-    cases = [({"log_size": 8}, "log_size"), ({"version": "ledger-checkpoint-v2"}, "version"),
+    cases = [({"log_size": 8}, "log_size"), ({"version": "ledger-checkpoint-v3"}, "version"),
              ({"head": good["head"].upper()}, "head"), ({"log_root": good["log_root"][:-2]}, "log_root"),
              ({"day": "2026-02-30"}, "day"), ({"last_seq": 0, "log_size": 0}, "last_seq"),
              ({"extra": "x"}, "extra")]
@@ -491,7 +491,13 @@ def test_the_books_own_proofs_verify(tmp_path: Path) -> None:
     subprocess.run([*cli, "prove", "consistency", "--books", str(books), "--from", first["day"], "--to", last["day"],
                     "--out", str(out)], check=True, capture_output=True, timeout=120)
     assert_ok(verify("consistency", str(out), "--trusted-from", str(kept[0])))
-    # A checkpoint kept from other books is not these books' checkpoint.
+    # A checkpoint kept from other books is not these books' checkpoint: a signed one's signature no
+    # longer holds over the changed root; an unsigned one differs from the proof's.
     other = {**first, "log_root": flip_bit(first["log_root"])}
-    assert_fails(verify("consistency", str(out), "--trusted-from", write(tmp_path, other, "other.json")),
-                 "from differs from the trusted checkpoint", "log_root")
+    done = verify("consistency", str(out), "--trusted-from", write(tmp_path, other, "other.json"))
+    if first.get("signature"):
+        assert_fails(done, "trusted checkpoint.signature")
+    else:
+        assert_fails(done, "from differs from the trusted checkpoint", "log_root")
+    if first.get("signature"):  # a copy re-signed by another key is refused when the books' key is given
+        assert_fails(verify("consistency", str(out), "--trusted-from", str(kept[0]), "--key", "ab" * 32), "key")

@@ -20,7 +20,7 @@ from ledger_service.engine import Engine
 from ledger_service.entries import Price, Transaction, from_beancount
 from ledger_service.journal import Books
 from ledger_service.rules.events import Register
-from ledger_service.views import base, event_log, holder_index, ledger_tier, liabilities
+from ledger_service.views import base, event_log, holder_index, ledger_tier, liabilities, signed
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_text_units_are_the_ledger_files_entries(books: Path):
 
 
 def test_every_view_has_the_same_interface():
-    assert (ledger_tier, holder_index, event_log, liabilities) == views.VIEWS
+    assert (ledger_tier, holder_index, event_log, liabilities, signed) == views.VIEWS
     for view in views.VIEWS:
         assert callable(view.updater) and callable(view.checker) and callable(view.compare), view
     assert issubclass(holder_index.HolderIndexError, base.ViewError)
