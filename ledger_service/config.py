@@ -23,6 +23,10 @@ from .amounts import CNY, EXACT_CONTEXT, QUANTUM, SP, SV, fmt
 ROLES = ("member", "vip", "shop_owner", "store_owner", "service_provider")
 TEAM_ROLES = ROLES[1:]
 PROFILES = ("seed-a", "seed-b")
+# How a reversal takes back an order (README "Refunds after the day closed"): `flip` books the exact
+# mirror of its postings (refused once a holder no longer holds them); `remaining` takes back what
+# is left of what the order gave, after the releases since (and may refund part of an order).
+REVERSE_RULES = ("flip", "remaining")
 
 
 class ConfigError(ValueError):
@@ -60,6 +64,7 @@ class Params:
     region_partner_sp_rate: Decimal
     region_repurchase_days: int
     calendar_timezone: str
+    reverse_rule: str
 
     def team_rate(self, role: str) -> Decimal:
         if role == "member":
@@ -101,7 +106,7 @@ class Params:
 
 # (flat name, TOML section, TOML key, kind) — the one table of every parameter.
 # kind: "amount:CUR" (>= 0, at most CUR's decimals), "positive:CUR", "rate" (in [0, 1]),
-# "multiplier" (>= 0), "days" (int >= 0), "timezone".
+# "multiplier" (>= 0), "days" (int >= 0), "timezone", "choice:a|b" (one of the words).
 _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("sp_cap", "sp", "cap", f"positive:{SP}"),
     ("sp_daily_release", "sp", "daily_release", f"amount:{SP}"),
@@ -125,14 +130,15 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("region_partner_sp_rate", "region", "partner_sp_rate", "rate"),
     ("region_repurchase_days", "region", "repurchase_days", "days"),
     ("calendar_timezone", "calendar", "timezone", "timezone"),
+    ("reverse_rule", "reverse", "rule", f"choice:{REVERSE_RULES[0]}|{REVERSE_RULES[1]}"),
 )
 
 # Parameters added after books were first made. A genesis entry written before one existed
 # lacks it: `LEGACY[name]` is the value that keeps those books' rule exactly as it was, so
 # old books replay unchanged. A rules file (TOML) that lacks one takes `DEFAULTS[name]`,
 # the rule for new books. Each parameter added later gets an entry in both.
-LEGACY: dict[str, Any] = {}
-DEFAULTS: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {"reverse_rule": "flip"}
+DEFAULTS: dict[str, Any] = {"reverse_rule": "remaining"}
 
 MAX_MULTIPLIER = Decimal(1000)
 MAX_REPURCHASE_DAYS = 3660
@@ -140,10 +146,10 @@ MAX_REPURCHASE_DAYS = 3660
 
 def _check(key: str, kind: str, raw: Any) -> Any:
     """The value of one parameter, checked against its kind (see `_SCHEMA`)."""
-    if kind == "timezone":
-        return _check_timezone(key, raw)
-    if kind == "days":
-        return _check_days(key, raw)
+    if kind.startswith("choice:"):
+        return _check_choice(key, kind.removeprefix("choice:").split("|"), raw)
+    if kind in _WORD_CHECKS:
+        return _WORD_CHECKS[kind](key, raw)
     number = _decimal(key, raw)
     if kind == "rate":
         if not Decimal(0) <= number <= 1:
@@ -186,6 +192,15 @@ def _check_days(key: str, raw: Any) -> int:
     if Decimal(str(raw)) != days or not 0 <= days <= MAX_REPURCHASE_DAYS:
         raise ConfigError(key, f"must be a whole number of days in [0, {MAX_REPURCHASE_DAYS}]")
     return days
+
+
+def _check_choice(key: str, options: list[str], raw: Any) -> str:
+    if raw not in options:
+        raise ConfigError(key, f"must be one of {', '.join(options)}, got {raw!r}")
+    return raw
+
+
+_WORD_CHECKS = {"timezone": _check_timezone, "days": _check_days}
 
 
 def _decimal(key: str, raw: Any) -> Decimal:

@@ -46,6 +46,7 @@ SEED_A = {
     "region_partner_sp_rate": D("0.08"),
     "region_repurchase_days": 30,
     "calendar_timezone": "Asia/Shanghai",
+    "reverse_rule": "remaining",
 }
 SEED_B = {**SEED_A, "sp_daily_release": D("888"), "sv_registration_grant": D("200"),
           "sv_referrer_registration_grant": D("200")}
@@ -106,7 +107,7 @@ def test_shipped_profiles_have_the_spec_values(name, expected):
     assert flat(params) == expected
     for key, value in flat(params).items():
         assert not isinstance(value, float), key
-        if key != "region_repurchase_days" and key != "calendar_timezone":
+        if key not in ("region_repurchase_days", "calendar_timezone", "reverse_rule"):
             assert isinstance(value, Decimal), key
     assert params.team_rate("member") == 0
     assert params.top_team_rate == D("0.20")

@@ -1,0 +1,357 @@
+"""Issue 13, part 2: refunds after the day closed (README "Refunds after the day closed").
+
+Under `reverse.rule = remaining` (new books) a reversal takes back, from each holder the order
+credited, what remains of what it gave: its SV grants as the shares they created (what releases
+converted is not taken twice) and the SP those shares earned since, up to the holder's SP; the
+merchant gets back the un-burned part of its deduction and the shares recovered from referrers and
+partners; whatever could not be recovered is stated in `unrecovered_sp`. A partial refund
+(`amount_cny`) does the same to that fraction of the order.
+
+The worked examples run on seed-a with three changes that keep the arithmetic round:
+no registration grant and no SV for an activation pack (so the only active SV is the order's),
+and a daily release of 120 SP.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from beancount import loader
+
+from ledger_service import accounts as A
+from ledger_service import config, views
+from ledger_service.audit.verify import verify
+from ledger_service.entries import Price, Transaction, entry_hash, from_beancount, render, with_meta
+from ledger_service.errors import Conflict, Invalid
+from ledger_service.journal import Books, parse_file
+from ledger_service.rules.events import (BuyPack, Deposit, OpenStore, Order, PayoutRequest, Register, Reverse,
+                                         Transfer)
+
+from booking_helpers import control, custom, one, postings
+from conftest import START
+
+D = Decimal
+DAY2 = START + timedelta(days=1)
+DAY3 = START + timedelta(days=2)
+
+
+def round_params(params):
+    return custom(params, sv_registration_grant=D("0"), pack_activation_sv_ratio=D("0"), sp_daily_release=D("120"))
+
+
+def member(engine, mid, referrer=None):
+    engine.submit(Register(mid, referrer=referrer), START)
+    engine.submit(BuyPack(mid, "activation"), START)
+
+
+@pytest.fixture
+def two_closes(make_books, params):
+    """The order of the worked example, then two daily closes.
+
+    START (value 1.00): `own` opens offline store s1 (rebate 10 %) and deposits 500 CNY -> 500 SP.
+    b1 (referred by ref) orders 1000 CNY: R = 100 CNY, D = 100 ÷ 1.00 = 100 SP from s1;
+        b1 +1000 SV (10 × R), s1 +200 SV (2 × R), ref +50 SP (0.05 × 1000 SV ÷ 1.00), burn 50 SP.
+    A platform injection of 70 CNY (pool 570) keeps the value at 1.00 after the first release.
+    close START: active SV 1200 = 1200 shares at index 1; R1 = 120 SP, C1 = 120 × 1.00 = 120 SV:
+        sp_index 0 + 120/1200 = 0.1, sv_index 1 − 120/1200 = 0.9.
+        circulating 500 − 50 burned + 120 = 570; value of DAY2 = 570 ÷ 570 = 1.00
+    close DAY2: R2 = 120 SP, C2 = 120 SV: sp_index 0.2, sv_index 0.9 − 0.1 = 0.8.
+        circulating 690, pool 570: value of DAY3 = 570 ÷ 690 = 0.82608696
+    So on DAY3: b1 holds 1000 × 0.8 = 800 SV and 1000 × 0.2 = 200 SP; s1 holds 200 × 0.8 = 160 SV
+    and 400 + 200 × 0.2 = 440 SP; ref holds 50 SP.
+    """
+    engine = make_books(round_params(params))
+    member(engine, "own")
+    member(engine, "ref")
+    member(engine, "b1", referrer="ref")
+    engine.submit(OpenStore("s1", "own", "441900", "offline", D("0.10")), START)
+    engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+    order = engine.submit(Order("o1", "b1", "s1", D("1000.00")), START)
+    engine.submit(Deposit(D("70.00"), platform=True), START)
+    engine.close_days(START)
+    assert engine.head()["value_cny_per_sp"] == "1.00000000"
+    engine.close_days(DAY2)
+    assert held(engine, "b1") == (D("800"), D("200"))
+    assert held(engine, "s1") == (D("160"), D("440"))
+    assert held(engine, "ref") == (0, D("50"))
+    return engine, order
+
+
+def held(engine, holder_id):
+    h = engine.holder(holder_id)
+    return h["sv_active"], h["sp"]
+
+
+def by_leg(booked):
+    return {(p.account, p.holder, p.get("leg")): p.number for p in booked.entry.postings}
+
+
+def assert_verifies(engine):
+    report = verify(engine.books.root)
+    assert report.ok, [str(f) for f in report.faults[:10]]
+    entries, errors, _ = loader.load_file(str(engine.books.main))  # the plugin: bean-check's view
+    assert not errors, errors[:3]
+
+
+def test_worked_example_full_refund_after_two_releases(two_closes):
+    engine, order = two_closes
+    supply_before = engine.supply()
+    assert (D(supply_before["circulating"]), D(supply_before["burned"])) == (D("690"), D("50"))
+    refund = engine.submit(Reverse(order.event_id), DAY3)
+    assert refund.entry.get("reverses") == order.event_id and refund.entry.get("reversed_kind") == "order"
+    assert refund.entry.get("unrecovered_sp") is None
+    assert by_leg(refund) == {
+        # the mirror of the order's postings, in its order:
+        (A.HOLDERS_SP, "s1", "deduct"): D("-100"),      # s1 gets back 50 un-burned + 50 from ref
+        (A.HOLDERS_SP, "ref", "referrer"): D("50"),     # ref's share, all still held
+        (A.SP_BURNED, None, "burn"): D("50"),           # the order's burn, un-burned
+        (A.HOLDERS_SV_ACTIVE, "b1", "buyer"): D("800"),     # 1000 SV × 0.8 ÷ 1: what is left (200 converted)
+        (A.HOLDERS_SV_ACTIVE, "s1", "merchant"): D("160"),  # 200 SV × 0.8
+        (A.SV_GRANTED, None, None): D("-960"),
+        # the SP those grants earned in the two releases, taken back and burned:
+        (A.HOLDERS_SP, "b1", "earned"): D("200"),       # 1000 shares × (0.2 − 0)
+        (A.HOLDERS_SP, "s1", "earned"): D("40"),        # 200 shares × 0.2
+        (A.SP_BURNED, None, "earned"): D("-240"),
+    }
+    # b1 holds nothing the order gave; s1 holds 440 + 100 − 40 = 500 SP, its deposit; ref 0
+    assert held(engine, "b1") == (0, 0)
+    assert held(engine, "s1") == (0, D("500"))
+    assert held(engine, "ref") == (0, 0)
+    supply = engine.supply()
+    # burned 50 − 50 + 240 = 240; circulating 740 − 240 = 500 (s1's 500); pool unchanged
+    assert (D(supply["burned"]), D(supply["circulating"]), D(supply["pool_cny"])) == (D("240"), D("500"), D("570"))
+    assert D(supply["released"]) == D("240")  # releases stand as booked
+    bal = control(engine)
+    assert -bal.get(A.HOLDERS_SV_ACTIVE, 0) == 0
+    # SV: granted 1200 − 960 = 240 = converted 240
+    assert bal[A.SV_GRANTED] == D("240") and bal[A.SV_CONVERTED] == D("-240")
+    assert engine.event(order.event_id)["reversed_by"] == refund.event_id
+    engine.close_days(DAY3)  # no active SV left: the close releases nothing
+    assert D(engine.supply()["released"]) == D("240")
+    # value of the next day = 570 ÷ 500 = 1.14
+    assert engine.head()["value_cny_per_sp"] == "1.14000000"
+    assert_verifies(engine)
+    with pytest.raises(Conflict) as info:
+        engine.submit(Reverse(order.event_id))
+    assert info.value.rule == "reverse.already_reversed"
+
+
+def test_worked_example_unrecovered_sp_is_stated(two_closes):
+    engine, order = two_closes
+    engine.submit(Register("c1"), DAY3)
+    engine.submit(Transfer("b1", "c1", D("150")), DAY3)     # b1 spends 150 of its 200 earned SP
+    engine.submit(PayoutRequest("ref", D("30")), DAY3)       # ref cashes out 30 of its 50 SP
+    refund = engine.submit(Reverse(order.event_id), DAY3)
+    assert by_leg(refund) == {
+        (A.HOLDERS_SP, "s1", "deduct"): D("-70"),       # 50 un-burned + the 20 ref still held
+        (A.HOLDERS_SP, "ref", "referrer"): D("20"),     # 50 owed, 20 held
+        (A.SP_BURNED, None, "burn"): D("50"),
+        (A.HOLDERS_SV_ACTIVE, "b1", "buyer"): D("800"),
+        (A.HOLDERS_SV_ACTIVE, "s1", "merchant"): D("160"),
+        (A.SV_GRANTED, None, None): D("-960"),
+        (A.HOLDERS_SP, "b1", "earned"): D("50"),        # 200 owed, 50 held
+        (A.HOLDERS_SP, "s1", "earned"): D("40"),
+        (A.SP_BURNED, None, "earned"): D("-90"),
+    }
+    # ref: 50 − 20 = 30 short; b1: 200 − 50 = 150 short. s1 bears ref's 30 (gets 70 of its 100)
+    assert refund.entry.get("unrecovered_sp") == "b1:150.0000,ref:30.0000"
+    assert held(engine, "b1") == (0, 0) and held(engine, "ref") == (0, 0)
+    assert held(engine, "s1") == (0, D("470"))  # 440 + 70 − 40
+    assert held(engine, "c1") == (0, D("150"))  # what b1 spent stays spent
+    engine.close_days(DAY3)
+    assert_verifies(engine)
+
+
+def test_worked_example_partial_refund(two_closes):
+    engine, order = two_closes
+    # 250 of the 1000 CNY: f = 0.25 of every amount the order gave, as it stands now
+    refund = engine.submit(Reverse(order.event_id, amount_cny=D("250.00")), DAY3)
+    assert refund.entry.get("amount_cny") == "250.00"
+    assert refund.entry.narration == f"reversal of 250.00 of 1000.00 CNY of order {order.event_id}"
+    assert by_leg(refund) == {
+        (A.HOLDERS_SP, "s1", "deduct"): D("-25"),       # 12.5 un-burned + 12.5 from ref
+        (A.HOLDERS_SP, "ref", "referrer"): D("12.5"),   # 0.25 × 50
+        (A.SP_BURNED, None, "burn"): D("12.5"),         # 0.25 × 50
+        (A.HOLDERS_SV_ACTIVE, "b1", "buyer"): D("200"),     # 0.25 × 1000 × 0.8
+        (A.HOLDERS_SV_ACTIVE, "s1", "merchant"): D("40"),   # 0.25 × 200 × 0.8
+        (A.SV_GRANTED, None, None): D("-240"),
+        (A.HOLDERS_SP, "b1", "earned"): D("50"),        # 0.25 × 1000 × 0.2
+        (A.HOLDERS_SP, "s1", "earned"): D("10"),        # 0.25 × 200 × 0.2
+        (A.SP_BURNED, None, "earned"): D("-60"),
+    }
+    assert held(engine, "b1") == (D("600"), D("150"))
+    assert held(engine, "s1") == (D("120"), D("455"))   # 440 + 25 − 10
+    assert held(engine, "ref") == (0, D("37.5"))
+    # the rest of the order keeps earning: the next close releases 120 SP over the 720 SV left
+    engine.close_days(DAY3)
+    assert D(engine.supply()["released"]) == D("360")
+    assert_verifies(engine)
+    with pytest.raises(Conflict) as info:  # one reversal per order, whole or part
+        engine.submit(Reverse(order.event_id, amount_cny=D("100.00")))
+    assert info.value.rule == "reverse.already_reversed"
+
+
+def test_partial_refund_before_any_release_is_proportional(make_books, params):
+    engine = make_books(round_params(params))
+    member(engine, "own")
+    member(engine, "ref")
+    member(engine, "b1", referrer="ref")
+    engine.submit(OpenStore("s1", "own", "441900", "offline", D("0.10")), START)
+    engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+    order = engine.submit(Order("o1", "b1", "s1", D("300.00")), START)
+    # R = 30 CNY, D = 30 SP: b1 +300 SV, s1 +60 SV, ref 0.05 × 300 = 15 SP, burn 15 SP
+    refund = engine.submit(Reverse(order.event_id, amount_cny=D("100.00")), START)
+    # f = 100 ÷ 300 = 1/3: 300 SV → 100.0000, 60 → 20.0000, 15 SP → 5.0000 (half even)
+    assert by_leg(refund) == {
+        (A.HOLDERS_SP, "s1", "deduct"): D("-10"),
+        (A.HOLDERS_SP, "ref", "referrer"): D("5"),
+        (A.SP_BURNED, None, "burn"): D("5"),
+        (A.HOLDERS_SV_ACTIVE, "b1", "buyer"): D("100"),
+        (A.HOLDERS_SV_ACTIVE, "s1", "merchant"): D("20"),
+        (A.SV_GRANTED, None, None): D("-120"),
+    }
+    assert held(engine, "b1") == (D("200"), 0) and held(engine, "s1") == (D("40"), D("480"))
+    engine.close_days(START)
+    assert_verifies(engine)
+
+
+def test_full_refund_before_any_release_is_the_exact_mirror(make_books, params):
+    """`remaining` books exactly what `flip` books when nothing was converted or spent."""
+    entries = {}
+    for rule in ("flip", "remaining"):
+        engine = make_books(custom(params, reverse_rule=rule), name=rule)
+        member(engine, "own")
+        member(engine, "ref")
+        member(engine, "b1", referrer="ref")
+        engine.submit(OpenStore("s1", "own", "441900", "offline", D("0.10"), "ref"), START)
+        engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+        order = engine.submit(Order("o1", "b1", "s1", D("1000.00")), START)
+        refund = engine.submit(Reverse(order.event_id), START)
+        for o, r in zip(order.entry.postings, refund.entry.postings, strict=True):
+            assert (r.account, r.meta, r.number) == (o.account, o.meta, -o.number)
+        entries[rule] = _without_chain(refund.entry)
+    assert entries["flip"] == entries["remaining"]
+
+
+def _without_chain(entry):
+    return Transaction(entry.date, entry.payee, entry.narration,
+                       tuple((k, v) for k, v in entry.meta if k not in ("prev", "hash")), entry.postings)
+
+
+def test_refused_refunds_book_nothing(two_closes):
+    engine, order = two_closes
+    before = (engine.head(), control(engine))
+    cases = [
+        (Reverse(order.event_id, amount_cny=D("1000.01")), Invalid, "reverse.amount_exceeds_order", "amount_cny"),
+    ]
+    transfer = engine.submit(Transfer("s1", "b1", D("1")), DAY3)
+    before = (engine.head(), control(engine))
+    cases.append((Reverse(transfer.event_id, amount_cny=D("1.00")), Invalid, "reverse.partial_not_order",
+                  "amount_cny"))
+    for event, exc_type, rule, field in cases:
+        with pytest.raises(exc_type) as info:
+            engine.submit(event, DAY3)
+        assert (info.value.rule, info.value.field) == (rule, field)
+        assert (engine.head(), control(engine)) == before
+    # a transfer is still reversed as its exact mirror
+    mirror = engine.submit(Reverse(transfer.event_id), DAY3)
+    assert [(p.holder, p.number) for p in mirror.entry.postings] == [("s1", D("-1")), ("b1", D("1"))]
+
+
+def test_flip_books_refuse_a_partial_refund(make_books, params):
+    engine = make_books(custom(round_params(params), reverse_rule="flip"))
+    member(engine, "own")
+    member(engine, "b1")
+    engine.submit(OpenStore("s1", "own", "441900", "offline", D("0.10")), START)
+    engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+    order = engine.submit(Order("o1", "b1", "s1", D("100.00")), START)
+    with pytest.raises(Conflict) as info:
+        engine.submit(Reverse(order.event_id, amount_cny=D("50.00")), START)
+    assert (info.value.rule, info.value.field) == ("reverse.partial_not_allowed", "amount_cny")
+
+
+def test_refund_across_an_epoch_end(make_books, params):
+    """A release that converts all active SV ends the epoch (sv_index restarts at 1): the order's
+    shares carry over × the epoch factor (0), so nothing SV is left to take back, and the SP they
+    earned is taken back in full."""
+    engine = make_books(custom(round_params(params), sp_daily_release=D("1000")))
+    member(engine, "own")
+    member(engine, "b1")
+    engine.submit(OpenStore("s1", "own", "441900", "online", D("0.10")), START)
+    engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+    order = engine.submit(Order("o1", "b1", "s1", D("50.00")), START)
+    # R = 5 CNY: b1 +50 SV, s1 +10 SV, burn 5 SP. close START: 60 SV ÷ 1.00 = 60 SP released
+    # (less than 1000): every SV converted, the epoch ends.
+    engine.close_days(START)
+    assert held(engine, "b1") == (0, D("50")) and held(engine, "s1") == (0, D("505"))
+    # a new grant after the epoch end (a second order) is not touched by the refund. Value of
+    # DAY2: pool 500 ÷ circulating (500 − 5 + 60 = 555) = 0.90090090; R = 2.00 CNY,
+    # D = 2.00 ÷ 0.90090090 = 2.2200 SP: b1 +20 SV, s1 +4 SV, s1 −2.22 SP
+    engine.submit(Order("o2", "b1", "s1", D("20.00")), DAY2)
+    refund = engine.submit(Reverse(order.event_id), DAY2)
+    assert by_leg(refund) == {
+        (A.HOLDERS_SP, "s1", "deduct"): D("-5"),
+        (A.SP_BURNED, None, "burn"): D("5"),
+        (A.HOLDERS_SP, "b1", "earned"): D("50"),
+        (A.HOLDERS_SP, "s1", "earned"): D("10"),
+        (A.SP_BURNED, None, "earned"): D("-60"),
+    }
+    assert held(engine, "b1") == (D("20"), 0) and held(engine, "s1") == (D("4"), D("497.78"))  # 505 − 2.22 + 5 − 10
+    engine.close_days(DAY2)
+    assert_verifies(engine)
+
+
+def test_old_books_under_flip_still_verify_after_the_upgrade(make_books, params):
+    """Books whose genesis entry predates `reverse.rule` (the parameter is absent) read it as
+    config.LEGACY's `flip`, and a reversal after a release replays as the exact mirror it was."""
+    legacy = dict(params.to_meta())
+    legacy.pop("reverse_rule")
+    old = config.Params.from_meta(legacy)
+    assert old.reverse_rule == config.LEGACY["reverse_rule"] == "flip"
+    engine = make_books(old)
+    member(engine, "own")
+    member(engine, "b1")
+    engine.submit(OpenStore("s1", "own", "441900", "offline", D("0.10")), START)
+    engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+    engine.submit(Order("o0", "b1", "s1", D("1000.00")), START)   # s1 +200 SV, b1 +1000 SV
+    order = engine.submit(Order("o1", "b1", "s1", D("100.00")), START)  # s1 +20 SV, b1 +100 SV
+    engine.close_days(START)
+    # active SV 599 (own) + 1699 (b1) + 220 (s1) = 2518; 500 SP at 1.00 convert 500 SV: each keeps
+    # 2018/2518 ≈ 0.80 of it: s1 176.3 >= 20 and b1 1361.7 >= 100, so the mirror goes through
+    refund = engine.submit(Reverse(order.event_id), DAY2)
+    for o, r in zip(order.entry.postings, refund.entry.postings, strict=True):
+        assert r.number == -o.number
+    # rewrite the genesis entry as books made before the change have it: without reverse_rule
+    root = engine.books.root
+    engine.dispose()
+    _rewrite_without(root, "reverse_rule")
+    assert "reverse_rule" not in Books(root).journal_files()[0].read_text("utf-8")
+    report = verify(root, use_db=False)
+    assert report.ok, [str(f) for f in report.faults[:10]]
+    entries, errors, _ = loader.load_file(str(Books(root).main))
+    assert not errors, errors[:3]
+    assert one(refund, account=A.SV_GRANTED).number == -one(order, account=A.SV_GRANTED).number
+    assert not postings(refund, leg="earned")
+
+
+def _rewrite_without(root, key):
+    """Drop `key` from the genesis entry and rechain every later entry (prev and hash recomputed as
+    the journal writer does), then rebuild the views: books as made before the parameter existed."""
+    prev = None
+    for path in Books(root).journal_files():
+        out = []
+        for directive in parse_file(path)[0]:
+            entry = from_beancount(directive)
+            prev = entry.get("prev") if prev is None else prev
+            bare = tuple((k, v) for k, v in entry.meta if k not in ("prev", "hash", key))
+            if isinstance(entry, Transaction):
+                entry = Transaction(entry.date, entry.payee, entry.narration, bare, entry.postings)
+            else:
+                entry = Price(entry.date, entry.number, bare)
+            digest = entry_hash(entry, prev)
+            out.append(render(with_meta(entry, [("prev", prev), ("hash", digest)])))
+            prev = digest
+        path.write_text("".join(out), encoding="utf-8")
+    views.rebuild(root)
