@@ -14,23 +14,30 @@ and a daily release of 120 SP.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
+import atexit
+import shutil
+import tempfile
+from datetime import date, timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 
 import pytest
 from beancount import loader
+from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import strategies as st
 
 from ledger_service import accounts as A
 from ledger_service import config, views
 from ledger_service.audit.verify import verify
+from ledger_service.engine import Engine
 from ledger_service.entries import Price, Transaction, entry_hash, from_beancount, render, with_meta
-from ledger_service.errors import Conflict, Invalid
+from ledger_service.errors import Conflict, Invalid, Refusal
 from ledger_service.journal import Books, parse_file
-from ledger_service.rules.events import (BuyPack, Deposit, OpenStore, Order, PayoutRequest, Register, Reverse,
-                                         Transfer)
+from ledger_service.rules.events import (BuyPack, Deposit, OpenStore, Order, PayoutRequest, Register,
+                                         Reverse, SetRole, Transfer)
 
 from booking_helpers import control, custom, one, postings
-from conftest import START
+from conftest import START, Clock
 
 D = Decimal
 DAY2 = START + timedelta(days=1)
@@ -355,3 +362,159 @@ def _rewrite_without(root, key):
             prev = digest
         path.write_text("".join(out), encoding="utf-8")
     views.rebuild(root)
+
+
+# -- the API ------------------------------------------------------------------------------------------
+
+def test_api_partial_refund_and_its_refusals(tmp_path, clock, params):
+    from api_helpers import make_api  # noqa: PLC0415 - the API's helpers only here
+
+    api = make_api(tmp_path / "api", clock, round_params(params))
+    try:
+        engine = api.engine
+        member(engine, "own")
+        member(engine, "b1")
+        engine.submit(OpenStore("s1", "own", "441900", "offline", D("0.10")), START)
+        engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+        engine.submit(Order("o1", "b1", "s1", D("1000.00")), START)   # b1 +1000 SV, s1 +200 SV, burn 100
+        schema = api.get("/openapi.json").get_json()["components"]["schemas"]
+        assert "amount_cny" in schema["ReverseIn"]["properties"]
+        on = {"date": START.isoformat()}  # the order's day, still open: no release since
+        for body, status, rule in [({"amount_cny": 400}, 422, None),            # a JSON number
+                                   ({"amount_cny": "0.00"}, 422, "input.bad_amount"),
+                                   ({"amount_cny": "1000.01"}, 422, "reverse.amount_exceeds_order")]:
+            answer = api.post("/v1/orders/o1/reverse", {**body, **on}, role="finance")
+            assert answer.status_code == status, answer.get_json()
+            if rule:
+                assert answer.get_json()["rule"] == rule and answer.get_json()["field"] == "amount_cny"
+        assert api.post("/v1/orders/o1/reverse", {"amount_cny": "400.00", **on}).status_code == 403  # storefront
+        answer = api.post("/v1/orders/o1/reverse", {"amount_cny": "400.00", **on}, role="finance")
+        assert answer.status_code == 201, answer.get_json()
+        # f = 0.4, before any release: b1 −400 SV, s1 −80 SV, s1 gets 0.4 × 100 = 40 SP back
+        got = {(p["holder"], p["leg"]): p["amount"] for p in answer.get_json()["postings"]}
+        assert got[("s1", "deduct")] == "-40.0000" and got[("b1", "buyer")] == "400.0000"
+        assert got[("s1", "merchant")] == "80.0000"
+        assert engine.holder("b1")["sv_active"] == D("600")
+        again = api.post("/v1/orders/o1/reverse", on, role="finance")
+        assert again.status_code == 409 and again.get_json()["rule"] == "reverse.already_reversed"
+    finally:
+        api.engine.dispose()
+
+
+# -- a property: random orders, releases and refunds ---------------------------------------------------
+
+_TEMPLATES: dict[str, Path] = {}
+PROP_START = date(2026, 3, 31)
+PROP_REGION = "441900"
+
+
+def _template(profile: str) -> Path:
+    """Books with a referral chain m0 <- m1 <- m2 <- m3 (graded, all active; m0 partner of 441900),
+    an offline store s0 (store referrer m0) and an online store s1, each with 3000 CNY of SP."""
+    if profile not in _TEMPLATES:
+        base = Path(tempfile.mkdtemp(prefix="ledger-refund-template-"))
+        atexit.register(shutil.rmtree, base, True)
+        engine = Engine.init(base / "books", config.load(profile), start=PROP_START, clock=Clock(PROP_START))
+        for i, role in enumerate(("service_provider", "store_owner", "vip", "member")):
+            engine.submit(Register(f"m{i}", referrer=f"m{i - 1}" if i else None))
+            engine.submit(BuyPack(f"m{i}", "activation"))
+            engine.submit(SetRole(f"m{i}", role))
+        engine.submit(BuyPack("m0", "partner", region=PROP_REGION))
+        engine.submit(OpenStore("s0", "m0", PROP_REGION, "offline", D("0.20"), "m0"))
+        engine.submit(OpenStore("s1", "m1", PROP_REGION, "online", D("0.10")))
+        for store_id in ("s0", "s1"):
+            engine.submit(Deposit(D("3000.00"), merchant=store_id))
+        engine.dispose()
+        _TEMPLATES[profile] = base / "books"
+    return _TEMPLATES[profile]
+
+
+HOLDERS = ("m0", "m1", "m2", "m3", "s0", "s1")
+steps = st.lists(st.one_of(
+    st.tuples(st.just("order"), st.integers(0, 3), st.integers(0, 1), st.integers(100, 500_000)),
+    st.tuples(st.just("close"), st.integers(1, 2)),
+    st.tuples(st.just("spend"), st.integers(0, 5), st.sampled_from((30, 100))),
+    st.tuples(st.just("refund"), st.integers(0, 50), st.integers(1, 100) | st.none()),
+), min_size=3, max_size=12)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(profile=st.sampled_from(config.PROFILES), script=steps)
+def test_property_refunds_keep_the_books(tmp_path_factory, profile, script):
+    """Whatever orders, closes, spending and (partial) refunds: every entry balances per commodity,
+    no holder balance is negative, issued ≤ cap, each close prices pool ÷ circulating, and the
+    journal verifies and passes the plugin."""
+    root = tmp_path_factory.mktemp("refunds") / "books"
+    shutil.copytree(_template(profile), root)
+    clock = Clock(PROP_START)
+    engine = Engine(root, clock=clock)
+    orders: list[tuple[str, Decimal]] = []  # (event id, amount)
+    try:
+        for step in script:
+            note(repr(step))
+            booked = None
+            try:
+                if step[0] == "order":
+                    _, buyer, store_no, cents = step
+                    amount = D(cents) / 100
+                    booked = engine.submit(Order(f"o{len(orders)}-{cents}", f"m{buyer}", f"s{store_no}", amount,
+                                                 ship_region=PROP_REGION))
+                    orders.append((booked.event_id, amount))
+                elif step[0] == "close":
+                    for _ in range(step[1]):
+                        day = clock.today
+                        clock.advance(1)
+                        engine.close_days()
+                        _check_close(engine, day)
+                elif step[0] == "spend":  # SP a refund may then not recover: given to another holder
+                    _, who, percent = step
+                    sp = (engine.holder(HOLDERS[who])["sp"] * percent / 100).quantize(D("0.0001"), ROUND_DOWN)
+                    if sp > 0:
+                        booked = engine.submit(Transfer(HOLDERS[who], HOLDERS[(who + 1) % len(HOLDERS)], sp))
+                elif step[0] == "refund" and orders:
+                    _, which, percent = step
+                    event_id, amount = orders[which % len(orders)]
+                    part = None if percent is None else max(D("0.01"), (amount * percent / 100).quantize(D("0.01")))
+                    booked = engine.submit(Reverse(event_id, part))
+                    event("refund: SP earned since taken back" if postings(booked, leg="earned") else "refund: none earned")
+                    if booked.entry.get("unrecovered_sp"):
+                        event("refund: some SP unrecovered")
+            except Refusal as refusal:  # a refund is refused only for an order already reversed
+                note(f"refused: {refusal}")
+                assert step[0] != "refund" or refusal.rule == "reverse.already_reversed", refusal
+            if booked is not None:
+                _check_entry(booked.entry)
+            _check_holders(engine)
+        report = verify(root)
+        assert report.ok, [str(f) for f in report.faults[:10]]
+        _, errors, _ = loader.load_file(str(Books(root).main))
+        assert not errors, errors[:3]
+    finally:
+        engine.dispose()
+
+
+def _check_entry(entry) -> None:
+    sums: dict[str, Decimal] = {}
+    for p in entry.postings:
+        sums[p.currency] = sums.get(p.currency, D(0)) + p.number
+    assert all(v == 0 for v in sums.values()), (entry.get("event"), sums)
+    if entry.get("unrecovered_sp"):
+        for item in entry.get("unrecovered_sp").split(","):
+            assert D(item.split(":")[1]) > 0, item
+
+
+def _check_holders(engine) -> None:
+    for holder_id in HOLDERS:
+        h = engine.holder(holder_id)
+        assert min(h["sv_locked"], h["sv_active"], h["sp"]) >= 0, h
+    supply = engine.supply()
+    assert D(supply["issued"]) <= D(supply["cap"])
+    assert D(supply["circulating"]) == D(supply["issued"]) - D(supply["burned"]) - D(supply["redeemed"])
+
+
+def _check_close(engine, day) -> None:
+    closed = engine.supply(day)
+    pool, circulating = D(closed["pool_cny"]), D(closed["circulating"])
+    want = (engine.params.sp_initial_value if circulating <= 0 else pool / circulating)
+    assert D(engine.head()["value_cny_per_sp"]) == want.quantize(D("0.00000001"), ROUND_HALF_EVEN)
