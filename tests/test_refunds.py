@@ -27,12 +27,13 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from ledger_service import accounts as A
-from ledger_service import config, views
+from ledger_service import config
 from ledger_service.audit.verify import verify
 from ledger_service.engine import Engine
-from ledger_service.entries import Price, Transaction, entry_hash, from_beancount, render, with_meta
+from ledger_service.config import Params
+from ledger_service.entries import Transaction
 from ledger_service.errors import Conflict, Invalid, Refusal
-from ledger_service.journal import Books, parse_file
+from ledger_service.journal import Books
 from ledger_service.rules.events import (BuyPack, Deposit, OpenStore, Order, PayoutRequest, Register,
                                          Reverse, SetRole, Transfer)
 
@@ -310,14 +311,18 @@ def test_refund_across_an_epoch_end(make_books, params):
     assert_verifies(engine)
 
 
-def test_old_books_under_flip_still_verify_after_the_upgrade(make_books, params):
-    """Books whose genesis entry predates `reverse.rule` (the parameter is absent) read it as
-    config.LEGACY's `flip`, and a reversal after a release replays as the exact mirror it was."""
-    legacy = dict(params.to_meta())
-    legacy.pop("reverse_rule")
-    old = config.Params.from_meta(legacy)
-    assert old.reverse_rule == config.LEGACY["reverse_rule"] == "flip"
-    engine = make_books(old)
+def test_old_books_under_flip_still_verify_after_the_upgrade(make_books, params, monkeypatch):
+    """Books made before `reverse.rule` existed (its genesis entry and the database's rules lack
+    it) read it as config.LEGACY's `flip`: after the upgrade a reversal after a release is still
+    the exact mirror, and the books pass verify (journal and database) and the plugin."""
+    made = Params.to_meta
+    with monkeypatch.context() as before_the_change:  # the code as it was: no reverse_rule written
+        before_the_change.setattr(Params, "to_meta",
+                                  lambda self: {k: v for k, v in made(self).items() if k != "reverse_rule"})
+        engine = make_books(params)
+    assert engine.params.reverse_rule == config.LEGACY["reverse_rule"] == "flip"
+    genesis = Books(engine.books.root).journal_files()[0].read_text("utf-8")
+    assert "sp_cap" in genesis and "reverse_rule" not in genesis
     member(engine, "own")
     member(engine, "b1")
     engine.submit(OpenStore("s1", "own", "441900", "offline", D("0.10")), START)
@@ -329,39 +334,16 @@ def test_old_books_under_flip_still_verify_after_the_upgrade(make_books, params)
     # 2018/2518 ≈ 0.80 of it: s1 176.3 >= 20 and b1 1361.7 >= 100, so the mirror goes through
     refund = engine.submit(Reverse(order.event_id), DAY2)
     for o, r in zip(order.entry.postings, refund.entry.postings, strict=True):
-        assert r.number == -o.number
-    # rewrite the genesis entry as books made before the change have it: without reverse_rule
-    root = engine.books.root
-    engine.dispose()
-    _rewrite_without(root, "reverse_rule")
-    assert "reverse_rule" not in Books(root).journal_files()[0].read_text("utf-8")
-    report = verify(root, use_db=False)
-    assert report.ok, [str(f) for f in report.faults[:10]]
-    entries, errors, _ = loader.load_file(str(Books(root).main))
-    assert not errors, errors[:3]
-    assert one(refund, account=A.SV_GRANTED).number == -one(order, account=A.SV_GRANTED).number
+        assert (r.account, r.meta, r.number) == (o.account, o.meta, -o.number)
     assert not postings(refund, leg="earned")
-
-
-def _rewrite_without(root, key):
-    """Drop `key` from the genesis entry and rechain every later entry (prev and hash recomputed as
-    the journal writer does), then rebuild the views: books as made before the parameter existed."""
-    prev = None
-    for path in Books(root).journal_files():
-        out = []
-        for directive in parse_file(path)[0]:
-            entry = from_beancount(directive)
-            prev = entry.get("prev") if prev is None else prev
-            bare = tuple((k, v) for k, v in entry.meta if k not in ("prev", "hash", key))
-            if isinstance(entry, Transaction):
-                entry = Transaction(entry.date, entry.payee, entry.narration, bare, entry.postings)
-            else:
-                entry = Price(entry.date, entry.number, bare)
-            digest = entry_hash(entry, prev)
-            out.append(render(with_meta(entry, [("prev", prev), ("hash", digest)])))
-            prev = digest
-        path.write_text("".join(out), encoding="utf-8")
-    views.rebuild(root)
+    with pytest.raises(Conflict) as info:
+        engine.submit(Reverse(engine.event_for_order("o0"), amount_cny=D("10.00")), DAY2)
+    assert info.value.rule == "reverse.partial_not_allowed"
+    engine.close_days(DAY2)
+    report = verify(engine.books.root)
+    assert report.ok and report.db_checked, [str(f) for f in report.faults[:10]]
+    _, errors, _ = loader.load_file(str(engine.books.main))
+    assert not errors, errors[:3]
 
 
 # -- the API ------------------------------------------------------------------------------------------
@@ -518,3 +500,28 @@ def _check_close(engine, day) -> None:
     pool, circulating = D(closed["pool_cny"]), D(closed["circulating"])
     want = (engine.params.sp_initial_value if circulating <= 0 else pool / circulating)
     assert D(engine.head()["value_cny_per_sp"]) == want.quantize(D("0.00000001"), ROUND_HALF_EVEN)
+
+
+def test_refund_after_a_release_on_each_database(make_books, params, db_url):
+    """The indices in force at the order are read back from the release before it (the service's
+    database) and re-derived by the replay (verify): both agree on SQLite and PostgreSQL."""
+    engine = make_books(round_params(params), db_url=db_url)
+    member(engine, "own")
+    member(engine, "b1")
+    engine.submit(OpenStore("s1", "own", "441900", "online", D("0.10")), START)
+    engine.submit(Deposit(D("500.00"), merchant="s1"), START)
+    engine.submit(Order("o0", "b1", "s1", D("600.00")), START)   # b1 +600 SV, s1 +120 SV
+    engine.close_days(START)
+    # 720 SV, 120 SP released at 1.00: sv_index 1 − 120/720 = 5/6, sp_index 1/6
+    order = engine.submit(Order("o1", "b1", "s1", D("300.00")), DAY2)   # after the release: b1 +300 SV
+    engine.close_days(DAY2)
+    refund = engine.submit(Reverse(order.event_id), DAY3)
+    # on DAY2 b1 holds o0's 600 × 5/6 = 500 SV (600 shares) and o1's 300 SV (300 ÷ 5/6 = 360
+    # shares); DAY2's release shrinks both by the same factor, so what the refund takes (o1's part)
+    # and what b1 keeps (o0's part) stand as 300 : 500
+    left = D(engine.holder("b1")["sv_active"])
+    taken = one(refund, account=A.HOLDERS_SV_ACTIVE, holder="b1").number
+    assert taken < 300
+    assert abs(taken * 5 - left * 3) <= D("0.0005"), (taken, left)
+    report = verify(engine.books.root, db_url=db_url)
+    assert report.ok and report.db_checked, [str(f) for f in report.faults[:10]]

@@ -67,6 +67,8 @@ class Replay:
         self.rules_ok = True  # false once the position can no longer be trusted
         self._digest = ""  # the SHA-256 of the entry being fed, as computed from its content
         self.entry: Entry | None = None  # the last directive fed, as an entry (None: not a chained one)
+        # The parameters the genesis entry lacks (books made before they existed: config.LEGACY's value).
+        self.made_before: frozenset[str] = frozenset()
 
     def close(self) -> None:
         """Free the on-disk store of reversible events (also done when the replay is collected)."""
@@ -160,7 +162,7 @@ class Replay:
         ctx = rules.Ctx(entry.get("event") or "", 1, day, self.params)
         expected = rules.genesis(self.params, day, ctx)
         # Books made before a parameter existed have a genesis entry without it (config.LEGACY).
-        made_before = {name for name in LEGACY if entry.get(name) is None}
+        made_before = self.made_before = frozenset(name for name in LEGACY if entry.get(name) is None)
         if made_before and isinstance(expected, Transaction):
             expected = Transaction(expected.date, expected.payee, expected.narration,
                                    tuple(item for item in expected.meta if item[0] not in made_before),
