@@ -31,7 +31,7 @@ from .rules.events import (
     parse,
 )
 from .rules.orders import OPENING_SP
-from .state import MEMBER, MERCHANT, EventRecord, Holder, Payout, State
+from .state import MEMBER, MERCHANT, EventRecord, Holder, Indices, Payout, State
 from .subledger import after_release, grant_active, settle, take_sp
 
 
@@ -88,7 +88,9 @@ def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> 
             assert store is not None, merchant
             _update(state, merchant, deposits_cny=exact_add(store.deposits_cny, ev.amount_cny))
         case Order():
-            state.record_event(EventRecord(event_id, entry.kind, entry.postings), ev.order_id)
+            g = state.g  # an order moves no index: these are the ones its grants were made at
+            state.record_event(EventRecord(event_id, entry.kind, entry.postings, amount_cny=ev.amount_cny,
+                                           booked_at=Indices(g.epoch, g.sv_index, g.sp_index)), ev.order_id)
             _update(state, ev.buyer, last_purchase=entry.date)
             if entry.get(OPENING_SP) is not None:  # its first order under the "sp_held" deposit rule
                 _update(state, ev.merchant, opened=entry.date)

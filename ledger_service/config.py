@@ -28,6 +28,10 @@ DEPOSIT_CASH_PAID = "cash_paid"  # its deposits paid to the pool reach the depos
 ROLES = ("member", "vip", "shop_owner", "store_owner", "service_provider")
 TEAM_ROLES = ROLES[1:]
 PROFILES = ("seed-a", "seed-b")
+# How a reversal takes back an order (README "Refunds after the day closed"): `flip` books the exact
+# mirror of its postings (refused once a holder no longer holds them); `remaining` takes back what
+# is left of what the order gave, after the releases since (and may refund part of an order).
+REVERSE_RULES = ("flip", "remaining")
 
 
 class ConfigError(ValueError):
@@ -67,6 +71,7 @@ class Params:
     region_repurchase_days: int
     region_match: str
     calendar_timezone: str
+    reverse_rule: str
 
     def team_rate(self, role: str) -> Decimal:
         if role == "member":
@@ -141,6 +146,7 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("region_repurchase_days", "region", "repurchase_days", "days"),
     ("region_match", "region", "match", "region_match"),
     ("calendar_timezone", "calendar", "timezone", "timezone"),
+    ("reverse_rule", "reverse", "rule", f"choice:{REVERSE_RULES[0]}|{REVERSE_RULES[1]}"),
 )
 
 # Parameters added after books were first made. A genesis entry written before one existed
@@ -150,10 +156,12 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
 LEGACY: dict[str, Any] = {
     "region_match": "exact",  # a partner earned only on orders whose region was exactly its own
     "merchant_deposit_rule": DEPOSIT_CASH_PAID,  # a store opened with deposits paid to the pool
+    "reverse_rule": "flip",  # a reversal mirrored every posting, refused once a release converted the SV
 }
 DEFAULTS: dict[str, Any] = {
     "region_match": "city",   # a partner holds a city-level unit and earns on every division in it
     "merchant_deposit_rule": DEPOSIT_SP_HELD,  # a store opens holding SP worth the deposit value
+    "reverse_rule": "remaining",  # a reversal takes back what remains of what the order gave
 }
 
 # region.match: "city" — regions are GB/T 2260 codes of the shipped table (ledger_service.regions),

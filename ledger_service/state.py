@@ -75,14 +75,29 @@ class Payout:
     bank_reference: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Indices:
+    """The release indices in force (see `subledger`): they change only at a daily release."""
+
+    epoch: int
+    sv_index: Decimal
+    sp_index: Decimal
+
+
+GENESIS_INDICES = Indices(0, Decimal(1), ZERO)
+
+
 @dataclass(slots=True)
 class EventRecord:
-    """What a later reversal needs of an order or a transfer."""
+    """What a later reversal needs of an order or a transfer: its postings, and for an order its
+    amount and the indices in force when it was booked (what its SV grants have become since)."""
 
     id: str
     kind: str
     postings: tuple[Posting, ...]
     reversed_by: str | None = None
+    amount_cny: Decimal | None = None
+    booked_at: Indices | None = None
 
 
 @dataclass(slots=True)

@@ -637,16 +637,29 @@ def test_partner_region_taken_is_409(api):
                        "region.partner_taken", "region")
 
 
-def test_reversal_that_takes_back_spent_sp_is_409(api):
-    build_world(api)
-    order = ok(api.post("/v1/orders", {**ORDER, "id": "o7", "amount_cny": "100.00"}))
-    assert order["kind"] == "order"
-    ok(api.post("/v1/transfers", {"from": "shop1", "to": "bob", "sp": "490.0000"}))   # shop1 holds 0 SP, 2 SV
-    api.clock.advance(1)
-    ok(api.post("/v1/days/2026-03-31/close", None, role="finance"))     # releases convert the SV it gave
-    with nothing_booked(api.engine):
-        r = api.post("/v1/orders/o7/reverse", {}, role="finance")
-        assert_problem(r, 409, "reverse.insufficient_balance", "event")
+@pytest.mark.parametrize("rule", ["flip", "remaining"])
+def test_reversal_after_a_release_of_spent_sp(tmp_path, clock, rule):
+    """Under the legacy rule `flip` the exact mirror is refused (409) once a release converted
+    the SV it takes back; under `remaining` (new books) the refund goes through."""
+    rules = dataclasses.replace(config.load("seed-a"), reverse_rule=rule)
+    api = make_api(tmp_path / "books", clock, rules)
+    try:
+        build_world(api)
+        order = ok(api.post("/v1/orders", {**ORDER, "id": "o7", "amount_cny": "100.00"}))
+        assert order["kind"] == "order"
+        ok(api.post("/v1/transfers", {"from": "shop1", "to": "bob", "sp": "490.0000"}))   # shop1 holds 0 SP, 2 SV
+        api.clock.advance(1)
+        ok(api.post("/v1/days/2026-03-31/close", None, role="finance"))     # releases convert the SV it gave
+        if rule == "flip":
+            with nothing_booked(api.engine):
+                r = api.post("/v1/orders/o7/reverse", {}, role="finance")
+                assert_problem(r, 409, "reverse.insufficient_balance", "event")
+        else:
+            r = ok(api.post("/v1/orders/o7/reverse", {}, role="finance"))
+            assert r["kind"] == "reverse"
+            assert D(ok(api.get("/v1/merchants/shop1"), 200)["sv_active"]) == 0   # the 2 SV's remainder taken back
+    finally:
+        api.engine.dispose()
 
 
 def test_refusals_book_nothing_on_both_databases(api_db):

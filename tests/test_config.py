@@ -48,6 +48,7 @@ SEED_A = {
     "region_repurchase_days": 30,
     "region_match": "city",
     "calendar_timezone": "Asia/Shanghai",
+    "reverse_rule": "remaining",
 }
 SEED_B = {**SEED_A, "sp_daily_release": D("888"), "sv_registration_grant": D("200"),
           "sv_referrer_registration_grant": D("200")}
@@ -108,7 +109,8 @@ def test_shipped_profiles_have_the_spec_values(name, expected):
     assert flat(params) == expected
     for key, value in flat(params).items():
         assert not isinstance(value, float), key
-        if key not in ("region_repurchase_days", "region_match", "calendar_timezone", "merchant_deposit_rule"):
+        if key not in ("region_repurchase_days", "region_match", "calendar_timezone", "merchant_deposit_rule",
+                       "reverse_rule"):
             assert isinstance(value, Decimal), key
     assert params.team_rate("member") == 0
     assert params.top_team_rate == D("0.20")

@@ -691,7 +691,14 @@ def test_refuse_reversal_when_taken_back_balance_was_spent(shop):
     assert "b1" in err.detail
 
 
-def test_refuse_order_reversal_after_release_converted_sv(shop):
+def test_refuse_order_reversal_after_release_converted_sv_under_flip(make_books, params):
+    """Books whose genesis has reverse.rule = flip (config.LEGACY: made before refunds after a
+    close) keep the exact mirror, refused once a release converted the SV it takes back. (Under
+    `remaining`, the default, this refund goes through: tests/test_refunds.py.)"""
+    shop = make_books(custom(params, reverse_rule="flip"))
+    member(shop, "own")
+    store(shop, "s1")
+    member(shop, "b1")
     order = shop.submit(Order("o1", "b1", "s1", D("1000.00")), START)
     shop.close_days(START)
     # active SV at the close: own 599 + b1 1599 + s1 200 = 2398; 500 SP released at 1.00

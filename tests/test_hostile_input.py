@@ -74,7 +74,7 @@ VALID_FIELDS = {
     "payout_settle": {"payout": "E000000009", "bank_reference": "BANK REF 2026/11 #7"},
     "payout_cancel": {"payout": "E000000009"},
     "redeem": {"holder": "a", "sp": "1.0000", "goods": "咖啡杯 mug — 2 pcs, 👩‍👩‍👧 edition"},
-    "reverse": {"event": "E000000009"},
+    "reverse": {"event": "E000000009", "amount_cny": "10.00"},
 }
 
 

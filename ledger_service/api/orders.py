@@ -35,11 +35,14 @@ def quote(data):
 
 @bp.post("/v1/orders/<order_id>/reverse")
 @bp.write("finance")
-@bp.input(s.DateOnlyIn, arg_name="data")
+@bp.input(s.ReverseIn, arg_name="data")
 @bp.output(s.EventOut, status_code=201)
-@bp.doc(summary="Reverse an order (the exact mirror of its postings)")
+@bp.doc(summary="Reverse (refund) an order, or part of it with amount_cny",
+        description="Takes back what remains of what the order gave, after the releases since; what a holder "
+                    "no longer holds is stated in the entry's `unrecovered_sp` (README \"Refunds after the day "
+                    "closed\"). Books whose rules predate it (reverse.rule = flip) book the exact mirror.")
 def reverse(order_id, data):
     event_id = engine().event_for_order(order_id)
     if event_id is None:
         raise NotFound("order.unknown", f"id: no order {order_id!r}", "id")
-    return book(ev.Reverse(event_id), data)
+    return book(ev.Reverse(event_id, data.get("amount_cny")), data)  # the engine parses the amount

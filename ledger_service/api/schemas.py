@@ -100,6 +100,13 @@ class DateOnlyIn(Strict):
     date = _date()
 
 
+class ReverseIn(Strict):
+    amount_cny = String(validate=AMOUNT, metadata={
+        "description": "refund this much of the order (at most its amount; default: all of it): every amount "
+                       "the order gave is taken back in proportion"})
+    date = _date()
+
+
 class RedeemIn(Strict):
     holder = String(required=True, validate=ID)
     sp = String(required=True, validate=AMOUNT)

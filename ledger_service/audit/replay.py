@@ -30,7 +30,7 @@ from typing import Any
 from .. import rules
 from ..amounts import ZERO, fmt
 from ..apply import apply_entry
-from ..config import ConfigError, Params
+from ..config import LEGACY, ConfigError, Params
 from ..entries import (
     _IGNORED_META,
     GENESIS_PREV,
@@ -48,7 +48,7 @@ from ..faults import Fault
 from ..journal import EntryReader
 from ..reports import genesis_globals
 from ..rules.events import EventKind
-from ..state import EventRecord, Globals, MemoryState, Overlay, supply_of
+from ..state import EventRecord, Globals, Indices, MemoryState, Overlay, supply_of
 
 
 class Replay:
@@ -67,6 +67,8 @@ class Replay:
         self.rules_ok = True  # false once the position can no longer be trusted
         self._digest = ""  # the SHA-256 of the entry being fed, as computed from its content
         self.entry: Entry | None = None  # the last directive fed, as an entry (None: not a chained one)
+        # The parameters the genesis entry lacks (books made before they existed: config.LEGACY's value).
+        self.made_before: frozenset[str] = frozenset()
 
     def close(self) -> None:
         """Free the on-disk store of reversible events (also done when the replay is collected)."""
@@ -158,7 +160,14 @@ class Replay:
         day = entry.date
         self.state = ReplayState(genesis_globals(day, self.params))
         ctx = rules.Ctx(entry.get("event") or "", 1, day, self.params)
-        self._compare(directive, entry, rules.genesis(self.params, day, ctx, entry.get("signing_key")))
+        expected = rules.genesis(self.params, day, ctx, entry.get("signing_key"))
+        # Books made before a parameter existed have a genesis entry without it (config.LEGACY).
+        made_before = self.made_before = frozenset(name for name in LEGACY if entry.get(name) is None)
+        if made_before and isinstance(expected, Transaction):
+            expected = Transaction(expected.date, expected.payee, expected.narration,
+                                   tuple(item for item in expected.meta if item[0] not in made_before),
+                                   expected.postings)
+        self._compare(directive, entry, expected)
         self._apply(directive, entry)
 
     def _check_rules(self, directive: Any, entry: Entry) -> None:
@@ -349,7 +358,8 @@ class ReplayState(MemoryState):
         self._db: sqlite3.Connection | None = None
         self._files: list[str] = []
         self._file_ids: dict[str, int] = {}  # -1: not a file that can be read again
-        self._new_records: dict[str, tuple] = {}  # id -> (kind, file, line, digest, reversed_by)
+        # id -> (kind, file, line, digest, reversed_by, amount_cny, epoch, sv_index, sp_index)
+        self._new_records: dict[str, tuple] = {}
         self._new_orders: dict[str, str] = {}
         self._filter = bytearray(self.FILTER_BITS // 8)
         self._recalled: tuple[str, bytes, tuple[Posting, ...]] | None = None
@@ -363,7 +373,8 @@ class ReplayState(MemoryState):
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE records (id TEXT PRIMARY KEY, kind TEXT NOT NULL, file INTEGER NOT NULL, "
-                       "line INTEGER NOT NULL, digest BLOB NOT NULL, reversed_by TEXT) WITHOUT ROWID")
+                       "line INTEGER NOT NULL, digest BLOB NOT NULL, reversed_by TEXT, amount_cny TEXT, epoch INTEGER, "
+                       "sv_index TEXT, sp_index TEXT) WITHOUT ROWID")
             db.execute("CREATE TABLE orders (id TEXT PRIMARY KEY, event TEXT NOT NULL) WITHOUT ROWID")
             self._db = db
         return self._db
@@ -373,7 +384,7 @@ class ReplayState(MemoryState):
             return
         db = self._connection()
         db.execute("BEGIN")
-        db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)",
+        db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [(key, *row) for key, row in self._new_records.items()])
         db.executemany("INSERT OR REPLACE INTO orders VALUES (?, ?)", self._new_orders.items())
         db.execute("COMMIT")
@@ -424,8 +435,12 @@ class ReplayState(MemoryState):
             self._forget(record.id)
         else:
             self.records.pop(record.id, None)
-            self._new_records[record.id] = (record.kind, file_id, source[1], bytes.fromhex(source[2]),
-                                            record.reversed_by)
+            at = record.booked_at
+            self._new_records[record.id] = (
+                record.kind, file_id, source[1], bytes.fromhex(source[2]), record.reversed_by,
+                None if record.amount_cny is None else str(record.amount_cny),
+                None if at is None else at.epoch, None if at is None else str(at.sv_index),
+                None if at is None else str(at.sp_index))
         if order_id is not None:
             f = self._filter
             for b in self._bits(order_id):
@@ -445,13 +460,15 @@ class ReplayState(MemoryState):
             return inline
         row = self._new_records.get(event_id)
         if row is None and self._db is not None:
-            found = self._db.execute("SELECT kind, file, line, digest, reversed_by FROM records WHERE id = ?",
-                                     (event_id,)).fetchone()
+            found = self._db.execute("SELECT kind, file, line, digest, reversed_by, amount_cny, epoch, sv_index, "
+                                     "sp_index FROM records WHERE id = ?", (event_id,)).fetchone()
             row = tuple(found) if found else None
         if row is None:
             return None
-        kind, file_id, line, digest, reversed_by = row
-        return EventRecord(event_id, kind, self._recall(event_id, self._files[file_id], line, digest), reversed_by)
+        kind, file_id, line, digest, reversed_by, amount_cny, epoch, sv_index, sp_index = row
+        at = None if epoch is None else Indices(int(epoch), Decimal(sv_index), Decimal(sp_index))
+        return EventRecord(event_id, kind, self._recall(event_id, self._files[file_id], line, digest), reversed_by,
+                           amount_cny=None if amount_cny is None else Decimal(amount_cny), booked_at=at)
 
     def put_event_record(self, record: EventRecord) -> None:
         # Only `reversed_by` changes once an event is recorded (`apply` marks a reversal).
@@ -460,7 +477,7 @@ class ReplayState(MemoryState):
             return
         row = self._new_records.get(record.id)
         if row is not None:
-            self._new_records[record.id] = (*row[:4], record.reversed_by)
+            self._new_records[record.id] = (*row[:4], record.reversed_by, *row[5:])
         elif self._db is not None:
             self._db.execute("UPDATE records SET reversed_by = ? WHERE id = ?", (record.reversed_by, record.id))
 

@@ -390,8 +390,10 @@ class _Database:
         if state is None or params is None:
             return
         g = state.g
+        # the rules as the books were made with them (without parameters added since: config.LEGACY)
+        rules_made = {key: value for key, value in params.to_meta().items() if key not in replay.made_before}
         position = {
-            1: {"id": 1, "rules_json": _Json(params.to_meta()), "genesis_day": g.genesis_day, "open_day": g.open_day,
+            1: {"id": 1, "rules_json": _Json(rules_made), "genesis_day": g.genesis_day, "open_day": g.open_day,
                 "value": g.value, "seq": g.seq, "head": g.head, "epoch": g.epoch, "sv_index": g.sv_index,
                 "sp_index": g.sp_index, "total_shares": g.total_shares},
         }

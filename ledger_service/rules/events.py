@@ -293,8 +293,9 @@ class Redeem(Event):
 @dataclass(frozen=True, slots=True)
 class Reverse(Event):
     kind: ClassVar[EventKind] = EventKind.REVERSE
-    FIELDS: ClassVar = {"event": ("reverses", "id", True)}
+    FIELDS: ClassVar = {"event": ("reverses", "id", True), "amount_cny": ("amount_cny", "cny", False)}
     event: str
+    amount_cny: Decimal | None = None  # a refund of part of an order (README "Refunds after the day closed")
 
 
 @dataclass(frozen=True, slots=True)

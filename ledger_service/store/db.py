@@ -19,7 +19,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..entries import Transaction, from_beancount
 from ..journal import make_private_dirs, private_file
 from ..rules.events import EVENT_TYPES, EventKind
-from ..state import HOLDER_KEYS, ChangeSet, ClosedDay, Epoch, EventRecord, Globals, Holder, Payout
+from ..state import (
+    GENESIS_INDICES,
+    HOLDER_KEYS,
+    ChangeSet,
+    ClosedDay,
+    Epoch,
+    EventRecord,
+    Globals,
+    Holder,
+    Indices,
+    Payout,
+)
 from .migrate import upgrade
 from .models import BalanceRow, Base, DayRow, EpochRow, EventRow, HolderRow, LedgerRow, PartnerRow, PayoutRow
 
@@ -61,6 +72,8 @@ _INSERT_PAYOUTS = insert(_PAYOUTS)
 _UPDATE_PAYOUTS = update(_PAYOUTS).where(_PAYOUTS.c.id == bindparam("b_id")).values(
     {name: bindparam(name) for name in _PAYOUT_FIELDS if name != "id"})
 _INSERT_EVENTS = insert(_EVENTS)
+_RELEASE_BEFORE = (select(_EVENTS.c.text).where(_EVENTS.c.kind == EventKind.RELEASE, _EVENTS.c.seq < bindparam("seq"))
+                   .order_by(_EVENTS.c.seq.desc()).limit(1))
 _INSERT_PARTNERS = insert(_PARTNERS)
 _INSERT_EPOCHS = insert(_EPOCHS)
 # Rows fetched per `IN (...)` query (well under SQLite's limit on bound parameters).
@@ -287,7 +300,23 @@ class DbReader:
             return None
         entry = parse_entry_text(row.text)
         assert isinstance(entry, Transaction)
-        return EventRecord(row.id, row.kind, entry.postings, row.reversed_by)
+        if row.kind != EventKind.ORDER:
+            return EventRecord(row.id, row.kind, entry.postings, row.reversed_by)
+        amount = entry.get("amount_cny")
+        assert amount is not None, row.id
+        return EventRecord(row.id, row.kind, entry.postings, row.reversed_by, amount_cny=Decimal(str(amount)),
+                           booked_at=self._indices_before(row.seq))
+
+    def _indices_before(self, seq: int) -> Indices:
+        """The indices in force at entry `seq`: those the last release before it carries (only a
+        release moves them), or the genesis ones."""
+        text = self.session.connection().execute(_RELEASE_BEFORE, {"seq": seq}).scalar()
+        if text is None:
+            return GENESIS_INDICES
+        release = parse_entry_text(text)
+        epoch, sv_index, sp_index = (release.get(key) for key in ("epoch", "sv_index", "sp_index"))
+        assert epoch is not None and sv_index is not None and sp_index is not None, seq
+        return Indices(int(epoch), Decimal(str(sv_index)), Decimal(str(sp_index)))
 
     # The write side is never called: the engine writes through an Overlay.
     def put_holder(self, holder): raise AssertionError("read-only")  # pragma: no cover
