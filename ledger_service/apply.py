@@ -19,6 +19,7 @@ from .rules.events import (
     Deposit,
     Event,
     EventKind,
+    Grant,
     OpenStore,
     Order,
     PayoutCancel,
@@ -73,7 +74,7 @@ def _open_holder(state: State, ev: Event, entry: Transaction) -> None:
 
 def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> None:
     """What an event changes besides its postings: roles, activity, deposits, the records a
-    reversal mirrors, the payouts' status."""
+    reversal mirrors, the payouts' status, the SV granted per holder and day and per campaign."""
     match ev:
         case SetRole():
             _update(state, ev.member, role=ev.role)
@@ -98,6 +99,8 @@ def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> 
             _close_payout(state, ev.payout, "settled", ev.bank_reference)
         case PayoutCancel():
             _close_payout(state, ev.payout, "cancelled", None)
+        case Grant():
+            state.add_grant(ev.holder, entry.date, ev.campaign, ev.sv)
         case Reverse():
             record = state.event_record(ev.event)
             assert record is not None, ev.event

@@ -59,6 +59,8 @@ class Params:
     team_rate_service_provider: Decimal
     region_partner_sp_rate: Decimal
     region_repurchase_days: int
+    grant_max_sv_per_holder_per_day: Decimal
+    grant_max_sv_per_campaign: Decimal
     calendar_timezone: str
 
     def team_rate(self, role: str) -> Decimal:
@@ -124,6 +126,8 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("team_rate_service_provider", "team.rates", "service_provider", "rate"),
     ("region_partner_sp_rate", "region", "partner_sp_rate", "rate"),
     ("region_repurchase_days", "region", "repurchase_days", "days"),
+    ("grant_max_sv_per_holder_per_day", "grant", "max_sv_per_holder_per_day", f"amount:{SV}"),
+    ("grant_max_sv_per_campaign", "grant", "max_sv_per_campaign", f"amount:{SV}"),
     ("calendar_timezone", "calendar", "timezone", "timezone"),
 )
 
@@ -131,8 +135,16 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
 # lacks it: `LEGACY[name]` is the value that keeps those books' rule exactly as it was, so
 # old books replay unchanged. A rules file (TOML) that lacks one takes `DEFAULTS[name]`,
 # the rule for new books. Each parameter added later gets an entry in both.
-LEGACY: dict[str, Any] = {}
-DEFAULTS: dict[str, Any] = {}
+LEGACY: dict[str, Any] = {
+    # SV grants for tasks and campaigns (issue 13 part 3): books made before had no `grant`
+    # event, so none may be booked in them (a ceiling of 0 SV refuses every grant).
+    "grant_max_sv_per_holder_per_day": "0",
+    "grant_max_sv_per_campaign": "0",
+}
+DEFAULTS: dict[str, Any] = {
+    "grant_max_sv_per_holder_per_day": "100",
+    "grant_max_sv_per_campaign": "100000",
+}
 
 MAX_MULTIPLIER = Decimal(1000)
 MAX_REPURCHASE_DAYS = 3660

@@ -192,9 +192,9 @@ class _Database:
     Every table the service reads, every column the journal determines (README, "For the
     auditor"): `events` (each row against its journal entry, including the exact bytes of its
     text and where they stand in the file) and `days` (each against its release) while the
-    journal streams; `ledger`, `balances`, `holders`, `partners`, `epochs` and `payouts`
-    against the replay's final position; the responses kept for Idempotency-Keys against the
-    entries they describe. Rows are read in keyset pages of DB_PAGE_ROWS.
+    journal streams; `ledger`, `balances`, `holders`, `partners`, `epochs`, `payouts`,
+    `grant_days` and `grant_campaigns` against the replay's final position; the responses
+    kept for Idempotency-Keys against the entries they describe. Rows are read in keyset pages of DB_PAGE_ROWS.
     A difference is a fault `[db.<table>.<column>] <key column> <key>: database has X, the
     journal gives Y`, located at the journal entry when there is one, else at the database.
     """
@@ -403,6 +403,10 @@ class _Database:
                                  for region, holder in state.partners.items()})
         self._table("epochs", state.epochs, _fields)
         self._table("payouts", state.payouts, _fields)
+        self._table("grant_days", {(holder, day): {"holder": holder, "day": day, "sv": sv}
+                                   for (holder, day), sv in state.grant_days.items()})
+        self._table("grant_campaigns", {campaign: {"campaign": campaign, "sv": sv}
+                                        for campaign, sv in state.grant_campaigns.items()})
         if self.responses is not None:
             self.responses.finish()
         if self.faults > MAX_DB_FAULTS:
@@ -419,13 +423,21 @@ class _Database:
     def _table(self, name: str, expected: dict, values=None) -> None:
         """Every row of table `name` against `expected` (its key -> the row the journal gives)."""
         table = self.tables[name]
-        (key_column,) = table.primary_key.columns
-        key_name = key_column.name
+        key_columns = list(table.primary_key.columns)
+        key_name = ", ".join(c.name for c in key_columns)  # a composite key is a tuple of its columns
+
+        def key_of(row):
+            parts = tuple(row._mapping[c.name] for c in key_columns)
+            return parts[0] if len(parts) == 1 else parts
+
+        def label_of(key) -> str:
+            return f"{key_name} {', '.join(_label(k) for k in key) if isinstance(key, tuple) else _label(key)}"
+
         matched = 0
         for row in _pages(self.session, table):
-            key = row._mapping[key_name]
+            key = key_of(row)
             want = expected.get(key)
-            label = f"{key_name} {_label(key)}"
+            label = label_of(key)
             if want is None:
                 self.fault(self.where, 0, label, name, key_name, "in the database, not in the journal")
                 continue
@@ -434,10 +446,10 @@ class _Database:
             self.compare(self.where, 0, label, name, row,
                          {c.name: want[c.name] for c in table.columns if c.name in want})
         if matched != len(expected):
-            seen = {row[0] for row in _pages(self.session, table, [key_column])}
+            seen = {key_of(row) for row in _pages(self.session, table, key_columns)}
             missing = [key for key in expected if key not in seen]
             for key in sorted(missing, key=str)[:MAX_ROW_FAULTS]:
-                self.fault(self.where, 0, f"{key_name} {_label(key)}", name, key_name,
+                self.fault(self.where, 0, label_of(key), name, key_name,
                            "in the journal, not in the database")
             if len(missing) > MAX_ROW_FAULTS:
                 self.fault(self.where, 0, "-", name, key_name,

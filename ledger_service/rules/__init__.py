@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..entries import Transaction
 from ..state import State
-from . import holdings, members, orders, reverse, stores
+from . import grants, holdings, members, orders, reverse, stores
 from .base import Ctx
 from .close import genesis, price, release, release_amounts, value_of
 from .events import (
@@ -18,6 +18,7 @@ from .events import (
     Deposit,
     Event,
     EventKind,
+    Grant,
     OpenStore,
     Order,
     PayoutCancel,
@@ -64,6 +65,8 @@ def book(state: State, event: Event, ctx: Ctx) -> Transaction:  # noqa: C901 - o
             return holdings.redeem(state, event, ctx)
         case Reverse():
             return reverse.reverse(state, event, ctx)
+        case Grant():
+            return grants.grant(state, event, ctx)
         case Release():
             return release(state.g, ctx)
     raise TypeError(f"no rule books a {type(event).__name__}")  # pragma: no cover - every Event subclass is above
