@@ -45,6 +45,8 @@ SEED_A = {
     "team_rate_service_provider": D("0.20"),
     "region_partner_sp_rate": D("0.08"),
     "region_repurchase_days": 30,
+    "grant_max_sv_per_holder_per_day": D("100"),  # issue 13 part 3 (not in SPEC §2)
+    "grant_max_sv_per_campaign": D("100000"),
     "calendar_timezone": "Asia/Shanghai",
 }
 SEED_B = {**SEED_A, "sp_daily_release": D("888"), "sv_registration_grant": D("200"),

@@ -30,7 +30,7 @@ from typing import Any
 from .. import rules
 from ..amounts import ZERO, fmt
 from ..apply import apply_entry
-from ..config import ConfigError, Params
+from ..config import LEGACY, ConfigError, Params
 from ..entries import (
     _IGNORED_META,
     GENESIS_PREV,
@@ -158,7 +158,9 @@ class Replay:
         day = entry.date
         self.state = ReplayState(genesis_globals(day, self.params))
         ctx = rules.Ctx(entry.get("event") or "", 1, day, self.params)
-        self._compare(directive, entry, rules.genesis(self.params, day, ctx))
+        # books made before a parameter existed: their genesis lacks it (it reads as `config.LEGACY`)
+        absent = frozenset(name for name in LEGACY if entry.get(name) is None)
+        self._compare(directive, entry, rules.genesis(self.params, day, ctx, absent))
         self._apply(directive, entry)
 
     def _check_rules(self, directive: Any, entry: Entry) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import inspect, select, tuple_
 from .. import accounts as A
 from .. import reports, views
 from ..amounts import ZERO, fmt
+from ..config import Params
 from ..engine import Booked
 from ..entries import Price, Transaction
 from ..faults import Fault
@@ -391,7 +392,7 @@ class _Database:
             return
         g = state.g
         position = {
-            1: {"id": 1, "rules_json": _Json(params.to_meta()), "genesis_day": g.genesis_day, "open_day": g.open_day,
+            1: {"id": 1, "rules_json": _Rules(params), "genesis_day": g.genesis_day, "open_day": g.open_day,
                 "value": g.value, "seq": g.seq, "head": g.head, "epoch": g.epoch, "sv_index": g.sv_index,
                 "sp_index": g.sp_index, "total_shares": g.total_shares},
         }
@@ -421,23 +422,20 @@ class _Database:
                 self.differs(self.where, 0, key, "events", "reversed_by", have, want)
 
     def _table(self, name: str, expected: dict, values=None) -> None:
-        """Every row of table `name` against `expected` (its key -> the row the journal gives)."""
+        """Every row of table `name` against `expected` (its key -> the row the journal gives; a
+        composite primary key is the tuple of its columns, see `_composite_keys`)."""
         table = self.tables[name]
         key_columns = list(table.primary_key.columns)
-        key_name = ", ".join(c.name for c in key_columns)  # a composite key is a tuple of its columns
-
-        def key_of(row):
-            parts = tuple(row._mapping[c.name] for c in key_columns)
-            return parts[0] if len(parts) == 1 else parts
-
-        def label_of(key) -> str:
-            return f"{key_name} {', '.join(_label(k) for k in key) if isinstance(key, tuple) else _label(key)}"
-
+        if len(key_columns) > 1:
+            self._composite_keys(name, expected, key_columns)
+            return
+        (key_column,) = key_columns
+        key_name = key_column.name
         matched = 0
         for row in _pages(self.session, table):
-            key = key_of(row)
+            key = row._mapping[key_name]
             want = expected.get(key)
-            label = label_of(key)
+            label = f"{key_name} {_label(key)}"
             if want is None:
                 self.fault(self.where, 0, label, name, key_name, "in the database, not in the journal")
                 continue
@@ -446,14 +444,56 @@ class _Database:
             self.compare(self.where, 0, label, name, row,
                          {c.name: want[c.name] for c in table.columns if c.name in want})
         if matched != len(expected):
-            seen = {key_of(row) for row in _pages(self.session, table, key_columns)}
+            seen = {row[0] for row in _pages(self.session, table, [key_column])}
             missing = [key for key in expected if key not in seen]
             for key in sorted(missing, key=str)[:MAX_ROW_FAULTS]:
-                self.fault(self.where, 0, label_of(key), name, key_name,
+                self.fault(self.where, 0, f"{key_name} {_label(key)}", name, key_name,
                            "in the journal, not in the database")
             if len(missing) > MAX_ROW_FAULTS:
                 self.fault(self.where, 0, "-", name, key_name,
                            f"{len(missing) - MAX_ROW_FAULTS} more rows of the journal not in the database")
+
+    def _composite_keys(self, name: str, expected: dict, key_columns: list) -> None:
+        """`_table` for a primary key of several columns (`grant_days`: holder, day). A row of the
+        database the journal lacks, paired with a row of the journal the database lacks whose key
+        differs in one column, is a fault naming that column (`database has X, the journal gives
+        Y`); unpaired ones are named by the key's first column."""
+        table = self.tables[name]
+        names = [c.name for c in key_columns]
+
+        def label(key: tuple) -> str:
+            return ", ".join(f"{column} {_label(value)}" for column, value in zip(names, key, strict=True))
+
+        extra: list[tuple] = []  # the first MAX_ROW_FAULTS, then counted
+        extra_more = 0
+        seen: set[tuple] = set()
+        for row in _pages(self.session, table):
+            key = tuple(row._mapping[column] for column in names)
+            want = expected.get(key)
+            if want is None:
+                if len(extra) < MAX_ROW_FAULTS:
+                    extra.append(key)
+                else:
+                    extra_more += 1
+                continue
+            seen.add(key)
+            self.compare(self.where, 0, label(key), name, row,
+                         {c.name: want[c.name] for c in table.columns if c.name in want})
+        missing = sorted((key for key in expected if key not in seen), key=str)
+        for key in extra:
+            twin = next((m for m in missing if sum(a != b for a, b in zip(key, m, strict=True)) == 1), None)
+            if twin is None:
+                self.fault(self.where, 0, label(key), name, names[0], "in the database, not in the journal")
+                continue
+            missing.remove(twin)
+            column = next(i for i, (a, b) in enumerate(zip(key, twin, strict=True)) if a != b)
+            self.differs(self.where, 0, label(key), name, names[column], key[column], twin[column])
+        for key in missing[:MAX_ROW_FAULTS]:
+            self.fault(self.where, 0, label(key), name, names[0], "in the journal, not in the database")
+        more = extra_more + max(len(missing) - MAX_ROW_FAULTS, 0)
+        if more:
+            self.fault(self.where, 0, "-", name, names[0], f"{more} more rows differ between the database and the "
+                                                          "journal")
 
     def close(self) -> None:
         self.entry_bytes.close()
@@ -655,6 +695,15 @@ class _Json:
     value: object
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """The `ledger.rules_json` the journal gives: the rules fixed at genesis, compared as the rules they
+    read as (`Params.from_meta`), so a row written before a parameter existed (`config.LEGACY`) still
+    matches; shown as their flat metadata."""
+
+    params: Params
+
+
 def _pages(session, table, columns=None, size: int = DB_PAGE_ROWS):
     """Every row of `table`, in primary-key order, one keyset page (one statement) at a time."""
     key = list(table.primary_key.columns)
@@ -679,6 +728,11 @@ def _fields(item, table) -> dict:
 
 
 def _same(found, expected) -> bool:
+    if isinstance(expected, _Rules):
+        try:
+            return Params.from_meta(json.loads(found)) == expected.params
+        except (TypeError, ValueError):  # not JSON, or rules that do not load (ConfigError is a ValueError)
+            return False
     if isinstance(expected, _Json):
         try:
             return json.loads(found) == expected.value
@@ -693,6 +747,8 @@ def _same(found, expected) -> bool:
 def _show(value) -> str:
     if value is None:
         return "nothing"
+    if isinstance(value, _Rules):
+        value = json.dumps(value.params.to_meta(), sort_keys=True)
     if isinstance(value, _Json):
         value = json.dumps(value.value, sort_keys=True)
     if isinstance(value, Decimal):

@@ -80,8 +80,11 @@ def price(g: Globals, day: date, seq: int, params: Params) -> Price:
     return Price(day, value_of(g, params), meta)
 
 
-def genesis(params: Params, day: date, ctx: Ctx) -> Transaction:
+def genesis(params: Params, day: date, ctx: Ctx, absent: frozenset[str] = frozenset()) -> Transaction:
+    """The genesis entry fixing `params`. `absent`: parameters added later (`config.LEGACY`) that
+    an older genesis entry lacks; they are left out, so those books re-derive their genesis as written."""
     b = Builder(ctx, EventKind.GENESIS, f"genesis: rules {params.profile} in force from {day.isoformat()}", [])
     for key, value in params.to_meta().items():
-        b.note(key, value)
+        if key not in absent:
+            b.note(key, value)
     return b.build()
