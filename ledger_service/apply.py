@@ -174,3 +174,4 @@ def _apply_release(state: State, entry: Transaction) -> None:
         state.add_epoch(after.ended)
     g.sv_index, g.sp_index, g.epoch, g.total_shares = after.sv_index, after.sp_index, after.epoch, after.total_shares
     g.open_day = entry.date + timedelta(days=1)
+    state.forget_grant_days(entry.date)  # the day is closed: its grant totals are never read again

@@ -169,6 +169,10 @@ def test_the_per_campaign_ceiling_counts_every_holder_and_every_day(make_books):
     # grants without a campaign, or of another campaign, are not bounded by spring's
     engine.submit(grant("m4", "10"), START)
     engine.submit(grant("m4", "10", "campaign", "summer"), START)
+    with engine.Session() as session:
+        days = {(row.holder, row.day): row.sv for row in session.query(GrantDayRow)}
+    # m4 on START: 10 (task) + 10 (summer) = 20
+    assert days == {("m1", START): D("50"), ("m2", START): D("50"), ("m3", START): D("20"), ("m4", START): D("20")}
     # the campaign ceiling does not reset the next day (m2's day ceiling does: 0 + 1 <= 50)
     refused(engine, grant("m2", "1", "campaign", "spring"), DAY2, "grant.campaign_ceiling")
     engine.submit(grant("m2", "1", "task"), DAY2)
@@ -176,9 +180,9 @@ def test_the_per_campaign_ceiling_counts_every_holder_and_every_day(make_books):
         campaigns = {row.campaign: row.sv for row in session.query(GrantCampaignRow)}
         days = {(row.holder, row.day): row.sv for row in session.query(GrantDayRow)}
     assert campaigns == {"spring": D("120"), "summer": D("10")}
-    # m4 on START: 10 (task) + 10 (summer) = 20
-    assert days == {("m1", START): D("50"), ("m2", START): D("50"), ("m3", START): D("20"),
-                    ("m4", START): D("20"), ("m2", DAY2): D("1")}
+    # booking on DAY2 closed START: its totals are gone (no grant can be booked on a closed day),
+    # the open day's remain
+    assert days == {("m2", DAY2): D("1")}
     assert_verifies(engine)
 
 

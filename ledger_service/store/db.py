@@ -83,6 +83,7 @@ _GRANT_DAY_SV = select(_GRANT_DAYS.c.sv).where(_GRANT_DAYS.c.holder == bindparam
 _GRANT_CAMPAIGN_SV = select(_GRANT_CAMPAIGNS.c.sv).where(_GRANT_CAMPAIGNS.c.campaign == bindparam("campaign"))
 _DELETE_GRANT_DAYS = delete(_GRANT_DAYS).where(_GRANT_DAYS.c.holder == bindparam("b_holder"),
                                                _GRANT_DAYS.c.day == bindparam("b_day"))
+_DELETE_GRANT_DAYS_THROUGH = delete(_GRANT_DAYS).where(_GRANT_DAYS.c.day <= bindparam("through"))
 _DELETE_GRANT_CAMPAIGNS = delete(_GRANT_CAMPAIGNS).where(_GRANT_CAMPAIGNS.c.campaign == bindparam("b_campaign"))
 # Rows fetched per `IN (...)` query (well under SQLite's limit on bound parameters).
 _CHUNK = 500
@@ -326,6 +327,7 @@ class DbReader:
     def record_event(self, record, order_id): raise AssertionError("read-only")  # pragma: no cover
     def put_event_record(self, record): raise AssertionError("read-only")  # pragma: no cover
     def add_grant(self, holder_id, day, campaign, sv): raise AssertionError("read-only")  # pragma: no cover
+    def forget_grant_days(self, through): raise AssertionError("read-only")  # pragma: no cover
 
 
 def _looked_up(events) -> tuple[set[str], set[str], set[str], set[str]]:
@@ -423,7 +425,10 @@ def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> Non
 
 
 def _persist_grants(connection, changes: ChangeSet) -> None:
-    """The new totals of SV granted per (holder, day) and per campaign: each row replaced."""
+    """The new totals of SV granted per (holder, day) and per campaign: each row replaced; the rows of
+    the days closed dropped first."""
+    if changes.grant_days_forgotten is not None:
+        connection.execute(_DELETE_GRANT_DAYS_THROUGH, {"through": changes.grant_days_forgotten})
     if changes.grant_days:
         connection.execute(_DELETE_GRANT_DAYS, [{"b_holder": h, "b_day": d} for h, d in changes.grant_days])
         connection.execute(insert(_GRANT_DAYS), [{"holder": h, "day": d, "sv": sv}

@@ -108,7 +108,8 @@ class PayoutRow(Base):
 
 
 class GrantDayRow(Base):
-    """SV granted by `grant` events to one holder on one business day (the per-day ceiling)."""
+    """SV granted by `grant` events to one holder on one business day (the per-day ceiling): the open
+    day's rows only (a close deletes its day's rows: no event is booked on a closed day)."""
 
     __tablename__ = "grant_days"
     holder: Mapped[str] = mapped_column(String(64), primary_key=True)

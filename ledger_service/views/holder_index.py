@@ -292,6 +292,9 @@ class IndexState:
     def add_grant(self, holder_id: str, day: date, campaign: str | None, sv: Decimal) -> None:
         pass  # the grant totals are the service database's (and a replay's), not the index's
 
+    def forget_grant_days(self, through: date) -> None:
+        pass
+
     def read(self) -> tuple[dict[str, Holder], dict[int, Epoch]]:
         """The holders and epochs read or changed since the last `flush` (nothing written)."""
         return dict(self._holders), dict(self._epochs)
