@@ -5,8 +5,9 @@ Revises: 0002
 
 Two new tables, empty on books made before (they hold no `grant` event): `grant_days`
 (holder, day) -> SV granted to the holder that business day (the open day's rows: a close
-deletes its day's), and `grant_campaigns` (campaign) -> SV granted naming the campaign. Both are derived from the journal (`verify`
-compares them with its replay). Downgrade drops them.
+deletes its day's), and `grant_campaigns` (campaign) -> SV granted naming the campaign.
+Both are derived from the journal (`verify` compares them with its replay). Downgrade drops
+them.
 """
 
 import sqlalchemy as sa
