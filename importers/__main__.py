@@ -13,11 +13,12 @@ import beangulp
 # Submodules, not the package's names: works even where an old editable install
 # registered `importers` as a namespace package (before it had an __init__.py).
 from importers.bank import PoolStatementImporter
+from importers.grants import TaskGrantImporter
 from importers.orders import OrderExportImporter
 
 
 def main() -> None:
-    beangulp.Ingest([PoolStatementImporter(), OrderExportImporter()])()
+    beangulp.Ingest([PoolStatementImporter(), OrderExportImporter(), TaskGrantImporter()])()
 
 
 if __name__ == "__main__":

@@ -22,11 +22,13 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from importers.bank import PoolStatementImporter, StatementColumns  # noqa: E402,F401
+from importers.grants import TaskGrantImporter  # noqa: E402
 from importers.orders import OrderExportImporter  # noqa: E402
 
 CONFIG = [
     PoolStatementImporter(),
     OrderExportImporter(),
+    TaskGrantImporter(),
 ]
 
 HOOKS: list = []

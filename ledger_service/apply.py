@@ -19,6 +19,7 @@ from .rules.events import (
     Deposit,
     Event,
     EventKind,
+    Grant,
     OpenStore,
     Order,
     PayoutCancel,
@@ -72,9 +73,9 @@ def _open_holder(state: State, ev: Event, entry: Transaction) -> None:
             ))
 
 
-def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> None:
+def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> None:  # noqa: C901 - one arm per type
     """What an event changes besides its postings: roles, activity, deposits, the records a
-    reversal mirrors, the payouts' status."""
+    reversal mirrors, the payouts' status, the SV granted per holder and day and per campaign."""
     match ev:
         case SetRole():
             _update(state, ev.member, role=ev.role)
@@ -103,6 +104,8 @@ def _apply_event(state: State, ev: Event, entry: Transaction, event_id: str) -> 
             _close_payout(state, ev.payout, "settled", ev.bank_reference)
         case PayoutCancel():
             _close_payout(state, ev.payout, "cancelled", None)
+        case Grant():
+            state.add_grant(ev.holder, entry.date, ev.campaign, ev.sv)
         case Reverse():
             record = state.event_record(ev.event)
             assert record is not None, ev.event
@@ -176,3 +179,4 @@ def _apply_release(state: State, entry: Transaction) -> None:
         state.add_epoch(after.ended)
     g.sv_index, g.sp_index, g.epoch, g.total_shares = after.sv_index, after.sp_index, after.epoch, after.total_shares
     g.open_day = entry.date + timedelta(days=1)
+    state.forget_grant_days(entry.date)  # the day is closed: its grant totals are never read again

@@ -527,10 +527,12 @@ def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: s
                 proc.kill()
 
 
-from .cli_import import import_orders, reconcile  # noqa: E402  (commands of their own module)
+from .cli_import import grant, import_grants, import_orders, reconcile  # noqa: E402  (commands of their own module)
 
 main.add_command(reconcile)
 main.add_command(import_orders)
+main.add_command(grant)
+main.add_command(import_grants)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -70,6 +70,8 @@ class Params:
     region_partner_sp_rate: Decimal
     region_repurchase_days: int
     region_match: str
+    grant_max_sv_per_holder_per_day: Decimal
+    grant_max_sv_per_campaign: Decimal
     calendar_timezone: str
     reverse_rule: str
 
@@ -145,6 +147,8 @@ _SCHEMA: tuple[tuple[str, str, str, str], ...] = (
     ("region_partner_sp_rate", "region", "partner_sp_rate", "rate"),
     ("region_repurchase_days", "region", "repurchase_days", "days"),
     ("region_match", "region", "match", "region_match"),
+    ("grant_max_sv_per_holder_per_day", "grant", "max_sv_per_holder_per_day", f"amount:{SV}"),
+    ("grant_max_sv_per_campaign", "grant", "max_sv_per_campaign", f"amount:{SV}"),
     ("calendar_timezone", "calendar", "timezone", "timezone"),
     ("reverse_rule", "reverse", "rule", f"choice:{REVERSE_RULES[0]}|{REVERSE_RULES[1]}"),
 )
@@ -157,11 +161,17 @@ LEGACY: dict[str, Any] = {
     "region_match": "exact",  # a partner earned only on orders whose region was exactly its own
     "merchant_deposit_rule": DEPOSIT_CASH_PAID,  # a store opened with deposits paid to the pool
     "reverse_rule": "flip",  # a reversal mirrored every posting, refused once a release converted the SV
+    # SV grants for tasks and campaigns (issue 13 part 3): books made before had no `grant`
+    # event, so none may be booked in them (a ceiling of 0 SV refuses every grant).
+    "grant_max_sv_per_holder_per_day": Decimal(0),
+    "grant_max_sv_per_campaign": Decimal(0),
 }
 DEFAULTS: dict[str, Any] = {
     "region_match": "city",   # a partner holds a city-level unit and earns on every division in it
     "merchant_deposit_rule": DEPOSIT_SP_HELD,  # a store opens holding SP worth the deposit value
     "reverse_rule": "remaining",  # a reversal takes back what remains of what the order gave
+    "grant_max_sv_per_holder_per_day": "100",
+    "grant_max_sv_per_campaign": "100000",
 }
 
 # region.match: "city" — regions are GB/T 2260 codes of the shipped table (ledger_service.regions),

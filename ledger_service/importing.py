@@ -2,7 +2,9 @@
 
 `import_orders(engine, path)` books every row of an order export (importers/orders.py)
 as an `order` event, by the same rules and refusals as the API, one row at a time
-(each row all or nothing), idempotent by order id.
+(each row all or nothing), idempotent by order id. `import_grants(engine, path)` does the
+same for a file of task completions (importers/grants.py) as `grant` events, idempotent
+by the completion's `ref`.
 
 `reconcile(engine, statement_path)` matches the pool's bank statement
 (importers/bank.py) to the books, settles through the engine the pending payouts the
@@ -51,6 +53,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from importers import grants as grant_file
 from importers.bank import DEFAULT_COLUMNS, Statement, StatementColumns, StatementLine, parse_statement
 from importers.common import FormatError
 from importers.orders import OrderRow, read_orders, row_day, row_event
@@ -60,7 +63,7 @@ from .amounts import fmt
 from .engine import Engine
 from .errors import Refusal
 from .journal import entry_meta
-from .rules.events import EventKind, Order, PayoutSettle
+from .rules.events import EventKind, Grant, Order, PayoutSettle
 from .store.models import BalanceRow, DayRow, EventRow, LedgerRow, PayoutRow
 
 PAYOUT_ID_RE = re.compile(r"(?<![A-Za-z0-9])E\d{9}(?![0-9])")
@@ -88,13 +91,14 @@ class RowResult:
     event: str | None = None  # the order's event id (booked now or before)
     rule: str | None = None  # why a row was rejected: a Refusal's rule, or input.* for a parse error
     detail: str | None = None
+    id_name: str = "order_id"  # what `order_id` holds: "ref" for a task completion's id
 
     @property
     def reason(self) -> str:
         return f"[{self.rule}] {self.detail}" if self.rule else ""
 
     def to_json(self) -> dict:
-        out = {"line": self.line, "order_id": self.order_id, "status": self.status, "event": self.event}
+        out = {"line": self.line, self.id_name: self.order_id, "status": self.status, "event": self.event}
         if self.rule:
             out.update(rule=self.rule, detail=self.detail)
         return out
@@ -105,6 +109,7 @@ class ImportReport:
     path: str
     encoding: str = ""
     rows: list[RowResult] = field(default_factory=list)
+    what: str = "orders"  # or "grants"
 
     def _of(self, status: str) -> list[RowResult]:
         return [r for r in self.rows if r.status == status]
@@ -134,7 +139,7 @@ class ImportReport:
         }
 
     def to_text(self) -> str:
-        out = [f"orders from {self.path} ({self.encoding}): {len(self.rows)} rows — booked {len(self.booked)}, "
+        out = [f"{self.what} from {self.path} ({self.encoding}): {len(self.rows)} rows — booked {len(self.booked)}, "
                f"already booked {len(self.already_booked)}, rejected {len(self.rejected)}"]
         for r in sorted(self.rejected, key=lambda r: r.line):
             out.append(f"  line {r.line}: {r.order_id or '(no id)'}: {r.reason}")
@@ -216,6 +221,90 @@ def _book_order(engine: Engine, row: OrderRow, event: Order, day: date | None) -
     except Refusal as refusal:
         return RowResult(row.line, event.order_id, REJECTED, rule=refusal.rule, detail=refusal.detail)
     return RowResult(row.line, event.order_id, BOOKED, booked.event_id)
+
+
+# -- task completions (SV grants) --------------------------------------------------------
+
+_GRANT_TERMS = ("holder", "sv", "reason", "campaign")
+
+
+def import_grants(engine: Engine, path: str | Path, progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Book every row of a task-completion file as a `grant` through the rules, like `import_orders`.
+
+    A row whose `ref` is already booked (a `grant` event with that `ref`) with the same terms
+    (holder, SV, reason, campaign, and date when the row gives one) is "already booked" and
+    books nothing; with other terms it is rejected (`grant.duplicate_ref`). Rows are booked in
+    date order, each in its own commit: a refused row (past a ceiling, an unknown member)
+    books nothing and the others go on. The booked refs are read from the store's `grant`
+    event rows (all of them: a ref is unique for ever).
+    """
+    grants = grant_file.read_grants(path)
+    report = ImportReport(str(path), grants.encoding, what="grants")
+    total = len(grants.rows)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    planned: list[tuple[grant_file.GrantRow, Grant, date | None]] = []
+    for row in grants.rows:
+        try:
+            event = grant_file.row_event(row)
+            day = grant_file.row_day(row, path)
+        except Refusal as refusal:
+            report.rows.append(RowResult(row.line, row.ref, REJECTED, rule=refusal.rule, detail=refusal.detail,
+                                         id_name="ref"))
+            tick()
+            continue
+        except FormatError as exc:
+            report.rows.append(RowResult(row.line, row.ref, REJECTED, rule="input.bad_date",
+                                         detail=f"{exc.column}: {exc.message}", id_name="ref"))
+            tick()
+            continue
+        planned.append((row, event, day))
+    booked_refs = _booked_grant_refs(engine)
+    today = engine.today()
+    planned.sort(key=lambda item: item[2] or today)  # stable: the file's order within a day
+    for row, event, day in planned:
+        report.rows.append(_book_grant(engine, row, event, day, booked_refs))
+        tick()
+    report.rows.sort(key=lambda r: r.line)
+    return report
+
+
+def _booked_grant_refs(engine: Engine) -> dict[str, tuple[str, str, dict[str, str]]]:
+    """ref -> (event id, day, terms) of every booked grant that names a ref."""
+    with engine.Session() as session:
+        genesis_day = session.execute(select(LedgerRow.genesis_day)).scalar_one()
+        return {meta["ref"]: (event_id, day.isoformat(), {key: meta.get(key, "") for key in _GRANT_TERMS})
+                for event_id, day, meta in _event_meta(session, (EventKind.GRANT,), genesis_day) if meta.get("ref")}
+
+
+def _book_grant(engine: Engine, row: grant_file.GrantRow, event: Grant, day: date | None,
+                booked_refs: dict[str, tuple[str, str, dict[str, str]]]) -> RowResult:
+    assert event.ref is not None  # the file's rows require it
+    mine = {key: "" for key in _GRANT_TERMS}
+    mine.update((key, value) for key, value in event.to_meta() if key in _GRANT_TERMS)
+    found = booked_refs.get(event.ref)
+    if found is not None:
+        booked_id, booked_day, theirs = found
+        differs = [key for key in _GRANT_TERMS if mine[key] != theirs[key]]
+        if day is not None and day.isoformat() != booked_day:
+            differs.append("date")
+        if differs:
+            return RowResult(row.line, event.ref, REJECTED, booked_id, "grant.duplicate_ref",
+                             f"ref: task completion {event.ref!r} is already granted ({booked_id} on {booked_day}) "
+                             f"with another {', '.join(differs)}", id_name="ref")
+        return RowResult(row.line, event.ref, ALREADY, booked_id, id_name="ref")
+    try:
+        booked = engine.submit(event, day)
+    except Refusal as refusal:
+        return RowResult(row.line, event.ref, REJECTED, rule=refusal.rule, detail=refusal.detail, id_name="ref")
+    booked_refs[event.ref] = (booked.event_id or "", booked.day.isoformat(), mine)
+    return RowResult(row.line, event.ref, BOOKED, booked.event_id, id_name="ref")
 
 
 # -- reconciliation ----------------------------------------------------------------------

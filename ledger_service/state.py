@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from . import accounts
-from .amounts import ZERO
+from .amounts import ZERO, exact_add
 from .entries import GENESIS_PREV, Posting
 
 MEMBER = "member"
@@ -154,6 +154,10 @@ class State(Protocol):
     def record_event(self, record: EventRecord, order_id: str | None) -> None: ...
     def event_record(self, event_id: str) -> EventRecord | None: ...
     def put_event_record(self, record: EventRecord) -> None: ...
+    def sv_granted_on(self, holder_id: str, day: date) -> Decimal: ...
+    def sv_granted_to_campaign(self, campaign: str) -> Decimal: ...
+    def add_grant(self, holder_id: str, day: date, campaign: str | None, sv: Decimal) -> None: ...
+    def forget_grant_days(self, through: date) -> None: ...
 
 
 class MemoryState:
@@ -169,6 +173,10 @@ class MemoryState:
         self.payouts: dict[str, Payout] = {}
         self.orders: dict[str, str] = {}
         self.records: dict[str, EventRecord] = {}
+        # (holder, business day) -> SV granted that day, for the open day only: the close forgets the
+        # day's totals (no event is booked on a closed day, so the per-day ceiling never reads them again)
+        self.grant_days: dict[tuple[str, date], Decimal] = {}
+        self.grant_campaigns: dict[str, Decimal] = {}  # campaign id -> SV granted
 
     def holder(self, holder_id: str) -> Holder | None:
         return self.holders.get(holder_id)
@@ -208,6 +216,21 @@ class MemoryState:
     def put_event_record(self, record: EventRecord) -> None:
         self.records[record.id] = record
 
+    def sv_granted_on(self, holder_id: str, day: date) -> Decimal:
+        return self.grant_days.get((holder_id, day), ZERO)
+
+    def sv_granted_to_campaign(self, campaign: str) -> Decimal:
+        return self.grant_campaigns.get(campaign, ZERO)
+
+    def add_grant(self, holder_id: str, day: date, campaign: str | None, sv: Decimal) -> None:
+        self.grant_days[(holder_id, day)] = exact_add(self.sv_granted_on(holder_id, day), sv)
+        if campaign is not None:
+            self.grant_campaigns[campaign] = exact_add(self.sv_granted_to_campaign(campaign), sv)
+
+    def forget_grant_days(self, through: date) -> None:
+        if self.grant_days:
+            self.grant_days = {key: sv for key, sv in self.grant_days.items() if key[1] > through}
+
     def iter_holders(self) -> Iterator[Holder]:
         return iter(self.holders.values())
 
@@ -225,6 +248,9 @@ class Overlay:
         self._payouts: dict[str, Payout] = {}
         self._orders: dict[str, str] = {}
         self._records: dict[str, EventRecord] = {}
+        self._grant_days: dict[tuple[str, date], Decimal] = {}  # the new totals
+        self._grant_campaigns: dict[str, Decimal] = {}
+        self._grant_days_forgotten: date | None = None  # the totals of days up to this one are dropped
         self._closed_days: list[ClosedDay] = []
 
     def changes(self) -> ChangeSet:
@@ -243,7 +269,8 @@ class Overlay:
             new_holders=frozenset(self._new_holders), partners=MappingProxyType(self._partners),
             epochs=MappingProxyType(self._epochs), payouts=MappingProxyType(self._payouts),
             orders=MappingProxyType(self._orders), records=MappingProxyType(self._records),
-            closed_days=tuple(self._closed_days),
+            closed_days=tuple(self._closed_days), grant_days=MappingProxyType(self._grant_days),
+            grant_campaigns=MappingProxyType(self._grant_campaigns), grant_days_forgotten=self._grant_days_forgotten,
         )
 
     @property
@@ -309,6 +336,27 @@ class Overlay:
     def put_event_record(self, record: EventRecord) -> None:
         self._records[record.id] = record
 
+    def sv_granted_on(self, holder_id: str, day: date) -> Decimal:
+        found = self._grant_days.get((holder_id, day))
+        if found is not None:
+            return found
+        if self._grant_days_forgotten is not None and day <= self._grant_days_forgotten:
+            return ZERO
+        return self.base.sv_granted_on(holder_id, day)
+
+    def sv_granted_to_campaign(self, campaign: str) -> Decimal:
+        found = self._grant_campaigns.get(campaign)
+        return found if found is not None else self.base.sv_granted_to_campaign(campaign)
+
+    def add_grant(self, holder_id: str, day: date, campaign: str | None, sv: Decimal) -> None:
+        self._grant_days[(holder_id, day)] = exact_add(self.sv_granted_on(holder_id, day), sv)
+        if campaign is not None:
+            self._grant_campaigns[campaign] = exact_add(self.sv_granted_to_campaign(campaign), sv)
+
+    def forget_grant_days(self, through: date) -> None:
+        self._grant_days = {key: sv for key, sv in self._grant_days.items() if key[1] > through}
+        self._grant_days_forgotten = through
+
 
 @dataclass(frozen=True, slots=True)
 class ClosedDay:
@@ -329,7 +377,9 @@ class ChangeSet:
     `holders` holds every holder the overlay looked up or wrote (None: looked up, not there);
     `new_holders` the ids among them the base did not have. `orders` maps an order id to the
     id of the event that booked it; `records` are the event records added or changed
-    (a reversal sets `reversed_by`)."""
+    (a reversal sets `reversed_by`). `grant_days` and `grant_campaigns` are the new totals of
+    SV granted (event `grant`) per (holder, business day) and per campaign; the totals of the
+    days up to `grant_days_forgotten` (the last day closed) are to be deleted first."""
 
     g: Globals
     changed_balances: Mapping[str, Decimal]
@@ -342,6 +392,9 @@ class ChangeSet:
     orders: Mapping[str, str]
     records: Mapping[str, EventRecord]
     closed_days: tuple[ClosedDay, ...] = ()
+    grant_days: Mapping[tuple[str, date], Decimal] = field(default_factory=lambda: MappingProxyType({}))
+    grant_campaigns: Mapping[str, Decimal] = field(default_factory=lambda: MappingProxyType({}))
+    grant_days_forgotten: date | None = None
 
 
 def supply_of(g: Globals, cap: Decimal) -> dict[str, Decimal]:

@@ -1,7 +1,7 @@
 """SPEC §7's role matrix: every path × every role.
 
 storefront: register, packs, stores, orders, quotes, transfers, payout requests, redemptions;
-finance: roles, deposits, payout settle/cancel, reversals, closing days; auditor: reads only;
+finance: roles, deposits, payout settle/cancel, reversals, SV grants, closing days; auditor: reads only;
 admin: keys (no API path of its own here). Reads: any role. /health: no key at all.
 
 A wrong role is 403 before anything else about the request is looked at (no Idempotency-Key,
@@ -43,6 +43,7 @@ WRITES = [
     ("/v1/payouts/{payout}/settle", "finance", lambda w: {"bank_reference": "R-1"}),
     ("/v1/payouts/{payout}/cancel", "finance", lambda w: {}),
     ("/v1/redemptions", "storefront", lambda w: {"holder": "shop1", "sp": "1.0000", "goods": "tea"}),
+    ("/v1/grants", "finance", lambda w: {"holder": "bob", "sv": "0.0001", "reason": "task"}),
     ("/v1/days/2026-03-30/close", "finance", lambda w: None),
 ]
 READS = ["/v1/holders/alice", "/v1/merchants/shop1", "/v1/supply", "/v1/supply?date=2026-03-30",

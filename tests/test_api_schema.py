@@ -51,6 +51,7 @@ OPERATIONS = [
     ("POST", "/v1/payouts/{payout_id}/settle"),
     ("POST", "/v1/payouts/{payout_id}/cancel"),
     ("POST", "/v1/redemptions"),
+    ("POST", "/v1/grants"),
     ("POST", "/v1/days/{day}/close"),
     ("GET", "/v1/holders/{holder_id}"),
     ("GET", "/v1/merchants/{merchant_id}"),

@@ -47,6 +47,8 @@ SEED_A = {
     "region_partner_sp_rate": D("0.08"),
     "region_repurchase_days": 30,
     "region_match": "city",
+    "grant_max_sv_per_holder_per_day": D("100"),  # issue 13 part 3 (not in SPEC §2)
+    "grant_max_sv_per_campaign": D("100000"),
     "calendar_timezone": "Asia/Shanghai",
     "reverse_rule": "remaining",
 }

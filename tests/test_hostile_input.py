@@ -75,6 +75,7 @@ VALID_FIELDS = {
     "payout_cancel": {"payout": "E000000009"},
     "redeem": {"holder": "a", "sp": "1.0000", "goods": "咖啡杯 mug — 2 pcs, 👩‍👩‍👧 edition"},
     "reverse": {"event": "E000000009", "amount_cny": "10.00"},
+    "grant": {"holder": "a", "sv": "1.0000", "reason": "task", "campaign": "spring", "ref": "t1"},
 }
 
 
@@ -157,6 +158,8 @@ WRITES = {
     "settle": ("finance", "/v1/payouts/{payout_id}/settle", {"bank_reference": "BANK REF 7"}),
     "cancel": ("finance", "/v1/payouts/{payout_id}/cancel", {}),
     "redeem": ("storefront", "/v1/redemptions", {"holder": "shop1", "sp": "1.0000", "goods": "mug"}),
+    "grant": ("finance", "/v1/grants", {"holder": "bob", "sv": "1.0000", "reason": "campaign", "campaign": "spring",
+                                        "ref": "t1"}),
     "close": ("finance", "/v1/days/{day}/close", None),
 }
 PATH_VALUES = {"member_id": "carol", "order_id": "o1", "day": "2026-03-30"}

@@ -302,12 +302,13 @@ def test_beangulp_cli_identify_extract_archive(tmp_path, statement, pool):
     assert "Assets/Pool/Backing/2026-03-20.pool-statement.csv" in result.output
 
 
-def test_fava_import_config_loads_both_importers(tmp_path, statement, pool):
+def test_fava_import_config_loads_the_importers(tmp_path, statement, pool):
     from fava.core import FavaLedger
     from fava.core.ingest import load_import_config
 
     loaded = load_import_config(ROOT / "importers" / "fava_config.py")
-    assert sorted(loaded.importers) == ["importers.bank.PoolStatementImporter", "importers.orders.OrderExportImporter"]
+    assert sorted(loaded.importers) == ["importers.bank.PoolStatementImporter", "importers.grants.TaskGrantImporter",
+                                        "importers.orders.OrderExportImporter"]
     assert loaded.hooks == ()
     # The finance ledger of docs/importing.md: the journal included, the plugin declared again.
     imports = tmp_path / "imports"

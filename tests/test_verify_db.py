@@ -4,7 +4,7 @@
 One set of books is built per database (SQLite, PostgreSQL) through the API, with every kind
 of event: members, packs (a partner), a role, a store with a store referrer, deposits (a
 merchant's and the platform's), orders (one reversed), a transfer, payouts (settled,
-cancelled, pending), a redemption, two closed days (the first ends an epoch) and an open
+cancelled, pending), a redemption, SV grants (a task, a campaign), two closed days (the first ends an epoch) and an open
 day. Each test works on a copy (a copied books folder; on PostgreSQL a database cloned from
 the built one).
 
@@ -106,9 +106,14 @@ def book_everything(root: Path, db_url: str | None) -> None:
     post("/v1/payouts", {"holder": "c1", "sp": "1.0000"}, day=D2)
     post("/v1/redemptions", {"holder": "b1", "sp": "1.0000", "goods": "tea set"}, day=D2)
     post("/v1/orders/o1/reverse", {}, role="finance", day=D2)
+    post("/v1/grants", {"holder": "c1", "sv": "20.0000", "reason": "task", "ref": "t1"}, role="finance", day=D2)
+    post("/v1/grants", {"holder": "a1", "sv": "5", "reason": "campaign", "campaign": "spring"}, role="finance",
+         day=D2)
     post(f"/v1/days/{D2}/close", None, role="finance")
     # day 3, open
     post("/v1/members", {"id": "d1", "referrer": "c1"}, day=D3)
+    post("/v1/grants", {"holder": "d1", "sv": "10", "reason": "campaign", "campaign": "spring"}, role="finance",
+         day=D3)  # d1 is inactive: locked SV
     post("/v1/orders", {"id": "o3", "buyer": "c1", "merchant": "s1", "amount_cny": "100.00"}, day=D3)
     api.engine.dispose()
 

@@ -9,7 +9,7 @@
   `title`, `detail` and `field`; a refused write books nothing.
 
 `create_app` assembles the app: one blueprint per resource (members, stores, orders,
-holdings, days, proofs, reads), the guards and the auth they share (`common`, `guards`), the
+holdings, grants, days, proofs, reads), the guards and the auth they share (`common`, `guards`), the
 problem answers and their documentation (`problems`).
 """
 
@@ -22,12 +22,12 @@ from pathlib import Path
 from apiflask import APIFlask
 
 from ..engine import Engine
-from . import days, holdings, members, orders, proofs, reads, stores
+from . import days, grants, holdings, members, orders, proofs, reads, stores
 from .common import ENGINE
 from .problems import register_error_handlers
 from .schemas import MAX_BODY_BYTES
 
-BLUEPRINTS = (members.bp, stores.bp, orders.bp, holdings.bp, days.bp, proofs.bp, reads.bp)
+BLUEPRINTS = (members.bp, stores.bp, orders.bp, holdings.bp, grants.bp, days.bp, proofs.bp, reads.bp)
 
 
 def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[], date] | None = None,

@@ -14,6 +14,8 @@ from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
 from marshmallow import RAISE
 
+from ..rules.events import GRANT_REASONS
+
 ID = Regexp(r"^[A-Za-z0-9_-]{1,64}\Z", error="ids are 1 to 64 characters of A-Z a-z 0-9 _ -")
 REGION = Regexp(r"^[0-9]{6}\Z", error="a region is a 6-digit division code like 441900")
 AMOUNT = Regexp(r"^[0-9]{1,14}(\.[0-9]{1,8})?\Z", error="an amount is a decimal string like \"10.00\"")
@@ -111,6 +113,15 @@ class RedeemIn(Strict):
     holder = String(required=True, validate=ID)
     sp = String(required=True, validate=AMOUNT)
     goods = String(required=True, validate=Length(1, 200))
+    date = _date()
+
+
+class GrantIn(Strict):
+    holder = String(required=True, validate=ID, metadata={"description": "the member granted the SV"})
+    sv = String(required=True, validate=AMOUNT, metadata={"description": "SV granted, e.g. \"20.0000\""})
+    reason = String(required=True, validate=OneOf(list(GRANT_REASONS)))
+    campaign = String(validate=ID, metadata={"description": "campaign id (required when reason is campaign)"})
+    ref = String(validate=ID, metadata={"description": "the source's id of what is rewarded (a task completion)"})
     date = _date()
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import inspect, select, tuple_
 from .. import accounts as A
 from .. import reports, views
 from ..amounts import ZERO, fmt
+from ..config import Params
 from ..engine import Booked
 from ..entries import Price, Transaction
 from ..faults import Fault
@@ -192,9 +193,9 @@ class _Database:
     Every table the service reads, every column the journal determines (README, "For the
     auditor"): `events` (each row against its journal entry, including the exact bytes of its
     text and where they stand in the file) and `days` (each against its release) while the
-    journal streams; `ledger`, `balances`, `holders`, `partners`, `epochs` and `payouts`
-    against the replay's final position; the responses kept for Idempotency-Keys against the
-    entries they describe. Rows are read in keyset pages of DB_PAGE_ROWS.
+    journal streams; `ledger`, `balances`, `holders`, `partners`, `epochs`, `payouts`,
+    `grant_days` and `grant_campaigns` against the replay's final position; the responses
+    kept for Idempotency-Keys against the entries they describe. Rows are read in keyset pages of DB_PAGE_ROWS.
     A difference is a fault `[db.<table>.<column>] <key column> <key>: database has X, the
     journal gives Y`, located at the journal entry when there is one, else at the database.
     """
@@ -405,6 +406,10 @@ class _Database:
                                  for region, holder in state.partners.items()})
         self._table("epochs", state.epochs, _fields)
         self._table("payouts", state.payouts, _fields)
+        self._table("grant_days", {(holder, day): {"holder": holder, "day": day, "sv": sv}
+                                   for (holder, day), sv in state.grant_days.items()})
+        self._table("grant_campaigns", {campaign: {"campaign": campaign, "sv": sv}
+                                        for campaign, sv in state.grant_campaigns.items()})
         if self.responses is not None:
             self.responses.finish()
         if self.faults > MAX_DB_FAULTS:
@@ -419,9 +424,14 @@ class _Database:
                 self.differs(self.where, 0, key, "events", "reversed_by", have, want)
 
     def _table(self, name: str, expected: dict, values=None) -> None:
-        """Every row of table `name` against `expected` (its key -> the row the journal gives)."""
+        """Every row of table `name` against `expected` (its key -> the row the journal gives; a
+        composite primary key is the tuple of its columns, see `_composite_keys`)."""
         table = self.tables[name]
-        (key_column,) = table.primary_key.columns
+        key_columns = list(table.primary_key.columns)
+        if len(key_columns) > 1:
+            self._composite_keys(name, expected, key_columns)
+            return
+        (key_column,) = key_columns
         key_name = key_column.name
         matched = 0
         for row in _pages(self.session, table):
@@ -444,6 +454,48 @@ class _Database:
             if len(missing) > MAX_ROW_FAULTS:
                 self.fault(self.where, 0, "-", name, key_name,
                            f"{len(missing) - MAX_ROW_FAULTS} more rows of the journal not in the database")
+
+    def _composite_keys(self, name: str, expected: dict, key_columns: list) -> None:
+        """`_table` for a primary key of several columns (`grant_days`: holder, day). A row of the
+        database the journal lacks, paired with a row of the journal the database lacks whose key
+        differs in one column, is a fault naming that column (`database has X, the journal gives
+        Y`); unpaired ones are named by the key's first column."""
+        table = self.tables[name]
+        names = [c.name for c in key_columns]
+
+        def label(key: tuple) -> str:
+            return ", ".join(f"{column} {_label(value)}" for column, value in zip(names, key, strict=True))
+
+        extra: list[tuple] = []  # the first MAX_ROW_FAULTS, then counted
+        extra_more = 0
+        seen: set[tuple] = set()
+        for row in _pages(self.session, table):
+            key = tuple(row._mapping[column] for column in names)
+            want = expected.get(key)
+            if want is None:
+                if len(extra) < MAX_ROW_FAULTS:
+                    extra.append(key)
+                else:
+                    extra_more += 1
+                continue
+            seen.add(key)
+            self.compare(self.where, 0, label(key), name, row,
+                         {c.name: want[c.name] for c in table.columns if c.name in want})
+        missing = sorted((key for key in expected if key not in seen), key=str)
+        for key in extra:
+            twin = next((m for m in missing if sum(a != b for a, b in zip(key, m, strict=True)) == 1), None)
+            if twin is None:
+                self.fault(self.where, 0, label(key), name, names[0], "in the database, not in the journal")
+                continue
+            missing.remove(twin)
+            column = next(i for i, (a, b) in enumerate(zip(key, twin, strict=True)) if a != b)
+            self.differs(self.where, 0, label(key), name, names[column], key[column], twin[column])
+        for key in missing[:MAX_ROW_FAULTS]:
+            self.fault(self.where, 0, label(key), name, names[0], "in the journal, not in the database")
+        more = extra_more + max(len(missing) - MAX_ROW_FAULTS, 0)
+        if more:
+            self.fault(self.where, 0, "-", name, names[0], f"{more} more rows differ between the database and the "
+                                                          "journal")
 
     def close(self) -> None:
         self.entry_bytes.close()
@@ -645,6 +697,15 @@ class _Json:
     value: object
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """The `ledger.rules_json` the journal gives: the rules fixed at genesis, compared as the rules they
+    read as (`Params.from_meta`), so a row written before a parameter existed (`config.LEGACY`) still
+    matches; shown as their flat metadata."""
+
+    params: Params
+
+
 def _pages(session, table, columns=None, size: int = DB_PAGE_ROWS):
     """Every row of `table`, in primary-key order, one keyset page (one statement) at a time."""
     key = list(table.primary_key.columns)
@@ -669,6 +730,11 @@ def _fields(item, table) -> dict:
 
 
 def _same(found, expected) -> bool:
+    if isinstance(expected, _Rules):
+        try:
+            return Params.from_meta(json.loads(found)) == expected.params
+        except (TypeError, ValueError):  # not JSON, or rules that do not load (ConfigError is a ValueError)
+            return False
     if isinstance(expected, _Json):
         try:
             return json.loads(found) == expected.value
@@ -683,6 +749,8 @@ def _same(found, expected) -> bool:
 def _show(value) -> str:
     if value is None:
         return "nothing"
+    if isinstance(value, _Rules):
+        value = json.dumps(value.params.to_meta(), sort_keys=True)
     if isinstance(value, _Json):
         value = json.dumps(value.value, sort_keys=True)
     if isinstance(value, Decimal):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..entries import Transaction
 from ..state import State
-from . import checkpoints, holdings, members, orders, reverse, stores
+from . import checkpoints, grants, holdings, members, orders, reverse, stores
 from .base import Ctx
 from .close import genesis, price, release, release_amounts, value_of
 from .events import (
@@ -19,6 +19,7 @@ from .events import (
     Deposit,
     Event,
     EventKind,
+    Grant,
     OpenStore,
     Order,
     PayoutCancel,
@@ -68,6 +69,8 @@ def book(state: State, event: Event, ctx: Ctx) -> Transaction:  # noqa: C901 - o
             return holdings.redeem(state, event, ctx)
         case Reverse():
             return reverse.reverse(state, event, ctx)
+        case Grant():
+            return grants.grant(state, event, ctx)
         case Release():
             return release(state.g, ctx)
         case Checkpoint():

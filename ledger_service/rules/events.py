@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from ..amounts import CNY, SP, AmountError, fmt, parse_amount, parse_rate
+from ..amounts import CNY, SP, SV, AmountError, fmt, parse_amount, parse_rate
 from ..config import ROLES
 from ..errors import Invalid
 from ..text import check as check_text
@@ -25,6 +25,8 @@ from ..text import check as check_text
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")  # \Z: "$" would let a trailing newline through
 REGION_RE = re.compile(r"^[0-9]{6}\Z")
 TEXT_MAX = 200
+# Why a `grant` gives SV (issue 13, part 3): a completed task, or a campaign's reward.
+GRANT_REASONS = ("task", "campaign")
 
 
 class EventKind(StrEnum):
@@ -49,6 +51,7 @@ class EventKind(StrEnum):
     PAYOUT_CANCEL = "payout_cancel"
     REDEEM = "redeem"
     REVERSE = "reverse"
+    GRANT = "grant"
     RELEASE = "release"
     PRICE = "price"
     CHECKPOINT = "checkpoint"
@@ -80,6 +83,13 @@ def _cny(value: Any, field: str) -> Decimal:
 def _sp(value: Any, field: str) -> Decimal:
     try:
         return parse_amount(value, SP, field=field)
+    except AmountError as exc:
+        raise Invalid("input.bad_amount", str(exc), field) from None
+
+
+def _sv(value: Any, field: str) -> Decimal:
+    try:
+        return parse_amount(value, SV, field=field)
     except AmountError as exc:
         raise Invalid("input.bad_amount", str(exc), field) from None
 
@@ -141,10 +151,12 @@ _PARSERS = {
     "region": _region,
     "cny": _cny,
     "sp": _sp,
+    "sv": _sv,
     "rebate": _rebate,
     "role": _choice(*ROLES),
     "pack": _choice("activation", "partner"),
     "channel": _choice("online", "offline"),
+    "reason": _choice(*GRANT_REASONS),
     "text": _text,
     "flag": _flag,
     "day": _pattern(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "a date YYYY-MM-DD"),
@@ -299,6 +311,25 @@ class Reverse(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Grant(Event):
+    """SV for a completed task or a campaign (issue 13, part 3), posted by finance.
+
+    `campaign` is required when `reason` is "campaign" (the rule refuses it missing) and may
+    name the campaign a task belongs to; `ref` is the source's id of what is rewarded (a task
+    completion): `ledger-service import-grants` skips a row whose `ref` is already booked."""
+
+    kind: ClassVar[EventKind] = EventKind.GRANT
+    FIELDS: ClassVar = {"holder": ("holder", "id", True), "sv": ("sv", "sv", True),
+                        "reason": ("reason", "reason", True), "campaign": ("campaign", "id", False),
+                        "ref": ("ref", "id", False)}
+    holder: str
+    sv: Decimal
+    reason: str
+    campaign: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Release(Event):
     """The daily close of one business day (not posted by clients: see `Engine.close_days`)."""
 
@@ -382,7 +413,7 @@ class SigningKey(Event):
 EVENT_TYPES: dict[str, type[Event]] = {  # by kind (an EventKind: a str)
     cls.kind: cls
     for cls in (Register, SetRole, BuyPack, OpenStore, Deposit, Order, Transfer, PayoutRequest,
-                PayoutSettle, PayoutCancel, Redeem, Reverse, Release, Checkpoint, SigningKey)
+                PayoutSettle, PayoutCancel, Redeem, Reverse, Grant, Release, Checkpoint, SigningKey)
 }
 
 

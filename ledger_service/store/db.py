@@ -7,15 +7,16 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import fields
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from beancount.parser import parser
-from sqlalchemy import Table, bindparam, create_engine, event, insert, select, update
+from sqlalchemy import Table, bindparam, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..amounts import ZERO
 from ..entries import Transaction, from_beancount
 from ..journal import make_private_dirs, private_file
 from ..rules.events import EVENT_TYPES, EventKind
@@ -32,7 +33,19 @@ from ..state import (
     Payout,
 )
 from .migrate import upgrade
-from .models import BalanceRow, Base, DayRow, EpochRow, EventRow, HolderRow, LedgerRow, PartnerRow, PayoutRow
+from .models import (
+    BalanceRow,
+    Base,
+    DayRow,
+    EpochRow,
+    EventRow,
+    GrantCampaignRow,
+    GrantDayRow,
+    HolderRow,
+    LedgerRow,
+    PartnerRow,
+    PayoutRow,
+)
 
 DB_FILENAME = "ledger.sqlite"
 
@@ -76,6 +89,15 @@ _RELEASE_BEFORE = (select(_EVENTS.c.text).where(_EVENTS.c.kind == EventKind.RELE
                    .order_by(_EVENTS.c.seq.desc()).limit(1))
 _INSERT_PARTNERS = insert(_PARTNERS)
 _INSERT_EPOCHS = insert(_EPOCHS)
+_GRANT_DAYS = table_of(GrantDayRow)
+_GRANT_CAMPAIGNS = table_of(GrantCampaignRow)
+_GRANT_DAY_SV = select(_GRANT_DAYS.c.sv).where(_GRANT_DAYS.c.holder == bindparam("holder"),
+                                               _GRANT_DAYS.c.day == bindparam("day"))
+_GRANT_CAMPAIGN_SV = select(_GRANT_CAMPAIGNS.c.sv).where(_GRANT_CAMPAIGNS.c.campaign == bindparam("campaign"))
+_DELETE_GRANT_DAYS = delete(_GRANT_DAYS).where(_GRANT_DAYS.c.holder == bindparam("b_holder"),
+                                               _GRANT_DAYS.c.day == bindparam("b_day"))
+_DELETE_GRANT_DAYS_THROUGH = delete(_GRANT_DAYS).where(_GRANT_DAYS.c.day <= bindparam("through"))
+_DELETE_GRANT_CAMPAIGNS = delete(_GRANT_CAMPAIGNS).where(_GRANT_CAMPAIGNS.c.campaign == bindparam("b_campaign"))
 # Rows fetched per `IN (...)` query (well under SQLite's limit on bound parameters).
 _CHUNK = 500
 # The fields of each event kind that name a holder (what a booking will look up): those
@@ -294,6 +316,14 @@ class DbReader:
         self._holders.update(out)
         return out
 
+    def sv_granted_on(self, holder_id: str, day: date) -> Decimal:
+        found = self.session.connection().execute(_GRANT_DAY_SV, {"holder": holder_id, "day": day}).scalar()
+        return found if found is not None else ZERO
+
+    def sv_granted_to_campaign(self, campaign: str) -> Decimal:
+        found = self.session.connection().execute(_GRANT_CAMPAIGN_SV, {"campaign": campaign}).scalar()
+        return found if found is not None else ZERO
+
     def event_record(self, event_id: str) -> EventRecord | None:
         row = self.session.scalar(select(EventRow).where(EventRow.id == event_id))
         if row is None or not row.reversible:
@@ -325,6 +355,8 @@ class DbReader:
     def put_payout(self, payout): raise AssertionError("read-only")  # pragma: no cover
     def record_event(self, record, order_id): raise AssertionError("read-only")  # pragma: no cover
     def put_event_record(self, record): raise AssertionError("read-only")  # pragma: no cover
+    def add_grant(self, holder_id, day, campaign, sv): raise AssertionError("read-only")  # pragma: no cover
+    def forget_grant_days(self, through): raise AssertionError("read-only")  # pragma: no cover
 
 
 def _looked_up(events) -> tuple[set[str], set[str], set[str], set[str]]:
@@ -382,6 +414,7 @@ def persist(session: Session, changes: ChangeSet, new_rows: list[dict]) -> None:
                                             for e in changes.epochs.values()])
     if changes.payouts:
         _persist_payouts(connection, changes.payouts)
+    _persist_grants(connection, changes)
     _persist_events(connection, changes, new_rows)
     if changes.closed_days:
         _persist_days(session, changes.closed_days)
@@ -418,6 +451,21 @@ def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> Non
             connection.execute(update(_EVENTS).where(_EVENTS.c.id == record.id).values(reversed_by=record.reversed_by))
     if new_rows:
         connection.execute(_INSERT_EVENTS, new_rows)
+
+
+def _persist_grants(connection, changes: ChangeSet) -> None:
+    """The new totals of SV granted per (holder, day) and per campaign: each row replaced; the rows of
+    the days closed dropped first."""
+    if changes.grant_days_forgotten is not None:
+        connection.execute(_DELETE_GRANT_DAYS_THROUGH, {"through": changes.grant_days_forgotten})
+    if changes.grant_days:
+        connection.execute(_DELETE_GRANT_DAYS, [{"b_holder": h, "b_day": d} for h, d in changes.grant_days])
+        connection.execute(insert(_GRANT_DAYS), [{"holder": h, "day": d, "sv": sv}
+                                                 for (h, d), sv in changes.grant_days.items()])
+    if changes.grant_campaigns:
+        connection.execute(_DELETE_GRANT_CAMPAIGNS, [{"b_campaign": c} for c in changes.grant_campaigns])
+        connection.execute(insert(_GRANT_CAMPAIGNS), [{"campaign": c, "sv": sv}
+                                                      for c, sv in changes.grant_campaigns.items()])
 
 
 def _persist_payouts(connection, payouts: Mapping[str, Payout]) -> None:

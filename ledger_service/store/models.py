@@ -108,6 +108,24 @@ class PayoutRow(Base):
     bank_reference: Mapped[str | None] = mapped_column(String(200))
 
 
+class GrantDayRow(Base):
+    """SV granted by `grant` events to one holder on one business day (the per-day ceiling): the open
+    day's rows only (a close deletes its day's rows: no event is booked on a closed day)."""
+
+    __tablename__ = "grant_days"
+    holder: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    sv: Mapped[Decimal] = mapped_column(DecimalText)
+
+
+class GrantCampaignRow(Base):
+    """SV granted by `grant` events naming one campaign (the per-campaign ceiling)."""
+
+    __tablename__ = "grant_campaigns"
+    campaign: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sv: Mapped[Decimal] = mapped_column(DecimalText)
+
+
 class EventRow(Base):
     """Every chained entry, with its exact journal text and where it stands on disk.
 

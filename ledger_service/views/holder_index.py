@@ -59,7 +59,7 @@ from sqlalchemy import (
     update,
 )
 
-from ..amounts import fmt
+from ..amounts import ZERO, fmt
 from ..apply import apply_entry
 from ..config import ConfigError, Params
 from ..entries import Entry, Transaction, from_beancount
@@ -293,6 +293,18 @@ class IndexState:
         pass
 
     def put_event_record(self, record: EventRecord) -> None:
+        pass
+
+    def sv_granted_on(self, holder_id: str, day: date) -> Decimal:
+        return ZERO  # the grant rule asks this; applying booked entries never does
+
+    def sv_granted_to_campaign(self, campaign: str) -> Decimal:
+        return ZERO
+
+    def add_grant(self, holder_id: str, day: date, campaign: str | None, sv: Decimal) -> None:
+        pass  # the grant totals are the service database's (and a replay's), not the index's
+
+    def forget_grant_days(self, through: date) -> None:
         pass
 
     def read(self) -> tuple[dict[str, Holder], dict[int, Epoch]]:
