@@ -84,17 +84,17 @@ def test_verify_passes_and_prints_the_supply_report(demo_books: Path, supply_now
     done = ok(cli("verify", "--books", demo_books))
     out = flat(done.stdout)
     assert "FAULT" not in out
-    assert "books verify" in out
+    assert "verified: the books are consistent" in out
     supply = supply_now
     assert re.search(r"cap .*390000\.0000 SP", out), out
     assert f"circulating {supply['circulating']} SP" in out, out
-    assert re.search(r"value of the day [0-9.]+ CNY/SP", out), out
+    assert re.search(rf"value of a point on {TODAY.isoformat()} [0-9.]+ CNY/SP", out), out
     assert "database: agrees with the journal" in out
 
 
 def test_verify_without_the_database_passes(demo_books: Path):
     done = ok(cli("verify", "--books", demo_books, "--no-db"))
-    assert "books verify" in flat(done.stdout)
+    assert "verified: the books are consistent" in flat(done.stdout)
     assert "not checked (--no-db)" in flat(done.stdout)
 
 
@@ -121,6 +121,20 @@ def test_supply_json_is_consistent(demo_books: Path, supply_now: dict):
     assert closed["closed"] is True
     expected = (Decimal(closed["pool_cny"]) / Decimal(closed["circulating"])).quantize(Decimal("0.00000001"))
     assert Decimal(supply["value_cny_per_sp"]) == expected
+
+
+def test_supply_of_a_past_day_is_labelled_by_that_day(demo_books: Path):
+    """`supply --date D` for a closed day: every figure is at the close of D, and the last row says
+    so (not "now", issue 14); the open day's report says "now"."""
+    day = (TODAY - timedelta(days=2)).isoformat()
+    past = flat(ok(cli("supply", "--books", demo_books, "--date", day)).stdout)
+    report = json.loads(ok(cli("supply", "--books", demo_books, "--date", day, "--json")).stdout)
+    assert f"SP supply at the close of {day}" in past, past
+    assert f"value of a point on {day} {report['value_cny_per_sp']} CNY/SP" in past, past
+    assert f"pool ÷ circulating at the close of {day} {report['closing_value_cny_per_sp']} CNY/SP" in past, past
+    assert "now" not in past, past
+    today = flat(ok(cli("supply", "--books", demo_books)).stdout)
+    assert f"SP supply as of {TODAY.isoformat()}" in today and "pool ÷ circulating now" in today, today
 
 
 def test_close_day_refuses_a_future_day(demo_books: Path, close_tomorrow):

@@ -113,7 +113,7 @@ def test_migration_0002_keeps_old_rows_under_the_legacy_scope(make_books, db_url
             rows = session.execute(select(IdempotencyRow.api_key_id, IdempotencyRow.key)).all()
         assert [(r.api_key_id, r.key) for r in rows] == [("legacy", "old-key")]
         with reopened.db.connect() as connection:
-            assert MigrationContext.configure(connection).get_current_revision() == "0002"
+            assert MigrationContext.configure(connection).get_current_revision() == migrate.head()
     finally:
         reopened.dispose()
 

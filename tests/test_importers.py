@@ -380,7 +380,7 @@ def test_reconcile_matches_settles_reports_and_is_idempotent(tmp_path, statement
     report.write(tmp_path / "report.json")
     assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == got
     text = (tmp_path / "report.txt").read_text(encoding="utf-8")
-    assert "Settled now: 3 payout(s)" in text and "Unmatched statement lines: 1" in text
+    assert "Settled now: 3 payouts" in text and "Unmatched statement lines: 1" in text
     assert f"payout {p4[0]}: {p4[1]} CNY" in text and "line 7 repeats serial B0005 of line 6" in text
 
     # Again: nothing booked; the three payouts now match by reference; the same balances.
@@ -414,6 +414,9 @@ def test_dry_run_settles_nothing(statement, pool):
     assert journal_bytes(pool.engine) == before
     assert [m.status for m in report.matched if m.kind == "payout"] == ["to settle"] * 3
     assert report.settled_now == [] and "DRY RUN" in report.to_text()
+    text = report.to_text()  # what it would do, not "Settled now: 0" after three lines "to settle"
+    assert "Would settle: 3 payouts" in text and "Settled now" not in text, text
+    assert "window 3 days" in text and "(s)" not in text, text
 
 
 def test_ambiguous_amounts_are_not_settled(tmp_path, make_books):
@@ -557,16 +560,22 @@ def test_cli_commands(tmp_path, statement, pool, monkeypatch, clock):
     runner = CliRunner()
     books = str(pool.engine.books.root)
     out = tmp_path / "rec" / "report.json"
+    dry = runner.invoke(cli_import.reconcile, ["--books", books, str(statement), "--dry-run",
+                                               "--payer", f"{PLATFORM_NAME}=platform"])
+    assert dry.exit_code == cli_import.NOT_RECONCILED == 1, dry.output  # a scheduled job alerts
+    assert "Would settle: 3 payouts" in dry.output
     result = runner.invoke(cli_import.reconcile, ["--books", books, str(statement), "--report", str(out),
                                                   "--payer", f"{PLATFORM_NAME}=platform"])
-    assert result.exit_code == 0, result.output
-    assert "Settled now: 3 payout(s)" in result.output and "RESULT: NOT reconciled" in result.output
+    assert result.exit_code == 1, result.output  # B0008 is unmatched: NOT reconciled
+    assert "Settled now: 3 payouts" in result.output and "RESULT: NOT reconciled" in result.output
     assert json.loads(out.read_text(encoding="utf-8"))["unmatched_lines"][0]["serial"] == "B0008"
     assert out.with_suffix(".txt").is_file()
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     result = runner.invoke(cli_import.reconcile, ["--books", books, str(empty)])
     assert result.exit_code == 2 and "empty file" in result.output
+    nothing = runner.invoke(cli_import.reconcile, ["--books", books, str(write_csv(tmp_path / "h.csv", [HEADER]))])
+    assert nothing.exit_code == 0 and "RESULT: reconciled" in nothing.output, nothing.output
 
     orders = write_csv(tmp_path / "orders.csv", ["order_id,date,buyer,merchant,amount_cny", "o1,,m1,s1,10.00",
                                                  "o2,,ghost,s1,10.00"])

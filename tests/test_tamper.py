@@ -253,7 +253,7 @@ def test_untampered_books_pass_every_check(books: Path):
     assert rc == 0, out + err
     rc, out, err = finish(cli)
     assert rc == 0, out + err
-    assert "books verify" in out and "agrees with the journal" in out
+    assert "verified: the books are consistent" in out and "agrees with the journal" in out
     rc, out, err = finish(cli_nodb)
     assert rc == 0, out + err
 

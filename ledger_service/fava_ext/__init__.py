@@ -9,7 +9,7 @@ Declared in every ledger file by ``custom "fava-extension" "ledger_service.fava_
   referrer, region, and their events (50 a page), derived from the journal: the ledger
   tier's holder index (`views.holder_index`, the journal folded through the last closed
   day, checked by `verify`) plus the entries booked since — never the service's database.
-- **Audit** (`AuditPage`): the chain head, whether the books verify (the last recorded
+- **Audit** (`AuditPage`): the chain head, whether the books are consistent (the last recorded
   `verify`, `audit.record`; re-run in the background when the books changed since), the
   daily checkpoints of the event log (the latest, then one row per closed day, newest first,
   read from the published files `BOOKS/checkpoints/*.json` through `views.event_log`, never
@@ -28,6 +28,7 @@ from fava.core import FavaLedger
 from fava.ext import FavaExtensionBase
 from flask import request
 
+from ..audit.verify import VERIFIED_OK
 from ..journal import day_file, entry_meta
 from ..journal import head as journal_head
 from ..views import event_log
@@ -196,7 +197,7 @@ class AuditPage(_Books, FavaExtensionBase):
         return self._days
 
     def page(self) -> dict:
-        out: dict = {"has_journal": self.has_journal, "root": str(self.books_root)}
+        out: dict = {"has_journal": self.has_journal, "root": str(self.books_root), "verified_ok": VERIFIED_OK}
         days = self.days
         closed = [d for d in days if d.closed]
         out["ledger_head"] = closed[0] if closed else None
