@@ -277,8 +277,13 @@ def test_extract_gives_new_lines_and_daily_balances_then_marks_reimports(stateme
     # After reconcile has settled P1..P3 with the bank serials, the books hold those lines.
     reconcile(pool.engine, statement, payers=PAYERS)
     after = importer.extract(str(statement), _journal_entries(pool.engine))
-    assert [t.meta["bank_serial"] for t in after if isinstance(t, data.Transaction)] == [
-        "B0001", "B0002", "B0003", "B0007", "B0008"]
+    new = [t.meta["bank_serial"] for t in after if isinstance(t, data.Transaction) and "__duplicate__" not in t.meta]
+    assert new == ["B0001", "B0002", "B0003", "B0007", "B0008"]
+    # the lines the books hold are marked (beangulp comments them out), never left out silently
+    held = {t.meta["bank_serial"]: t.meta["__duplicate__"] for t in after
+            if isinstance(t, data.Transaction) and "__duplicate__" in t.meta}
+    assert sorted(held) == ["B0004", "B0005", "B0006"]
+    assert all(held[s].meta.get("bank_reference") == s for s in ("B0004", "B0006"))
 
 
 def test_beangulp_cli_identify_extract_archive(tmp_path, statement, pool):
@@ -295,6 +300,15 @@ def test_beangulp_cli_identify_extract_archive(tmp_path, statement, pool):
     text = out.read_text(encoding="utf-8")
     assert text.count("bank_serial:") == 9 and text.count("; duplicate of") == 1
     assert text.count(" balance Assets:Pool ") == 8
+    # after reconcile settled three payouts with their serials: those lines come out commented,
+    # with what holds them, as docs/importing.md says (not silently left out)
+    reconcile(pool.engine, statement, payers=PAYERS)
+    result = runner.invoke(cli, ["extract", "-e", str(pool.engine.books.main), "-o", str(out), str(statement)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert text.count("bank_serial:") == 9 and text.count("; duplicate of") == 4, text
+    for serial in ("B0004", "B0006"):
+        assert f';   bank_serial: "{serial}"' in text, text
     docs = tmp_path / "documents"
     docs.mkdir()
     result = runner.invoke(cli, ["archive", "-n", "-o", str(docs), str(statement)])
@@ -544,7 +558,9 @@ def test_order_importer_previews_unbooked_orders(tmp_path, make_books):
     assert [(e.type, e.values[0].value, "__duplicate__" in e.meta) for e in entries] == [
         ("order", "o1", False), ("order", "o2", False), ("order", "o1", True)]
     import_orders(engine, write_csv(tmp_path / "one.csv", ORDERS[:2]))
-    assert [e.values[0].value for e in importer.extract(str(path), _journal_entries(engine))] == ["o2"]
+    again = importer.extract(str(path), _journal_entries(engine))
+    assert [(e.values[0].value, "__duplicate__" in e.meta) for e in again] == [
+        ("o1", True), ("o2", False), ("o1", True)]  # o1 booked: marked (commented out by -e), not dropped
     bad = write_csv(tmp_path / "bad.csv", [ORDERS[0], ORDERS[6]])
     with pytest.raises(FormatError) as info:
         importer.extract(str(bad), [])
