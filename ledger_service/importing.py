@@ -609,8 +609,9 @@ class _Matching:
                     waiting.remove(line)
                     progress = True
                 elif candidates:
+                    within = plural(self.window_days, "day")
                     reasons[line.line] = ("ambiguous: pending payouts " + ", ".join(p.id for p in candidates)
-                                          + f" are all {fmt(-line.amount)} CNY within {plural(self.window_days, 'day')}; "
+                                          + f" are all {fmt(-line.amount)} CNY within {within}; "
                                             "put the payout id in the memo or settle by hand")
                 else:
                     reasons[line.line] = (f"no pending payout of {fmt(-line.amount)} CNY requested within "
@@ -700,7 +701,8 @@ def _unmatched_book_items(matching: _Matching, period: _Period) -> list[dict]:
         items.append({
             "kind": "deposit", "id": deposit.id, "payer": deposit.payer, "cny": fmt(deposit.cny),
             "day": deposit.day.isoformat(),
-            "what": f"from {deposit.payer}, booked {deposit.day}: no bank line within {plural(matching.window_days, 'day')}",
+            "what": f"from {deposit.payer}, booked {deposit.day}: no bank line within "
+                    f"{plural(matching.window_days, 'day')}",
         })
     return items
 

@@ -10,6 +10,7 @@ the background is stopped by the block's own `kill %1`, and by the test if the b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -91,10 +92,8 @@ def test_readme_walkthrough_runs_as_written_and_shows_a_release(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        try:  # the server, if the block stopped before its `kill %1`
+        with contextlib.suppress(ProcessLookupError):  # the server, if the block stopped before `kill %1`
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     assert proc.returncode == 0, stdout + stderr
     documents = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     wanted = expectations(block)

@@ -35,7 +35,6 @@ from ..text import plural
 from .caches import pickle_cache_warnings
 from .replay import Replay
 
-
 # What every tool says when a verification finds no fault (the CLI, the demo platform, Fava's
 # Audit page): one sentence, the same everywhere (issue 14).
 VERIFIED_OK = "verified: the books are consistent"

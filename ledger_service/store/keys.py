@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .models import ApiKeyRow
@@ -61,7 +61,7 @@ def touch(session: Session, key_id: str) -> bool:
     last = session.connection().execute(select(table.c.last_used).where(table.c.id == key_id)).scalar()
     if last is not None and last.date() >= now.date():
         return False
-    session.connection().execute(table.update().where(table.c.id == key_id).values(last_used=now))
+    session.connection().execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used=now))
     return True
 
 
