@@ -210,7 +210,7 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
 @click.option("--members", default=300, show_default=True)
 @click.option("--merchants", default=20, show_default=True)
 @click.option("--days", default=10, show_default=True)
-@click.option("--orders-per-day", type=int, default=None, help="Default: members ÷ 2.")
+@click.option("--orders-per-day", type=int, default=None, help="Default: members ÷ 10 (at least 10).")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--profile", default="seed-a", show_default=True)
 @click.option("--batch", default=10_000, show_default=True, type=click.IntRange(1, 10_000),
@@ -239,6 +239,7 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
         except (Refusal, JournalFault, config.ConfigError, FileNotFoundError) as exc:
             _fail(exc)
     seconds = time.perf_counter() - started
+    _print_plan(demo_module.PLATFORM, members, merchants, days, orders_per_day)
     console.print(f"booked: {dict(sorted(stats.booked.items()))}")
     console.print(f"refused by the rules (nothing booked): {dict(sorted(stats.refused.items()))}")
     _print_supply(engine.supply())
@@ -249,6 +250,16 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
         stats_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     console.print(f"check it: bean-check -C {books}/main.beancount && ledger-service verify --books {books}"
                   + ("" if db_url is None else " --db URL"))  # -C: never Beancount's pickle cache
+
+
+def _print_plan(plan, members: int, merchants: int, days: int, orders_per_day: int | None) -> None:
+    """What the simulation assumed (README, "The demo's platform"): a finance reader can judge
+    whether the value of a point moves as it should."""
+    orders = orders_per_day if orders_per_day is not None else max(10, int(members * plan.orders_per_member_day))
+    console.print(f"simulated platform: {members:,} members, {merchants:,} stores, {days} days, "
+                  f"{orders:,} orders a day")
+    for line in plan.lines():
+        console.print(f"  {line}")
 
 
 def _demo_figures(books: Path, stats, seconds: float, batch: int, peak_rss_mib: float) -> dict:
@@ -476,6 +487,20 @@ def fava(books: Path, host: str, port: int, period: str | None, db_url: str | No
 DEMO_KEY_NAMES = {"storefront": "demo storefront", "finance": "demo finance"}
 
 
+def demo_keys(engine) -> tuple[str, str, int]:
+    """New storefront and finance keys for the demo platform, the earlier starts' demo keys
+    revoked in the same transaction: (storefront secret, finance secret, keys revoked)."""
+    from .store import keys as key_store
+
+    with engine.Session() as session, session.begin():
+        earlier = [k for name in DEMO_KEY_NAMES.values() for k in key_store.live_named(session, name)]
+        for key_id in earlier:
+            key_store.revoke(session, key_id)
+        _, storefront = key_store.create(session, "storefront", DEMO_KEY_NAMES["storefront"])
+        _, finance = key_store.create(session, "finance", DEMO_KEY_NAMES["finance"])
+    return storefront, finance, len(earlier)
+
+
 @main.command()
 @books_option
 @click.option("--api-port", default=8000, show_default=True, type=int)
@@ -488,24 +513,19 @@ def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: s
     from .audit.verify import VERIFIED_OK
     from .audit.verify import verify as run_verify
     from .engine import Engine
-    from .store import keys as key_store
 
     if not Books(books).exists():
         console.print(f"simulating a platform into {books} …")
+        _print_plan(demo_module.PLATFORM, 300, 20, 10, None)
         demo_module.run(books, config.load("seed-a"), 300, 20, 10, 1, db_url=db_url)
     engine = Engine(books, db_url)
     engine.close_days()
     report = run_verify(books, db_url)
     console.print(VERIFIED_OK if report.ok
                   else f"[red]{plural(len(report.faults), 'fault')}: run ledger-service verify[/red]")
-    with engine.Session() as session, session.begin():  # the earlier starts' demo keys stop working
-        earlier = [k for name in DEMO_KEY_NAMES.values() for k in key_store.live_named(session, name)]
-        for key_id in earlier:
-            key_store.revoke(session, key_id)
-        _, storefront = key_store.create(session, "storefront", DEMO_KEY_NAMES["storefront"])
-        _, finance = key_store.create(session, "finance", DEMO_KEY_NAMES["finance"])
+    storefront, finance, earlier = demo_keys(engine)
     if earlier:
-        console.print(f"revoked the {plural(len(earlier), 'demo key')} of an earlier start; new ones below")
+        console.print(f"revoked the {plural(earlier, 'demo key')} of an earlier start; new ones below")
     engine.dispose()
     me = [sys.executable, "-m", "ledger_service.cli"]
     # the URL goes by environment, not argv: a password in it stays out of `ps`

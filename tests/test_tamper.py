@@ -30,7 +30,7 @@ import pytest
 
 from ledger_service import config
 from ledger_service.audit.verify import verify
-from ledger_service.demo import Demo
+from ledger_service.demo import ORIGINAL, Demo
 from ledger_service.engine import Engine
 from ledger_service.entries import Posting, Transaction, entry_hash, meta_tuple, render, with_meta
 from ledger_service.journal import day_file
@@ -53,7 +53,7 @@ def source_books(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("source") / "books"
     clock = Clock(TODAY)
     engine = Engine.init(root, config.load("seed-a"), start=START, clock=clock)
-    demo = Demo(engine, seed=3)
+    demo = Demo(engine, seed=3, plan=ORIGINAL)  # the draws these books were made with
     for index, day in enumerate(CLOSED):
         demo.register(day, 10)
         demo.grade(day, 2)
