@@ -5,7 +5,10 @@ Playwright's Python package against a Fava the test starts with `ledger-service 
 (`python -m ledger_service.fava_app` before the CLI has `--period`) on a copy of the demo
 books, logged in with a finance key (HTTP Basic, the browser context's credentials). It opens the balance sheet, the Supply page (its charts drawn), a Holder page for a
 demo holder and the Audit page (its checkpoint table), and asserts that the numbers shown equal
-`ledger-service supply --json` and the holder's balances from the API. Screenshots are
+`ledger-service supply --json` and the holder's balances from the API. Issue 14: the Income
+Statement and Balance Sheet read positive, the Holder page with no id (top holders, prefix
+search), the Supply page's day-by-day table, and the API's /docs drawn with every request to a
+host other than 127.0.0.1 aborted (Playwright's route), as on a machine with no internet. Screenshots are
 saved under artifacts/ (git-ignored). Skipped only when /usr/bin/chromium is missing.
 """
 
