@@ -181,7 +181,7 @@ def markdown(r: dict) -> str:
         f"({sizes['journal_bytes'] / max(1, s.get('events', 1)):,.0f} bytes per event); ledger tier "
         f"{sizes['ledger_bytes'] / MIB:,.1f} MiB; SQLite database {sizes['sqlite_bytes'] / MIB:,.1f} MiB.",
         "",
-        f"Verify: {'books verify' if v.get('ok') else 'FAULTS: ' + str(v.get('faults'))}"
+        f"Verify: {'verified: the books are consistent' if v.get('ok') else 'FAULTS: ' + str(v.get('faults'))}"
         + (f"; {v['entries']:,} entries in {v['files']} files, {v['holders']:,} holders." if v.get("entries") else "."),
         "",
     ]

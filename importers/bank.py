@@ -298,30 +298,32 @@ def _balance_breaks(statement: Statement, columns: StatementColumns) -> list[str
     return out
 
 
-def held_serials(existing: data.Entries | None) -> set[str]:
-    """Bank serials the books already hold: imported lines and settled payouts' references."""
-    held: set[str] = set()
+def held_serials(existing: data.Entries | None) -> dict[str, data.Transaction]:
+    """Bank serials the books already hold (imported lines and settled payouts' references),
+    each with the first entry that holds it."""
+    held: dict[str, data.Transaction] = {}
     for entry in existing or ():
         if isinstance(entry, data.Transaction) and entry.meta:
             for key in (SERIAL_META, REFERENCE_META):
                 value = entry.meta.get(key)
                 if isinstance(value, str) and value:
-                    held.add(value)
+                    held.setdefault(value, entry)
     return held
 
 
 class PoolStatementImporter(NamedImporter, beangulp.Importer):
     """beangulp importer of the pool's bank statement (see the module docstring).
 
-    extract() gives one transaction per statement line whose serial the books do not
-    hold yet (neither as `bank_serial` of an imported line nor as `bank_reference` of
-    a settled payout), with one posting: money in to `account` (the pool,
+    extract() gives one transaction per statement line, with one posting: money in to `account` (the pool,
     `Assets:Pool:Backing`), money out from `payout_account` (payouts are paid from
     `Assets:Pool:PayoutReserve`); then, for every day of the statement, a `balance`
     assertion of the bank's closing balance on `balance_account` (`Assets:Pool`,
     whose sub-accounts are Backing + PayoutReserve), dated the next day as Beancount
-    balance semantics require. A line repeating an earlier serial is marked
-    `__duplicate__` (beangulp prints it commented out).
+    balance semantics require. A line whose serial the books already hold (as
+    `bank_serial` of an imported line or `bank_reference` of a settled payout), a line
+    repeating an earlier serial, and a day's balance the books already assert are marked
+    `__duplicate__`: beangulp prints them commented out (`extract -e`), Fava's import page
+    shows them unticked. Nothing is left out silently.
     """
 
     def __init__(self, columns: StatementColumns = DEFAULT_COLUMNS, account: str = POOL_ACCOUNT,
@@ -355,27 +357,27 @@ class PoolStatementImporter(NamedImporter, beangulp.Importer):
         entries: list = []
         by_serial: dict[str, data.Transaction] = {}
         for item in statement.lines:
-            if item.serial in held:
-                continue
             txn = self._transaction(filepath, item)
+            if item.serial in held:  # shown commented out, not dropped: the reader sees why it is not new
+                txn.meta[DUPLICATE_META] = held[item.serial]
             by_serial[item.serial] = txn
             entries.append(txn)
         for dup in statement.duplicates:
             first = by_serial.get(dup.serial)
             if first is None or dup.item is None:
-                continue  # the books hold it already (a parsed statement always sets `item`)
+                continue  # (a parsed statement always sets both)
             txn = self._transaction(filepath, dup.item)
             txn.meta[DUPLICATE_META] = first
             entries.append(txn)
         if self.balance_account:
-            balances_held = {(e.account, e.date) for e in existing or () if isinstance(e, data.Balance)}
+            balances_held = {(e.account, e.date): e for e in existing or () if isinstance(e, data.Balance)}
             last_line = {item.date: item for item in statement.lines if item.balance is not None}
             for day, balance in statement.closing_balances().items():
                 when = day + timedelta(days=1)
-                if (self.balance_account, when) in balances_held:
-                    continue
                 meta = data.new_metadata(filepath, last_line[day].line)
                 meta["bank_day"] = day.isoformat()
+                if (self.balance_account, when) in balances_held:
+                    meta[DUPLICATE_META] = balances_held[(self.balance_account, when)]
                 entries.append(data.Balance(meta, when, self.balance_account,
                                             bc_amount.Amount(balance, self.currency), None, None))
         return entries

@@ -19,8 +19,8 @@ order), then one order per line:
 Each line is one `order` event, validated and booked by the same rules as
 `POST /v1/orders` (`ledger_service.importing.import_orders`). This module reads the
 file; `OrderExportImporter` is its beangulp importer (identify, archive, and a
-preview of the orders not yet booked, as `custom "order"` directives: an order's
-postings depend on the books, so only the engine books it).
+preview of the orders as `custom "order"` directives, those already booked marked as
+duplicates: an order's postings depend on the books, so only the engine books it).
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def row_event(row: OrderRow):
 class OrderExportImporter(NamedImporter, beangulp.Importer):
     """beangulp importer of the order export (see the module docstring).
 
-    extract() previews each order the books do not hold yet (no entry with its
-    `order_id`) as a `custom "order"` directive; booking is `ledger-service
+    extract() previews each order as a `custom "order"` directive, one the books hold
+    already (an entry with its `order_id`) or a repeated id marked `__duplicate__`
+    (commented out by `extract -e`, unticked in Fava); booking is `ledger-service
     import-orders`, through the rules. A malformed row raises `FormatError` with its
     line and column.
     """
@@ -154,8 +155,8 @@ class OrderExportImporter(NamedImporter, beangulp.Importer):
         return max(days) if days else None
 
     def extract(self, filepath: str, existing: data.Entries) -> data.Entries:
-        held = {e.meta.get(ORDER_META) for e in existing or () if isinstance(e, data.Transaction) and e.meta}
-        held.discard(None)
+        held = {e.meta[ORDER_META]: e for e in existing or ()
+                if isinstance(e, data.Transaction) and e.meta and e.meta.get(ORDER_META)}
         orders = read_orders(filepath)
         entries: data.Entries = []
         seen: dict[str, data.Custom] = {}
@@ -166,15 +167,15 @@ class OrderExportImporter(NamedImporter, beangulp.Importer):
             except Refusal as refusal:
                 raise FormatError(filepath, row.line, refusal.field, f"[{refusal.rule}] {refusal.detail}") from None
             day = row_day(row, filepath) or fallback
-            if event.order_id in held:
-                continue
             meta = data.new_metadata(filepath, row.line)
             values = [ValueType(event.order_id, str), ValueType(event.buyer, str), ValueType(event.merchant, str),
                       ValueType(bc_amount.Amount(event.amount_cny, "CNY"), bc_amount.Amount)]
             if event.ship_region:
                 values.append(ValueType(event.ship_region, str))
             custom = data.Custom(meta, day, "order", values)
-            if event.order_id in seen:
+            if event.order_id in held:  # booked already: shown commented out (`extract -e`), not dropped
+                custom.meta["__duplicate__"] = held[event.order_id]
+            elif event.order_id in seen:
                 custom.meta["__duplicate__"] = seen[event.order_id]
             else:
                 seen[event.order_id] = custom

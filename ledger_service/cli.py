@@ -28,7 +28,7 @@ from .cli_common import fail
 from .errors import JournalFault, JournalUnavailable, Refusal
 from .journal import Books
 from .rules.events import EventKind
-from .text import describe, refused_char
+from .text import describe, plural, refused_char
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -142,14 +142,20 @@ def supply(books: Path, day: date | None, db_url: str | None, as_json: bool) -> 
 
 
 def _print_supply(report: dict) -> None:
-    table = Table(title=f"SP supply {'at the close of ' if report.get('closed') else 'as of '}{report.get('date', '')}")
+    """The supply table, each figure labelled by the day it is for: a closed day's report is the
+    position at its close (its last row: the value its close set for the next day), an open
+    day's the position now."""
+    day = report.get("date", "")
+    closed = bool(report.get("closed"))
+    table = Table(title=f"SP supply {'at the close of ' if closed else 'as of '}{day}")
     table.add_column("figure")
     table.add_column("amount", justify="right")
     labels = [("cap", "cap", "SP"), ("issued", "issued", "SP"), ("released", "  released", "SP"),
               ("sold", "  sold", "SP"), ("burned", "burned", "SP"), ("redeemed", "redeemed", "SP"),
               ("circulating", "circulating", "SP"), ("pool_cny", "pool", "CNY"),
-              ("value_cny_per_sp", "value of the day", "CNY/SP"),
-              ("closing_value_cny_per_sp", "pool ÷ circulating now", "CNY/SP")]
+              ("value_cny_per_sp", f"value of a point on {day}", "CNY/SP"),
+              ("closing_value_cny_per_sp", f"pool ÷ circulating at the close of {day}" if closed
+               else "pool ÷ circulating now", "CNY/SP")]
     for key, label, unit in labels:
         if key in report:
             table.add_row(label, f"{report[key]} {unit}")
@@ -164,6 +170,7 @@ def _print_supply(report: dict) -> None:
 def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
     """Re-derive everything from the journal alone; exit 1 on any fault, each located."""
     from .audit import record
+    from .audit.verify import VERIFIED_OK
     from .audit.verify import verify as run_verify
     from .store.db import NoDatabase, database_url, sqlite_file
 
@@ -194,7 +201,7 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
                       + ", ".join(f"{k} {v}" for k, v in report.residue.items()))
         console.print("database: " + ("agrees with the journal" if report.db_checked and report.ok
                                       else "checked" if report.db_checked else "not checked (--no-db)"))
-    console.print("[green]books verify[/green]" if report.ok else f"[red]{len(report.faults)} fault(s)[/red]")
+    console.print(f"[green]{VERIFIED_OK}[/green]" if report.ok else f"[red]{plural(len(report.faults), 'fault')}[/red]")
     sys.exit(0 if report.ok else 1)
 
 
@@ -203,7 +210,7 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
 @click.option("--members", default=300, show_default=True)
 @click.option("--merchants", default=20, show_default=True)
 @click.option("--days", default=10, show_default=True)
-@click.option("--orders-per-day", type=int, default=None, help="Default: members ÷ 2.")
+@click.option("--orders-per-day", type=int, default=None, help="Default: members ÷ 10 (at least 10).")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--profile", default="seed-a", show_default=True)
 @click.option("--batch", default=10_000, show_default=True, type=click.IntRange(1, 10_000),
@@ -232,6 +239,7 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
         except (Refusal, JournalFault, config.ConfigError, FileNotFoundError) as exc:
             _fail(exc)
     seconds = time.perf_counter() - started
+    _print_plan(demo_module.PLATFORM, members, merchants, days, orders_per_day)
     console.print(f"booked: {dict(sorted(stats.booked.items()))}")
     console.print(f"refused by the rules (nothing booked): {dict(sorted(stats.refused.items()))}")
     _print_supply(engine.supply())
@@ -242,6 +250,16 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
         stats_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     console.print(f"check it: bean-check -C {books}/main.beancount && ledger-service verify --books {books}"
                   + ("" if db_url is None else " --db URL"))  # -C: never Beancount's pickle cache
+
+
+def _print_plan(plan, members: int, merchants: int, days: int, orders_per_day: int | None) -> None:
+    """What the simulation assumed (README, "The demo's platform"): a finance reader can judge
+    whether the value of a point moves as it should."""
+    orders = orders_per_day if orders_per_day is not None else max(10, int(members * plan.orders_per_member_day))
+    console.print(f"simulated platform: {members:,} members, {merchants:,} stores, {days} days, "
+                  f"{orders:,} orders a day")
+    for line in plan.lines():
+        console.print(f"  {line}")
 
 
 def _demo_figures(books: Path, stats, seconds: float, batch: int, peak_rss_mib: float) -> dict:
@@ -400,16 +418,29 @@ def signing_key_rotate(books: Path, db_url: str | None) -> None:
 
 @main.group()
 def keys() -> None:
-    """API keys: create (the secret is printed once), list, revoke."""
+    """API keys: who may call the API and log in to Fava.
+
+    \b
+    create   a new key for a role; its secret is printed once (only a digest is stored)
+    list     every key: id, role, state, created, last used (by the API), name
+    revoke   revoke a key by its id: it stops working at once
+    \b
+    Roles: storefront (members, orders, …), finance (deposits, payouts, closing days; Fava),
+    auditor (reads; Fava), admin (keys and reads; Fava)."""
 
 
 def _key_session(books: Path, db_url: str | None):
+    from .store import migrate
     from .store.db import NoDatabase, database_url, make_engine, sessions
 
     try:
-        return sessions(make_engine(database_url(books, db_url)))()
+        db = make_engine(database_url(books, db_url))
     except NoDatabase as exc:  # the books' database is elsewhere: never create an empty SQLite file
         _fail(exc)
+    if migrate.current(db) not in (None, migrate.head()):  # books of an older schema: upgraded first
+        with Books(books).lock():
+            migrate.upgrade(db)
+    return sessions(db)()
 
 
 @keys.command("create")
@@ -418,6 +449,7 @@ def _key_session(books: Path, db_url: str | None):
 @click.option("--name", default="", callback=_text, help="Who the key is for.")
 @db_option
 def keys_create(books: Path, role: str, name: str, db_url: str | None) -> None:
+    """A new key for ROLE; its secret is printed once, on the last line (only a digest is kept)."""
     from .store import keys as key_store
 
     with _key_session(books, db_url) as session, session.begin():
@@ -430,12 +462,19 @@ def keys_create(books: Path, role: str, name: str, db_url: str | None) -> None:
 @books_option
 @db_option
 def keys_list(books: Path, db_url: str | None) -> None:
+    """Every key, oldest first: id, role, state, created (UTC), last used by the API (a day), name."""
     from .store import keys as key_store
 
     with _key_session(books, db_url) as session:
-        for row in key_store.listing(session):
-            state = f"revoked {row.revoked:%Y-%m-%d %H:%M}" if row.revoked else "live"
-            print(f"{row.id}  {row.role:<10}  {state:<24}  {row.name}")
+        rows = key_store.listing(session)
+    if not rows:
+        print("no keys yet: `ledger-service keys create --books BOOKS --role ROLE` makes one")
+        return
+    print(f"{'id':<12}  {'role':<10}  {'state':<24}  {'created (UTC)':<16}  {'last used':<10}  name")
+    for row in rows:
+        state = f"revoked {row.revoked:%Y-%m-%d %H:%M}" if row.revoked else "live"
+        used = f"{row.last_used:%Y-%m-%d}" if row.last_used else "never"
+        print(f"{row.id:<12}  {row.role:<10}  {state:<24}  {row.created:%Y-%m-%d %H:%M}  {used:<10}  {row.name}")
 
 
 @keys.command("revoke")
@@ -443,11 +482,13 @@ def keys_list(books: Path, db_url: str | None) -> None:
 @click.argument("key_id")
 @db_option
 def keys_revoke(books: Path, key_id: str, db_url: str | None) -> None:
+    """Revoke the key KEY_ID (the id `keys list` shows, not the secret): refused from now on."""
     from .store import keys as key_store
 
     with _key_session(books, db_url) as session, session.begin():
         if not key_store.revoke(session, key_id):
-            _fail(KeyError(f"no live key {key_id}"))
+            _fail(LookupError(f"there is no live key with the id {key_id} (see `ledger-service keys list "
+                              f"--books {books}`)"))
     console.print(f"key {key_id} revoked")
 
 
@@ -473,6 +514,23 @@ def fava(books: Path, host: str, port: int, period: str | None, db_url: str | No
         _fail(exc)
 
 
+DEMO_KEY_NAMES = {"storefront": "demo storefront", "finance": "demo finance"}
+
+
+def demo_keys(engine) -> tuple[str, str, int]:
+    """New storefront and finance keys for the demo platform, the earlier starts' demo keys
+    revoked in the same transaction: (storefront secret, finance secret, keys revoked)."""
+    from .store import keys as key_store
+
+    with engine.Session() as session, session.begin():
+        earlier = [k for name in DEMO_KEY_NAMES.values() for k in key_store.live_named(session, name)]
+        for key_id in earlier:
+            key_store.revoke(session, key_id)
+        _, storefront = key_store.create(session, "storefront", DEMO_KEY_NAMES["storefront"])
+        _, finance = key_store.create(session, "finance", DEMO_KEY_NAMES["finance"])
+    return storefront, finance, len(earlier)
+
+
 @main.command()
 @books_option
 @click.option("--api-port", default=8000, show_default=True, type=int)
@@ -482,21 +540,22 @@ def fava(books: Path, host: str, port: int, period: str | None, db_url: str | No
 def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: str | None) -> None:
     """The demo platform: demo books if absent, checked; the API and Fava side by side."""
     from . import demo as demo_module
+    from .audit.verify import VERIFIED_OK
     from .audit.verify import verify as run_verify
     from .engine import Engine
-    from .store import keys as key_store
 
     if not Books(books).exists():
         console.print(f"simulating a platform into {books} …")
+        _print_plan(demo_module.PLATFORM, 300, 20, 10, None)
         demo_module.run(books, config.load("seed-a"), 300, 20, 10, 1, db_url=db_url)
     engine = Engine(books, db_url)
     engine.close_days()
     report = run_verify(books, db_url)
-    console.print("books verify" if report.ok
-                  else f"[red]{len(report.faults)} fault(s): run ledger-service verify[/red]")
-    with engine.Session() as session, session.begin():
-        _, storefront = key_store.create(session, "storefront", "demo storefront")
-        _, finance = key_store.create(session, "finance", "demo finance")
+    console.print(VERIFIED_OK if report.ok
+                  else f"[red]{plural(len(report.faults), 'fault')}: run ledger-service verify[/red]")
+    storefront, finance, earlier = demo_keys(engine)
+    if earlier:
+        console.print(f"revoked the {plural(earlier, 'demo key')} of an earlier start; new ones below")
     engine.dispose()
     me = [sys.executable, "-m", "ledger_service.cli"]
     # the URL goes by environment, not argv: a password in it stays out of `ps`

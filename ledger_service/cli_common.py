@@ -15,6 +15,7 @@ def fail(exc: Exception) -> None:
 
     if isinstance(exc, Refusal):
         click.echo(redact(f"refused [{exc.rule}] {exc.detail}"), err=True)
-    else:
-        click.echo(redact(f"error: {exc}"), err=True)  # a URL's password never reaches the terminal
+    else:  # a KeyError's str() is its repr ('…' in quotes): say its message as a plain sentence
+        text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        click.echo(redact(f"error: {text}"), err=True)  # a URL's password never reaches the terminal
     sys.exit(2)

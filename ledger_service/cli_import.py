@@ -22,6 +22,7 @@ from .cli_common import fail
 from .errors import JournalFault, JournalUnavailable, Refusal
 
 err = Console(stderr=True)  # the progress bar
+NOT_RECONCILED = 1  # `reconcile`'s exit code when anything is unmatched (2: it could not run)
 
 books_option = click.option("--books", "books", required=True, type=click.Path(path_type=Path),
                             help="The books folder (holds main.beancount).")
@@ -62,9 +63,14 @@ def reconcile(books: Path, statement: Path, report_path: Path | None, window_day
               dry_run: bool, as_json: bool, db_url: str | None) -> None:
     """Match the pool's bank STATEMENT (CSV) to the books and settle the payouts it shows paid.
 
-    Prints the report: matched lines, payouts settled now, unmatched statement lines,
-    unmatched book items, and the bank's balance against Backing + PayoutReserve at
-    the end of each day. Running it again on the same statement books nothing.
+    Prints the report: matched lines, payouts settled now (with --dry-run: those it would
+    settle), unmatched statement lines, unmatched book items, and the bank's balance against
+    Backing + PayoutReserve at the end of each day. Running it again on the same statement
+    books nothing.
+
+    Exit code: 0 reconciled; 1 NOT reconciled (a line or a book item unmatched, or a
+    difference unexplained: a scheduled job can alert on it); 2 the statement or the books
+    cannot be read (nothing booked).
     """
     from importers.common import FormatError  # heavy: loaded when the command runs (see the module docstring)
 
@@ -83,6 +89,7 @@ def reconcile(books: Path, statement: Path, report_path: Path | None, window_day
         click.echo(report.to_text(), nl=False)
         if report_path is not None:
             click.echo(f"report written to {report_path} and {report_path.with_suffix('.txt')}")
+    sys.exit(0 if report.ok else NOT_RECONCILED)
 
 
 @click.command("import-orders")

@@ -30,6 +30,7 @@ Two ways to book:
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter, defaultdict
@@ -63,6 +64,64 @@ from .rules.events import (
 )
 
 REGIONS = ("441900", "440300", "440100", "310000", "110000", "330100", "510100", "420100")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the simulated platform does (issue 14: plausible for a shopping platform, and said).
+
+    The value of a point is pool ÷ circulating: each order burns its rebate's worth of SP from
+    its merchant (the CNY stays in the pool: the value rises), each close releases 500 SP
+    backed by nothing (the value falls); deposits and payouts move CNY and SP together at the
+    day's value. So the value drifts up when a day's rebates (in CNY) exceed the day's release
+    times the value, and down otherwise: the order flow below keeps the two of the same order
+    for a demo of a few hundred members.
+    """
+
+    orders_per_member_day: Decimal  # orders a day = members × this (unless given)
+    order_median_cny: Decimal | None  # order amounts: log-normal around this, 10–2,000 CNY (None: uniform)
+    rebate_rates: tuple[str, ...]  # a store's rebate rate, drawn from these
+    opening_deposits: tuple[int, ...]  # CNY a store deposits when it opens, drawn from these
+    top_up_cny: int  # CNY a store short of SP deposits (half of them) before its next order
+    payouts_per_order: Decimal  # payout requests per order, each worth 1–`payout_max_cny` CNY
+    payout_max_cny: int
+    platform_injection_chance: Decimal  # a day's chance of a platform deposit of 100–1,000 CNY
+
+    @property
+    def rebate_per_order_cny(self) -> Decimal:
+        """About what an order's rebate is worth: the mean amount × the mean rate."""
+        if self.order_median_cny is None:
+            return Decimal(120)  # (the estimate before issue 14: the ORIGINAL plan's books stay the same)
+        mean_amount = self.order_median_cny * Decimal("1.377")  # a log-normal's mean: median × e^(0.8² / 2)
+        mean_rate = sum((Decimal(r) for r in self.rebate_rates), ZERO) / len(self.rebate_rates)
+        return quantize(mean_amount * mean_rate, CNY)
+
+    def lines(self) -> list[str]:
+        """The plan in words (the demo prints them; the README quotes them)."""
+        amounts = (f"log-normal around {self.order_median_cny} CNY (10–2,000 CNY)" if self.order_median_cny
+                   else "uniform 10–2,000 CNY")
+        return [
+            f"orders: {self.orders_per_member_day} a member a day, amounts {amounts}",
+            f"stores: rebate rates {', '.join(f'{Decimal(r) * 100:g} %' for r in self.rebate_rates)}; "
+            f"opening deposits {', '.join(f'{d:,}' for d in self.opening_deposits)} CNY; "
+            f"a store short of SP tops up {self.top_up_cny:,} CNY half the time",
+            f"payouts: {self.payouts_per_order} requests per order, 1–{self.payout_max_cny} CNY each, "
+            "85 % settled and 15 % cancelled later; transfers and redemptions of a few CNY",
+            f"platform: funds the pool on the first day; a day's chance of another injection "
+            f"{self.platform_injection_chance * 100:g} %",
+        ]
+
+
+# What `ledger-service demo` and `make demo` simulate: a member orders about once in ten days
+# (median 80 CNY, as on a shopping platform), rebates of 3–15 %, stores open with the minimum
+# deposit or a little more, one payout request per ten orders.
+PLATFORM = Plan(Decimal("0.1"), Decimal(80), ("0.03", "0.05", "0.05", "0.08", "0.08", "0.10", "0.12", "0.15"),
+                (500, 500, 1000, 2000), 1000, Decimal("0.1"), 50, Decimal("0.05"))
+# The draws before issue 14 (orders of 10–2,000 CNY by half the members every day, rebates up to
+# 20 %: the value of a point climbed from 1 to about 12.7 CNY in ten days). The tests' fixed
+# books are built with it, so that their figures stay as they were.
+ORIGINAL = Plan(Decimal("0.5"), None, ("0.05", "0.08", "0.10", "0.12", "0.15", "0.20"), (500, 1000, 2000, 5000),
+                2000, Decimal("0.04"), 20, Decimal("0.2"))
 ROLES = ("vip", "shop_owner", "store_owner", "service_provider")
 PHASES = ("init", "members", "stores", "trade", "reversal", "close")
 
@@ -92,10 +151,11 @@ class _Queued(NamedTuple):
 
 class Demo:
     def __init__(self, engine: Engine, seed: int, on_day: Callable[[date], None] | None = None,
-                 batch: int = 1, on_commit: Callable[[DemoStats], None] | None = None) -> None:
+                 batch: int = 1, on_commit: Callable[[DemoStats], None] | None = None, plan: Plan = PLATFORM) -> None:
         if not 1 <= batch <= MAX_EVENTS_PER_COMMIT:
             raise ValueError(f"batch: between 1 and {MAX_EVENTS_PER_COMMIT} events per commit")
         self.engine = engine
+        self.plan = plan
         self.rng = random.Random(seed)
         self.stats = DemoStats()
         self.members: list[str] = []
@@ -296,12 +356,12 @@ class Demo:
                 return
             merchant = f"s{len(self.merchants):05d}"
             channel = "offline" if self.rng.random() < 0.6 else "online"
-            rate = Decimal(self.rng.choice(("0.05", "0.08", "0.10", "0.12", "0.15", "0.20")))
+            rate = Decimal(self.rng.choice(self.plan.rebate_rates))
             referrer = self.rng.choice(self.members) if channel == "offline" and self.rng.random() < 0.7 else None
             event = OpenStore(merchant, self.rng.choice(self.active), self.rng.choice(REGIONS), channel, rate, referrer)
             if self.book(event, day, apply=partial(self._opened, merchant, rate),
                          undo=partial(_remove, self.merchants, merchant)):
-                self.deposit(merchant, Decimal(self.rng.choice((500, 1000, 2000, 5000))), day)
+                self.deposit(merchant, Decimal(self.rng.choice(self.plan.opening_deposits)), day)
 
     def _opened(self, merchant: str, rate: Decimal) -> None:
         self.merchants.append(merchant)
@@ -316,7 +376,7 @@ class Demo:
             order_id = f"o{self.next_order:08d}"
             self.next_order += 1
             merchant = self.rng.choice(self.merchants)
-            amount = Decimal(self.rng.randint(1000, 200000)) / 100
+            amount = self._order_amount()
             ship = self.rng.choice(REGIONS)
             need = self._deducted(merchant, amount)
             if self.book(Order(order_id, self.rng.choice(self.members), merchant, amount, ship_region=ship), day,
@@ -324,16 +384,16 @@ class Demo:
                          undo=partial(self._took, order_id, merchant, -need)):
                 pass
             elif self.rng.random() < 0.5:  # the merchant tops up its deposit and tries again
-                self.deposit(merchant, Decimal(2000), day)
+                self.deposit(merchant, Decimal(self.plan.top_up_cny), day)
         holders = self.active + self.merchants
         for _ in range(max(1, orders // 20)):
             if len(holders) >= 2:
                 source, target = self.rng.sample(holders, 2)
                 sp = self.sp(self.rng.randint(1, 50))
                 self.spend(Transfer(source, target, sp), source, sp, day)
-        for _ in range(max(1, orders // 25)):
+        for _ in range(max(1, int(orders * self.plan.payouts_per_order))):
             holder = self.rng.choice(holders)
-            sp = self.sp(self.rng.randint(1, 20))
+            sp = self.sp(self.rng.randint(1, self.plan.payout_max_cny))
             self.spend(PayoutRequest(holder, sp), holder, sp, day, then=self._requested)
         for _ in range(max(1, orders // 40)):
             holder = self.rng.choice(holders)
@@ -346,8 +406,15 @@ class Demo:
                 self.book(PayoutSettle(payout, f"BANK{self.rng.randint(10**9, 10**10 - 1)}"), day)
             else:
                 self.book(PayoutCancel(payout), day)
-        if self.rng.random() < 0.2:
+        if self.rng.random() < self.plan.platform_injection_chance:
             self.book(Deposit(Decimal(self.rng.randint(100, 1000)), platform=True), day)
+
+    def _order_amount(self) -> Decimal:
+        median = self.plan.order_median_cny
+        if median is None:
+            return Decimal(self.rng.randint(1000, 200000)) / 100
+        drawn = self.rng.lognormvariate(math.log(median), 0.8)  # a long tail of larger baskets
+        return quantize(Decimal(str(min(2000.0, max(10.0, drawn)))), CNY)
 
     def _took(self, order_id: str, merchant: str, sp: Decimal) -> None:
         """An order booked (`sp` > 0 or one by one) or undone (`sp` < 0)."""
@@ -385,22 +452,24 @@ def _remove(items: list[str], item: str) -> None:
             return
 
 
-def platform_funding(params: Params, merchants: int, orders: int) -> Decimal:
+def platform_funding(params: Params, merchants: int, orders: int, rebate_per_order_cny: Decimal = Decimal(120)
+                     ) -> Decimal:
     """CNY the platform puts in the pool on the first day, before any store opens.
 
     After the first close, a point is worth this ÷ the day's release; the amount is
     chosen so that the deposits the simulation will make (about 2,500 CNY to open
-    each store, and the rebates of its orders, about 120 CNY each) buy at most a
-    quarter of the cap: deposits are refused once the cap is reached.
+    each store, and the rebates of its orders, `rebate_per_order_cny` each: `Plan.rebate_per_order_cny`)
+    buy at most a quarter of the cap: deposits are refused once the cap is reached.
     """
-    demand = Decimal(merchants * 2500 + orders * 120)
+    demand = Decimal(merchants * 2500) + orders * rebate_per_order_cny
     value = max(Decimal(1), demand / (params.sp_cap / 4))
     return max(Decimal(500), quantize(value * params.sp_daily_release, CNY))
 
 
 def run(books: Path, params: Params, members: int, merchants: int, days: int, seed: int,
         orders_per_day: int | None = None, progress: Callable[[date, str, DemoStats], None] | None = None,
-        db_url: str | None = None, batch: int = MAX_EVENTS_PER_COMMIT) -> tuple[Engine, DemoStats]:
+        db_url: str | None = None, batch: int = MAX_EVENTS_PER_COMMIT, plan: Plan = PLATFORM
+        ) -> tuple[Engine, DemoStats]:
     """Simulate `days` business days ending yesterday; every day is closed.
 
     The first day, members join and the platform funds the pool (`platform_funding`);
@@ -431,10 +500,10 @@ def run(books: Path, params: Params, members: int, merchants: int, days: int, se
             now["shown"] = clock()
             progress(now["day"], now["phase"], stats)
 
-    demo = Demo(engine, seed, batch=batch, on_commit=committed)
+    demo = Demo(engine, seed, batch=batch, on_commit=committed, plan=plan)
     stats = demo.stats
     stats.seconds["init"] += clock() - t0
-    orders = orders_per_day if orders_per_day is not None else max(10, members // 2)
+    orders = orders_per_day if orders_per_day is not None else max(10, int(members * plan.orders_per_member_day))
     first_store_day = 1 if days > 1 else 0
     per_day_members = -(-members // max(1, days))
     per_day_merchants = -(-merchants // max(1, days - first_store_day))
@@ -461,8 +530,8 @@ def run(books: Path, params: Params, members: int, merchants: int, days: int, se
         demo.grade(day, max(1, todo // 10))
         demo.appoint_partners(day)
         if index == 0:
-            demo.book(Deposit(platform_funding(params, merchants, orders * max(1, days - first_store_day)),
-                              platform=True), day)
+            demo.book(Deposit(platform_funding(params, merchants, orders * max(1, days - first_store_day),
+                                               plan.rebate_per_order_cny), platform=True), day)
         if index >= first_store_day:
             phase("stores")
             count = min(per_day_merchants, merchants - opened)

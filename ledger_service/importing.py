@@ -65,6 +65,7 @@ from .errors import Refusal
 from .journal import entry_meta
 from .rules.events import EventKind, Grant, Order, PayoutSettle
 from .store.models import BalanceRow, DayRow, EventRow, LedgerRow, PayoutRow
+from .text import plural
 
 PAYOUT_ID_RE = re.compile(r"(?<![A-Za-z0-9])E\d{9}(?![0-9])")
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -420,25 +421,37 @@ class ReconcileReport:
             "balances": [b.to_json() for b in self.balances],
         }
 
+    @property
+    def to_settle(self) -> list[Match]:
+        """What a dry run would settle (a real run settles them: `settled_now`)."""
+        return [m for m in self.matched if m.status == "to settle"]
+
     def to_text(self) -> str:
         s = self.statement
         out = []
         period = f"{s.first_day} … {s.last_day}" if s.lines else "no lines"
-        out.append(f"Reconciliation of {s.path} ({s.encoding}): {period}, {len(s.lines)} lines"
-                   + (f" + {len(s.duplicates)} duplicate(s)" if s.duplicates else "")
-                   + f"; window {self.window_days} days" + ("; DRY RUN (nothing booked)" if self.dry_run else ""))
+        out.append(f"Reconciliation of {s.path} ({s.encoding}): {period}, {plural(len(s.lines), 'line')}"
+                   + (f" + {plural(len(s.duplicates), 'duplicate')}" if s.duplicates else "")
+                   + f"; window {plural(self.window_days, 'day')}"
+                   + ("; DRY RUN (nothing booked)" if self.dry_run else ""))
         out.append("")
-        out.append(f"Matched: {len(self.matched)} line(s)")
+        out.append(f"Matched: {plural(len(self.matched), 'line')}")
         for m in self.matched:
             who = f" of {m.holder}" if m.holder else ""
             extra = f" -> {m.settle_event}" if m.settle_event else ""
             out.append(f"  line {m.line.line:>4}  {m.line.date}  {_signed(m.line.amount):>14}  {m.kind} {m.item}{who}"
                        f"  by {m.how}  [{m.status}{extra}]")
-        out.append(f"Settled now: {len(self.settled_now)} payout(s)")
+        if self.dry_run:  # nothing was settled: say what a real run would settle
+            out.append(f"Would settle: {plural(len(self.to_settle), 'payout')} (a run without --dry-run settles them)")
+            for m in self.to_settle:
+                out.append(f"  payout {m.item}{' of ' + m.holder if m.holder else ''}: {fmt(-m.line.amount)} CNY, "
+                           f"bank serial {m.line.serial}")
+        else:
+            out.append(f"Settled now: {plural(len(self.settled_now), 'payout')}")
         for m in self.settled_now:
             out.append(f"  payout {m.item}{' of ' + m.holder if m.holder else ''}: {fmt(-m.line.amount)} CNY, "
                        f"bank serial {m.line.serial}, booked {m.settle_event} on {m.book_day}")
-        out.append(f"Unmatched statement lines: {len(self.unmatched_lines)}")
+        out.append(f"Unmatched statement lines: {len(self.unmatched_lines)}")  # a heading: the count alone
         for u in self.unmatched_lines:
             out.append(f"  line {u.line.line:>4}  {u.line.date}  {_signed(u.line.amount):>14}  "
                        f"{u.line.counterparty or '-'}  {u.line.memo!r}  serial {u.line.serial}: {u.reason}")
@@ -446,7 +459,7 @@ class ReconcileReport:
         for item in self.unmatched_items:
             out.append(f"  {item['kind']} {item['id']}: {item['cny']} CNY, {item['what']}")
         if s.duplicates:
-            out.append(f"Duplicate lines (ignored): {len(s.duplicates)}")
+            out.append(f"Duplicate lines (ignored): {len(s.duplicates)}")  # a heading: the count alone
             for d in s.duplicates:
                 out.append(f"  line {d.line} repeats serial {d.serial} of line {d.first_line}"
                            + ("" if d.same else " WITH DIFFERENT CONTENT"))
@@ -685,12 +698,13 @@ class _Matching:
                     waiting.remove(line)
                     progress = True
                 elif candidates:
+                    within = plural(self.window_days, "day")
                     reasons[line.line] = ("ambiguous: pending payouts " + ", ".join(p.id for p in candidates)
-                                          + f" are all {fmt(-line.amount)} CNY within {self.window_days} days; "
+                                          + f" are all {fmt(-line.amount)} CNY within {within}; "
                                             "put the payout id in the memo or settle by hand")
                 else:
                     reasons[line.line] = (f"no pending payout of {fmt(-line.amount)} CNY requested within "
-                                          f"{self.window_days} days before the line")
+                                          f"{plural(self.window_days, 'day')} before the line")
         for line in waiting:
             self.unmatched(line, reasons[line.line])
 
@@ -713,7 +727,7 @@ class _Matching:
             candidates = [d for d in same_amount if d.payer in tokens]
             if not candidates:
                 why = (f"no deposit of {fmt(line.amount)} CNY from {payer or '(no name)'} booked within "
-                       f"{self.window_days} days")
+                       f"{plural(self.window_days, 'day')}")
                 if same_amount:
                     why += " (same amount from " + ", ".join(f"{d.payer} {d.id}" for d in same_amount) + ")"
                 self.unmatched(line, why)
@@ -758,7 +772,7 @@ def _unmatched_book_items(matching: _Matching, period: _Period) -> list[dict]:
             "kind": "payout", "id": payout.id, "holder": payout.holder, "cny": fmt(payout.cny),
             "requested": payout.requested.isoformat(), "days_outstanding": (last - payout.requested).days,
             "what": f"of {payout.holder}, requested {payout.requested}, pending: no bank line pays it "
-                    f"({(last - payout.requested).days} days to the statement's end)",
+                    f"({plural((last - payout.requested).days, 'day')} to the statement's end)",
         })
     for payout in books.settled_in_period:
         if payout.id in matching.matched_payouts:
@@ -776,7 +790,8 @@ def _unmatched_book_items(matching: _Matching, period: _Period) -> list[dict]:
         items.append({
             "kind": "deposit", "id": deposit.id, "payer": deposit.payer, "cny": fmt(deposit.cny),
             "day": deposit.day.isoformat(),
-            "what": f"from {deposit.payer}, booked {deposit.day}: no bank line within {matching.window_days} days",
+            "what": f"from {deposit.payer}, booked {deposit.day}: no bank line within "
+                    f"{plural(matching.window_days, 'day')}",
         })
     return items
 

@@ -72,3 +72,8 @@ def check(value: str, field: str) -> str:
     if ch is not None:
         raise Invalid(RULE, f"{field}: {describe(ch)} is not allowed", field)
     return value
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun as a reader says it: "1 day", "3 days", "0 payouts" (issue 14)."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"

@@ -5,7 +5,10 @@ Playwright's Python package against a Fava the test starts with `ledger-service 
 (`python -m ledger_service.fava_app` before the CLI has `--period`) on a copy of the demo
 books, logged in with a finance key (HTTP Basic, the browser context's credentials). It opens the balance sheet, the Supply page (its charts drawn), a Holder page for a
 demo holder and the Audit page (its checkpoint table), and asserts that the numbers shown equal
-`ledger-service supply --json` and the holder's balances from the API. Screenshots are
+`ledger-service supply --json` and the holder's balances from the API. Issue 14: the Income
+Statement and Balance Sheet read positive, the Holder page with no id (top holders, prefix
+search), the Supply page's day-by-day table, and the API's /docs drawn with every request to a
+host other than 127.0.0.1 aborted (Playwright's route), as on a machine with no internet. Screenshots are
 saved under artifacts/ (git-ignored). Skipped only when /usr/bin/chromium is missing.
 """
 
@@ -15,13 +18,15 @@ import base64
 import json
 import os
 import socket
+import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import pytest
 
@@ -157,9 +162,8 @@ def test_balance_sheet_and_supply_page(served, page):
     assert _number(pool) == Decimal(supply["pool_cny"])
     holders = page.query_selector('[data-account-name="Liabilities:Holders:SP"]')
     held = holders.evaluate("el => el.parentElement.textContent")  # SP sits in the 'other' column
-    import re
-
-    assert -_number(re.search(r"([\u2212-]?[\d,.]+)\s*SP", held).group(1)) == Decimal(supply["circulating"])
+    # what the platform owes reads positive (the ledger's fava-option inverts liabilities, issue 14)
+    assert _number(re.search(r"([\u2212-]?[\d,.]+)\s*SP", held).group(1)) == Decimal(supply["circulating"])
     _shot(page, "balance-sheet")
     # the Supply page, reached through the sidebar like a user would (Fava's router loads it)
     page.click("aside a:text-is('Supply')")
@@ -254,3 +258,116 @@ def test_audit_page(served, page):
     page.wait_for_selector("#drill-entries tbody tr")
     assert page.locator("#drill-entries tbody tr").count() > 5
     _shot(page, "audit-day")
+
+
+def _offline(context) -> list[str]:
+    """Block every request not to 127.0.0.1 (as a machine with no internet); the blocked URLs."""
+    blocked: list[str] = []
+
+    def route(request_route) -> None:
+        if urlparse(request_route.request.url).hostname == "127.0.0.1":
+            request_route.continue_()
+        else:
+            blocked.append(request_route.request.url)
+            request_route.abort()
+
+    context.route("**/*", route)
+    return blocked
+
+
+def test_income_statement_and_balance_sheet_read_positive(served, page):
+    """Issue 14: revenue, what the platform owes and its equity read positive (Fava's
+    invert-income-liabilities-equity, set in the ledger tier), so the platform is not shown at a loss."""
+    base, books = served
+    root = _slug_url(base, page)
+    page.goto(root + "/income_statement/")
+    income = page.wait_for_selector('[data-account-name="Income"]')
+    total = income.evaluate("el => el.parentElement.querySelector('span.num').textContent")
+    assert _number(total) > 0, total
+    assert "\u2212" not in total and "-" not in total
+    net = page.wait_for_selector('[data-account-name="Net Profit"]')
+    assert _number(net.evaluate("el => el.parentElement.querySelector('span.num').textContent")) > 0
+    _shot(page, "income-statement")
+    page.goto(root + "/balance_sheet/")
+    liabilities = page.wait_for_selector('[data-account-name="Liabilities"]').evaluate(
+        "el => el.parentElement.textContent")
+    numbers = [_number(n) for n in re.findall(r"[\u2212-]?\d[\d,]*\.\d+", liabilities)]
+    assert numbers and all(n > 0 for n in numbers), liabilities  # CNY payable, SP and SV held
+    # equity in CNY (earnings, pool contributions) reads positive; in SP and SV it is the
+    # contra of what holders hold, so it reads negative once inverted
+    equity = page.wait_for_selector('[data-account-name="Equity"]')
+    assert _number(equity.evaluate("el => el.parentElement.querySelector('span.num').textContent")) > 0
+
+
+def test_holder_page_without_an_id(served, page):
+    """Issue 14: the Holder page with no id shows the top holders and a search by id prefix."""
+    base, _books = served
+    root = _slug_url(base, page)
+    deadline = time.monotonic() + 60
+    while True:
+        page.goto(root + "/extension/HolderPage/")
+        if page.query_selector("#top-sp") or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(500)
+    for table in ("#top-sp", "#top-sv"):
+        assert page.locator(f"{table} tbody tr").count() > 5, table
+    sps = [_number(t) for t in page.eval_on_selector_all("#top-sp [data-figure=sp]", "els => els.map(e => e.textContent)")]
+    assert sps == sorted(sps, reverse=True) and sps[0] > 0
+    first = page.locator("#top-sp tbody tr a").first.inner_text()
+    _shot(page, "holder-index")
+    page.fill("#holder-prefix", first[:2])
+    page.click("#holder-search-submit")
+    page.wait_for_selector("#holder-found tbody tr")
+    found = page.eval_on_selector_all("#holder-found tbody tr a", "els => els.map(e => e.textContent)")
+    assert found and all(h.startswith(first[:2]) for h in found) and found == sorted(found)
+    page.locator("#holder-found tbody tr a").first.click()
+    page.wait_for_selector("#holder-figures")
+
+
+def test_supply_page_says_why_the_value_moves(served, page):
+    base, _books = served
+    root = _slug_url(base, page)
+    page.goto(root + "/extension/SupplyPage/")
+    page.wait_for_selector("#supply-days tbody tr")
+    assert page.locator("#supply-days tbody tr").count() >= 7
+    assert "pool ÷ circulating" in page.inner_text("#supply-why-help")
+    page.locator("#supply-why").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "fava-supply-why.png"))
+
+
+@pytest.fixture(scope="module")
+def api_server(served):
+    """The API (`create_app`) on a copy of the books, served by werkzeug in a thread on 127.0.0.1."""
+    from werkzeug.serving import make_server
+
+    from ledger_service.api.app import create_app
+
+    _base, books = served
+    app = create_app(books, clock=FixedClock(TODAY))
+    server = make_server("127.0.0.1", _free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    app.extensions["ledger_engine"].dispose()
+
+
+def test_api_docs_render_offline(browser, api_server):
+    """Issue 14: /docs draws every operation with the network blocked: Swagger UI's files come
+    from the package (no CDN), and the page asks nothing of any other host."""
+    context = browser.new_context(viewport={"width": 1360, "height": 1800})
+    blocked = _offline(context)
+    page = context.new_page()
+    try:
+        page.goto(api_server + "/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        spec = json.loads(urllib.request.urlopen(api_server + "/openapi.json", timeout=10).read())
+        operations = sum(len([m for m in ops if m in ("get", "post", "put", "patch", "delete")])
+                         for ops in spec["paths"].values())
+        assert page.locator(".opblock").count() == operations > 10
+        assert "/v1/orders" in page.inner_text("#swagger-ui")
+        assert blocked == [], blocked
+        _shot(page, "api-docs")
+    finally:
+        context.close()

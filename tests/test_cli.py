@@ -47,6 +47,10 @@ def demo_books(tmp_path_factory) -> Path:
     assert "books initialised" in done.stdout and start.isoformat() in done.stdout
     done = ok(cli("demo", "--books", books, "--members", "40", "--merchants", "4", "--days", str(DAYS)))
     assert "booked:" in done.stdout
+    # the simulation says what it assumed (issue 14): the README's "The demo's platform"
+    said = flat(done.stdout)
+    assert "simulated platform: 40 members, 4 stores, 3 days, 10 orders a day" in said, said
+    assert "orders: 0.1 a member a day, amounts log-normal around 80 CNY" in said, said
     booked = re.search(r"booked: (\{[^}]*\})", flat(done.stdout)).group(1)
     assert "'order'" in booked and "'register'" in booked, booked
     return books
@@ -84,17 +88,17 @@ def test_verify_passes_and_prints_the_supply_report(demo_books: Path, supply_now
     done = ok(cli("verify", "--books", demo_books))
     out = flat(done.stdout)
     assert "FAULT" not in out
-    assert "books verify" in out
+    assert "verified: the books are consistent" in out
     supply = supply_now
     assert re.search(r"cap .*390000\.0000 SP", out), out
     assert f"circulating {supply['circulating']} SP" in out, out
-    assert re.search(r"value of the day [0-9.]+ CNY/SP", out), out
+    assert re.search(rf"value of a point on {TODAY.isoformat()} [0-9.]+ CNY/SP", out), out
     assert "database: agrees with the journal" in out
 
 
 def test_verify_without_the_database_passes(demo_books: Path):
     done = ok(cli("verify", "--books", demo_books, "--no-db"))
-    assert "books verify" in flat(done.stdout)
+    assert "verified: the books are consistent" in flat(done.stdout)
     assert "not checked (--no-db)" in flat(done.stdout)
 
 
@@ -121,6 +125,20 @@ def test_supply_json_is_consistent(demo_books: Path, supply_now: dict):
     assert closed["closed"] is True
     expected = (Decimal(closed["pool_cny"]) / Decimal(closed["circulating"])).quantize(Decimal("0.00000001"))
     assert Decimal(supply["value_cny_per_sp"]) == expected
+
+
+def test_supply_of_a_past_day_is_labelled_by_that_day(demo_books: Path):
+    """`supply --date D` for a closed day: every figure is at the close of D, and the last row says
+    so (not "now", issue 14); the open day's report says "now"."""
+    day = (TODAY - timedelta(days=2)).isoformat()
+    past = flat(ok(cli("supply", "--books", demo_books, "--date", day)).stdout)
+    report = json.loads(ok(cli("supply", "--books", demo_books, "--date", day, "--json")).stdout)
+    assert f"SP supply at the close of {day}" in past, past
+    assert f"value of a point on {day} {report['value_cny_per_sp']} CNY/SP" in past, past
+    assert f"pool ÷ circulating at the close of {day} {report['closing_value_cny_per_sp']} CNY/SP" in past, past
+    assert "now" not in past, past
+    today = flat(ok(cli("supply", "--books", demo_books)).stdout)
+    assert f"SP supply as of {TODAY.isoformat()}" in today and "pool ÷ circulating now" in today, today
 
 
 def test_close_day_refuses_a_future_day(demo_books: Path, close_tomorrow):
@@ -207,3 +225,69 @@ def test_init_refuses_a_start_in_the_future(tmp_path: Path):
     done = cli("init", "--books", books, "--start", (TODAY + timedelta(days=2)).isoformat())
     assert done.returncode == 2 and "future" in done.stderr
     assert not (books / "main.beancount").exists()
+
+
+def test_keys_list_help_and_revoke(tmp_path: Path):
+    """Issue 14: `keys list` has a header and says each key's role, state, creation and last use;
+    `keys --help` describes each subcommand; an unknown key is a plain sentence, exit 2."""
+    books = tmp_path / "books"
+    ok(cli("init", "--books", books, "--start", (TODAY - timedelta(days=1)).isoformat()))
+    assert "no keys yet" in ok(cli("keys", "list", "--books", books)).stdout
+    created = ok(cli("keys", "create", "--books", books, "--role", "storefront", "--name", "shop"))
+    secret = created.stdout.strip().splitlines()[-1]
+    key_id = re.search(r"key ([0-9a-f]{12}) \(storefront\)", created.stdout).group(1)
+    ok(cli("keys", "create", "--books", books, "--role", "auditor"))
+    lines = ok(cli("keys", "list", "--books", books)).stdout.splitlines()
+    assert lines[0].split() == ["id", "role", "state", "created", "(UTC)", "last", "used", "name"], lines
+    shop = next(line for line in lines if line.startswith(key_id))
+    assert shop.split()[1:3] == ["storefront", "live"] and shop.split()[-2:] == ["never", "shop"], shop
+    assert datetime.now(ZoneInfo("UTC")).strftime("%Y-%m-%d") in shop
+    # a request with the key records the day it was used
+    from ledger_service.api.app import create_app
+
+    app = create_app(books)
+    try:
+        assert app.test_client().get("/v1/supply", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    finally:
+        app.extensions["ledger_engine"].dispose()
+    shop = next(line for line in ok(cli("keys", "list", "--books", books)).stdout.splitlines()
+                if line.startswith(key_id))
+    today_utc = datetime.now(ZoneInfo("UTC")).strftime("%Y-%m-%d")
+    assert shop.split()[-2:] == [today_utc, "shop"], shop
+    helptext = flat(ok(cli("keys", "--help")).stdout)
+    for line in ("create a new key for a role", "list every key", "revoke revoke a key by its id"):
+        assert line in helptext.lower(), helptext
+    for sub in ("create", "list", "revoke"):
+        assert len(flat(ok(cli("keys", sub, "--help")).stdout)) > 80
+    done = cli("keys", "revoke", "--books", books, "nosuchkey")
+    assert done.returncode == 2 and done.stderr.startswith("error: there is no live key with the id nosuchkey")
+    assert "'" not in done.stderr.split("(")[0], done.stderr
+    ok(cli("keys", "revoke", "--books", books, key_id))
+    assert "revoked" in next(line for line in ok(cli("keys", "list", "--books", books)).stdout.splitlines()
+                             if line.startswith(key_id))
+    assert cli("keys", "revoke", "--books", books, key_id).returncode == 2  # revoked already: no live key
+
+
+def test_the_demo_platform_revokes_its_earlier_keys(tmp_path: Path):
+    """Issue 14: each start of `make demo` (`platform`) makes two keys and revokes the previous
+    start's, so two starts leave two live demo keys, not four."""
+    from ledger_service.cli import DEMO_KEY_NAMES, demo_keys
+    from ledger_service.engine import Engine
+    from ledger_service.store import keys as key_store
+
+    books = tmp_path / "books"
+    ok(cli("init", "--books", books))
+    engine = Engine(books)
+    try:
+        with engine.Session() as session, session.begin():
+            key_store.create(session, "finance", "someone else")
+        first = demo_keys(engine)
+        second = demo_keys(engine)
+        assert first[2] == 0 and second[2] == 2
+        with engine.Session() as session:
+            live = [(k.name, k.role) for k in key_store.listing(session) if k.revoked is None]
+            assert key_store.role_of(session, first[0]) is None and key_store.role_of(session, second[1]) == "finance"
+    finally:
+        engine.dispose()
+    assert sorted(live) == sorted([("someone else", "finance"), (DEMO_KEY_NAMES["storefront"], "storefront"),
+                                   (DEMO_KEY_NAMES["finance"], "finance")])

@@ -277,8 +277,13 @@ def test_extract_gives_new_lines_and_daily_balances_then_marks_reimports(stateme
     # After reconcile has settled P1..P3 with the bank serials, the books hold those lines.
     reconcile(pool.engine, statement, payers=PAYERS)
     after = importer.extract(str(statement), _journal_entries(pool.engine))
-    assert [t.meta["bank_serial"] for t in after if isinstance(t, data.Transaction)] == [
-        "B0001", "B0002", "B0003", "B0007", "B0008"]
+    new = [t.meta["bank_serial"] for t in after if isinstance(t, data.Transaction) and "__duplicate__" not in t.meta]
+    assert new == ["B0001", "B0002", "B0003", "B0007", "B0008"]
+    # the lines the books hold are marked (beangulp comments them out), never left out silently
+    held = {t.meta["bank_serial"]: t.meta["__duplicate__"] for t in after
+            if isinstance(t, data.Transaction) and "__duplicate__" in t.meta}
+    assert sorted(held) == ["B0004", "B0005", "B0006"]
+    assert all(held[s].meta.get("bank_reference") == s for s in ("B0004", "B0006"))
 
 
 def test_beangulp_cli_identify_extract_archive(tmp_path, statement, pool):
@@ -295,6 +300,15 @@ def test_beangulp_cli_identify_extract_archive(tmp_path, statement, pool):
     text = out.read_text(encoding="utf-8")
     assert text.count("bank_serial:") == 9 and text.count("; duplicate of") == 1
     assert text.count(" balance Assets:Pool ") == 8
+    # after reconcile settled three payouts with their serials: those lines come out commented,
+    # with what holds them, as docs/importing.md says (not silently left out)
+    reconcile(pool.engine, statement, payers=PAYERS)
+    result = runner.invoke(cli, ["extract", "-e", str(pool.engine.books.main), "-o", str(out), str(statement)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert text.count("bank_serial:") == 9 and text.count("; duplicate of") == 4, text
+    for serial in ("B0004", "B0006"):
+        assert f';   bank_serial: "{serial}"' in text, text
     docs = tmp_path / "documents"
     docs.mkdir()
     result = runner.invoke(cli, ["archive", "-n", "-o", str(docs), str(statement)])
@@ -381,7 +395,7 @@ def test_reconcile_matches_settles_reports_and_is_idempotent(tmp_path, statement
     report.write(tmp_path / "report.json")
     assert json.loads((tmp_path / "report.json").read_text(encoding="utf-8")) == got
     text = (tmp_path / "report.txt").read_text(encoding="utf-8")
-    assert "Settled now: 3 payout(s)" in text and "Unmatched statement lines: 1" in text
+    assert "Settled now: 3 payouts" in text and "Unmatched statement lines: 1" in text
     assert f"payout {p4[0]}: {p4[1]} CNY" in text and "line 7 repeats serial B0005 of line 6" in text
 
     # Again: nothing booked; the three payouts now match by reference; the same balances.
@@ -415,6 +429,9 @@ def test_dry_run_settles_nothing(statement, pool):
     assert journal_bytes(pool.engine) == before
     assert [m.status for m in report.matched if m.kind == "payout"] == ["to settle"] * 3
     assert report.settled_now == [] and "DRY RUN" in report.to_text()
+    text = report.to_text()  # what it would do, not "Settled now: 0" after three lines "to settle"
+    assert "Would settle: 3 payouts" in text and "Settled now" not in text, text
+    assert "window 3 days" in text and "(s)" not in text, text
 
 
 def test_ambiguous_amounts_are_not_settled(tmp_path, make_books):
@@ -544,7 +561,9 @@ def test_order_importer_previews_unbooked_orders(tmp_path, make_books):
     assert [(e.type, e.values[0].value, "__duplicate__" in e.meta) for e in entries] == [
         ("order", "o1", False), ("order", "o2", False), ("order", "o1", True)]
     import_orders(engine, write_csv(tmp_path / "one.csv", ORDERS[:2]))
-    assert [e.values[0].value for e in importer.extract(str(path), _journal_entries(engine))] == ["o2"]
+    again = importer.extract(str(path), _journal_entries(engine))
+    assert [(e.values[0].value, "__duplicate__" in e.meta) for e in again] == [
+        ("o1", True), ("o2", False), ("o1", True)]  # o1 booked: marked (commented out by -e), not dropped
     bad = write_csv(tmp_path / "bad.csv", [ORDERS[0], ORDERS[6]])
     with pytest.raises(FormatError) as info:
         importer.extract(str(bad), [])
@@ -560,16 +579,22 @@ def test_cli_commands(tmp_path, statement, pool, monkeypatch, clock):
     runner = CliRunner()
     books = str(pool.engine.books.root)
     out = tmp_path / "rec" / "report.json"
+    dry = runner.invoke(cli_import.reconcile, ["--books", books, str(statement), "--dry-run",
+                                               "--payer", f"{PLATFORM_NAME}=platform"])
+    assert dry.exit_code == cli_import.NOT_RECONCILED == 1, dry.output  # a scheduled job alerts
+    assert "Would settle: 3 payouts" in dry.output
     result = runner.invoke(cli_import.reconcile, ["--books", books, str(statement), "--report", str(out),
                                                   "--payer", f"{PLATFORM_NAME}=platform"])
-    assert result.exit_code == 0, result.output
-    assert "Settled now: 3 payout(s)" in result.output and "RESULT: NOT reconciled" in result.output
+    assert result.exit_code == 1, result.output  # B0008 is unmatched: NOT reconciled
+    assert "Settled now: 3 payouts" in result.output and "RESULT: NOT reconciled" in result.output
     assert json.loads(out.read_text(encoding="utf-8"))["unmatched_lines"][0]["serial"] == "B0008"
     assert out.with_suffix(".txt").is_file()
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     result = runner.invoke(cli_import.reconcile, ["--books", books, str(empty)])
     assert result.exit_code == 2 and "empty file" in result.output
+    nothing = runner.invoke(cli_import.reconcile, ["--books", books, str(write_csv(tmp_path / "h.csv", [HEADER]))])
+    assert nothing.exit_code == 0 and "RESULT: reconciled" in nothing.output, nothing.output
 
     orders = write_csv(tmp_path / "orders.csv", ["order_id,date,buyer,merchant,amount_cny", "o1,,m1,s1,10.00",
                                                  "o2,,ghost,s1,10.00"])

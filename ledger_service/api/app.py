@@ -1,6 +1,7 @@
 """The storefront API (SPEC §7): Flask + APIFlask, calling the engine and nothing else to book.
 
-- OpenAPI 3.1 generated from the code at /openapi.json, interactive docs at /docs;
+- OpenAPI 3.1 generated from the code at /openapi.json, interactive docs at /docs (Swagger UI
+  served from the package: no CDN, works offline);
 - `Authorization: Bearer <key>`; unknown key 401, wrong role 403;
 - every write needs `Idempotency-Key`: same key and body → the first response again,
   nothing booked; same key, other body → 409; kept in the database in the booking's
@@ -24,6 +25,7 @@ from apiflask import APIFlask
 from ..engine import Engine
 from . import days, grants, holdings, members, orders, proofs, reads, stores
 from .common import ENGINE
+from .docs_ui import serve_docs_offline
 from .problems import register_error_handlers
 from .schemas import MAX_BODY_BYTES
 
@@ -40,6 +42,7 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
                                          "Amounts are decimal strings. Errors are RFC 9457 problem documents."}
     app.extensions[ENGINE] = engine
     register_error_handlers(app)
+    serve_docs_offline(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app

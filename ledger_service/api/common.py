@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import date
@@ -19,6 +20,7 @@ from typing import Any
 from apiflask import APIBlueprint, HTTPTokenAuth
 from apiflask.exceptions import HTTPError
 from flask import Response, current_app, g, request
+from sqlalchemy.exc import OperationalError
 
 from ..amounts import fmt
 from ..engine import Engine, Idempotency
@@ -31,6 +33,7 @@ from .guards import body_problem, url_strings_problem
 from .problems import problem
 
 ENGINE = "ledger_engine"  # the app's extension holding its Engine
+log = logging.getLogger(__name__)
 
 auth = HTTPTokenAuth(scheme="Bearer", description="an API key from `ledger-service keys create`")
 
@@ -44,6 +47,12 @@ def engine() -> Engine:
 def _verify(token: str) -> dict | None:
     with engine().Session() as session:
         found = keys.identify(session, token or "")
+    if found:
+        try:
+            with engine().Session() as session, session.begin():
+                keys.touch(session, found[0])  # `keys list` shows the day (one write per key per day)
+        except OperationalError as exc:  # a busy database: the request goes on, the day is recorded later
+            log.warning("last use of key %s not recorded: %s", found[0], exc)
     return {"key_id": found[0], "role": found[1]} if found else None
 
 

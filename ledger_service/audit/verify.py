@@ -32,8 +32,13 @@ from ..rules.events import EventKind
 from ..store.db import NoDatabase, database_url, make_engine, safe_url, sessions
 from ..store.models import Base
 from ..subledger import balance
+from ..text import plural
 from .caches import pickle_cache_warnings
 from .replay import Replay
+
+# What every tool says when a verification finds no fault (the CLI, the demo platform, Fava's
+# Audit page): one sentence, the same everywhere (issue 14).
+VERIFIED_OK = "verified: the books are consistent"
 
 
 @dataclass
@@ -48,7 +53,7 @@ class Report:
     head_hash: str = ""
     open_day: str = ""
     db_checked: bool = False
-    warnings: list[str] = field(default_factory=list)  # not faults: the books verify all the same
+    warnings: list[str] = field(default_factory=list)  # not faults: verified all the same
 
     @property
     def ok(self) -> bool:
@@ -130,7 +135,7 @@ def _check_main(books: Books, genesis_day: date, report: Report) -> None:
         while lineno <= len(found) and not found[lineno - 1].strip():  # point at the first added text
             lineno += 1
         report.faults.append(Fault(str(books.main), lineno, "-", "main.altered",
-                                   f"{abs(len(found) - len(expected))} line(s) added or removed at the end"))
+                                   f"{plural(abs(len(found) - len(expected)), 'line')} added or removed at the end"))
 
 
 def _residue(state, report: Report) -> dict[str, str]:

@@ -9,7 +9,7 @@ Declared in every ledger file by ``custom "fava-extension" "ledger_service.fava_
   referrer, region, and their events (50 a page), derived from the journal: the ledger
   tier's holder index (`views.holder_index`, the journal folded through the last closed
   day, checked by `verify`) plus the entries booked since — never the service's database.
-- **Audit** (`AuditPage`): the chain head, whether the books verify (the last recorded
+- **Audit** (`AuditPage`): the chain head, whether the books are consistent (the last recorded
   `verify`, `audit.record`; re-run in the background when the books changed since), the
   daily checkpoints of the event log (the latest, then one row per closed day, newest first,
   read from the published files `BOOKS/checkpoints/*.json` through `views.event_log`, never
@@ -28,13 +28,16 @@ from fava.core import FavaLedger
 from fava.ext import FavaExtensionBase
 from flask import request
 
+from ..audit.verify import VERIFIED_OK
 from ..journal import day_file, entry_meta
 from ..journal import head as journal_head
 from ..views import event_log, signed
+from ..views.holder_index import Reader
 from ..views.ledger_tier import books_root_of
 from . import figures, jobs, svg
 
 PER_PAGE = 50
+TOP_PER_PAGE = 20  # the Holder page's top lists (two side by side)
 _HOLDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -137,9 +140,14 @@ class SupplyPage(_Books, FavaExtensionBase):
              f"the price written for {report.get('value_date') or '—'}"),
             ("closing_value_cny_per_sp", "pool ÷ circulating at the close", "CNY/SP", "the next day's value"),
         ]
+        flows = figures.day_flows(supply, day)
+        flows_pages = max(1, -(-len(flows) // PER_PAGE))
+        flows_page = min(_int_arg("flows_page"), flows_pages)
         return {"report": report, "rows": rows, "charts": charts, "day": day,
                 "first": supply.points[0].day if supply.points else None, "last": supply.last_day,
-                "days": len(supply.points), "rules": supply.rules}
+                "days": len(supply.points), "rules": supply.rules,
+                "flows": flows[(flows_page - 1) * PER_PAGE: flows_page * PER_PAGE], "flows_page": flows_page,
+                "flows_pages": flows_pages}
 
 
 class HolderPage(_Books, FavaExtensionBase):
@@ -166,6 +174,38 @@ class HolderPage(_Books, FavaExtensionBase):
             if out["holder"] is not None:
                 events, pages = view.events(holder_id, _int_arg("page"), PER_PAGE)
                 out.update(events=events, page=min(_int_arg("page"), pages), pages=pages)
+        elif not holder_id:
+            out.update(self._index_page())
+        return out
+
+    def _index_page(self) -> dict:
+        """No holder chosen: the top holders by SP and by active SV, and the holders whose id
+        starts with `prefix` (from the holder index, at its last close), each paginated."""
+        out: dict = {}
+        prefix = request.args.get("prefix", "").strip()
+        out["prefix"] = prefix
+        out["prefix_valid"] = not prefix or bool(_HOLDER_ID.match(prefix))
+        with Reader(self.books_root) as reader:
+            if not reader.exists:
+                return out
+            out["index_day"] = reader.position.closed_day if reader.position else None
+            if out["prefix_valid"]:
+                page = _int_arg("found_page")
+                found, total = reader.search(prefix, (page - 1) * PER_PAGE, PER_PAGE)
+                pages = max(1, -(-total // PER_PAGE))
+                if page > pages:
+                    page = pages
+                    found, total = reader.search(prefix, (page - 1) * PER_PAGE, PER_PAGE)
+                out.update(found=found, found_total=total, found_page=page, found_pages=pages)
+        rank = jobs.ranking(self.books_root)
+        rank.ensure(wait=FIRST_ANSWER_WAIT_S)
+        out.update(ranking_building=rank.building, ranking_error=rank.error, ranking_day=rank.day)
+        for name, rows in (("sp", rank.by_sp), ("sv", rank.by_sv)):
+            pages = max(1, -(-len(rows) // TOP_PER_PAGE))
+            page = min(_int_arg(f"top_{name}_page"), pages)
+            out[f"top_{name}"] = list(enumerate(rows[(page - 1) * TOP_PER_PAGE: page * TOP_PER_PAGE],
+                                                start=(page - 1) * TOP_PER_PAGE + 1))
+            out.update({f"top_{name}_page": page, f"top_{name}_pages": pages})
         return out
 
 
@@ -198,7 +238,7 @@ class AuditPage(_Books, FavaExtensionBase):
         return self._days
 
     def page(self) -> dict:
-        out: dict = {"has_journal": self.has_journal, "root": str(self.books_root)}
+        out: dict = {"has_journal": self.has_journal, "root": str(self.books_root), "verified_ok": VERIFIED_OK}
         days = self.days
         closed = [d for d in days if d.closed]
         out["ledger_head"] = closed[0] if closed else None

@@ -16,9 +16,10 @@ from beancount.core import data
 
 from .. import accounts as A
 from .. import reports
-from ..amounts import EXACT_CONTEXT, ZERO, fmt
+from ..amounts import CNY, EXACT_CONTEXT, SP, ZERO, fmt, quantize
 from ..config import ConfigError, Params
 from ..rules.events import EventKind
+from ..state import supply_numbers
 
 KEYS = reports.SUPPLY_KEYS
 _TRACKED = (A.SP_RELEASED, A.SP_SOLD, A.SP_BURNED, A.SP_REDEEMED, A.HOLDERS_SP, A.POOL)
@@ -101,6 +102,66 @@ class Supply:
             out["closing_value_cny_per_sp"] = fmt(nxt[1]) if nxt else computed
         out["date"] = day.isoformat() if day else (p.day.isoformat() if p else "")
         return out
+
+
+@dataclass(frozen=True)
+class DayFlow:
+    """Why the value of a point moved on one day (issue 14): the day's value, the SP it put into
+    circulation (released, sold against deposits) and took out (burned by orders, redeemed by
+    payouts), the pool's change, and the value its close set (pool ÷ circulating)."""
+
+    day: date
+    value: Decimal | None      # CNY/SP in force that day (its price)
+    released: Decimal          # SP
+    sold: Decimal              # SP
+    burned: Decimal            # SP
+    redeemed: Decimal          # SP
+    circulating: Decimal       # SP at the close
+    pool_change: Decimal       # CNY
+    pool: Decimal              # CNY at the close
+    closing_value: Decimal | None  # CNY/SP: the next day's value
+
+    @property
+    def change_pct(self) -> Decimal | None:
+        """The value set by the close against the day's value, in per cent."""
+        if self.value is None or self.closing_value is None or not self.value:
+            return None
+        return ((self.closing_value - self.value) * 100 / self.value).quantize(Decimal("0.01"))
+
+    @property
+    def driver(self) -> str:
+        """The day's main push on the value, in words: SP added without CNY (releases) lowers it,
+        SP removed by orders (burns) raises it, CNY into the pool raises it."""
+        if self.change_pct is None or self.change_pct == 0:
+            return "unchanged"
+        sp_in, sp_out = self.released, self.burned
+        if self.change_pct < 0:
+            return "releases outweigh burns" if sp_in > sp_out else "pool paid out"
+        return "burns outweigh releases" if sp_out > sp_in else "pool grew"
+
+
+def day_flows(supply: Supply, through: date | None = None) -> list[DayFlow]:
+    """One `DayFlow` per day of the ledger through `through` (default: all), newest first."""
+    params = supply.params
+    cap = params.sp_cap if params is not None else supply.cap
+    out: list[DayFlow] = []
+    before = supply_numbers({}, cap)
+    for p in supply.points:
+        if through is not None and p.day > through:
+            break
+        now = supply_numbers(p.balances, cap)
+        on = supply.price_on(p.day)
+        nxt = next((v for d, v in supply.prices if d > p.day), None)
+        if nxt is None and params is not None:
+            nxt = reports.closing_value(p.balances, params)
+        moved = {k: quantize(now[k] - before[k], SP) for k in ("released", "sold", "burned", "redeemed")}
+        out.append(DayFlow(
+            p.day, on[1] if on else None, **moved,
+            circulating=quantize(now["circulating"], SP),
+            pool_change=quantize(now["pool_cny"] - before["pool_cny"], CNY),
+            pool=quantize(now["pool_cny"], CNY), closing_value=nxt))
+        before = now
+    return out[::-1]
 
 
 def supply_of_entries(entries) -> Supply:

@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ def holder_view(root: Path) -> HolderView:
 
 def verify_job(root: Path) -> VerifyJob:
     return _shared("verify", root, VerifyJob)
+
+
+def ranking(root: Path) -> Ranking:
+    return _shared("ranking", root, Ranking)
 
 
 def _head_hash(root: Path) -> str:
@@ -134,6 +139,58 @@ class HolderView:
             if len(out) < per_page:
                 out += reader.events(holder_id, max(0, start - len(recent)), per_page - len(out))
             return out, pages
+
+
+class Ranking:
+    """The holders with the most SP and the most active SV at the holder index's close (the
+    Holder page with no id): every holder's balance computed once per closed day, in a
+    background thread; `TOP` of each kept."""
+
+    TOP = 500
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.lock = threading.Lock()
+        self.seq: int | None = None  # the index position the lists are for
+        self.day: date | None = None
+        self.by_sp: list = []
+        self.by_sv: list = []
+        self.thread: threading.Thread | None = None
+        self.error: str | None = None
+        self.done = threading.Event()
+
+    @property
+    def building(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def ensure(self, wait: float = 0.0) -> None:
+        """Rank again when the index moved to another close (in the background); wait up to `wait` s."""
+        with Reader(self.root) as reader:
+            position = reader.position
+        if position is None or position.seq == self.seq:
+            return
+        started = False
+        with self.lock:
+            if not self.building:
+                self.done.clear()
+                self.error = None
+                self.thread = threading.Thread(target=self._run, name=f"ranking {self.root}", daemon=True)
+                self.thread.start()
+                started = True
+        if wait and started:
+            self.done.wait(wait)
+
+    def _run(self) -> None:
+        try:
+            with Reader(self.root) as reader:
+                if reader.position is not None:
+                    by_sp, by_sv = reader.top(self.TOP)
+                    self.by_sp, self.by_sv, self.day = by_sp, by_sv, reader.position.closed_day
+                    self.seq = reader.position.seq
+        except Exception:  # noqa: BLE001  a background job: any failure is shown on the page; the last lists stay
+            self.error = traceback.format_exc(limit=5)
+        finally:
+            self.done.set()
 
 
 # -- verify -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .models import ApiKeyRow
@@ -50,6 +50,24 @@ def identify(session: Session, secret: str) -> tuple[str, str] | None:
 
 def listing(session: Session) -> list[ApiKeyRow]:
     return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created)))
+
+
+def touch(session: Session, key_id: str) -> bool:
+    """Record that the key was used today (the API calls it after a key is accepted): written at
+    most once a day per key, so a busy client costs one read, not a write, per request.
+    True when the row was written (the caller commits)."""
+    table = ApiKeyRow.__table__
+    now = _utcnow()
+    last = session.connection().execute(select(table.c.last_used).where(table.c.id == key_id)).scalar()
+    if last is not None and last.date() >= now.date():
+        return False
+    session.connection().execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used=now))
+    return True
+
+
+def live_named(session: Session, name: str) -> list[str]:
+    """The ids of the live keys of this name (the demo platform revokes its earlier keys)."""
+    return list(session.scalars(select(ApiKeyRow.id).where(ApiKeyRow.name == name, ApiKeyRow.revoked.is_(None))))
 
 
 def revoke(session: Session, key_id: str) -> bool:

@@ -185,6 +185,7 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[datetime] = mapped_column(DateTime)
     revoked: Mapped[datetime | None] = mapped_column(DateTime)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime)  # by the API, at most once a day (rev. 0003)
 
 
 Index("ix_events_kind_day", EventRow.kind, EventRow.day)

@@ -31,6 +31,7 @@ transaction per update).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -476,6 +477,37 @@ class Writer:
 
 # -- reading: what the Holder page shows -------------------------------------------------------------
 
+# Holder ids are [A-Za-z0-9_-]: every id starting with P lies in [P, P + a character above them all).
+ID_AFTER = "\x7f"
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A holder as the Holder page lists them: id, kind, whether active, SP and active SV."""
+
+    id: str
+    kind: str
+    active: bool
+    sp: Decimal
+    sv_active: Decimal
+
+
+def ranked(holder: Holder, state: IndexState) -> Ranked:
+    held = balance(holder, state.g, state)
+    return Ranked(holder.id, holder.kind, holder.active, held.sp, held.sv_active)
+
+
+def _rev(text: str) -> tuple[int, ...]:
+    """A key that sorts ids backwards (so that, largest first, ties come in id order)."""
+    return (*(-ord(c) for c in text), 0)  # the 0: "m1" before "m10"
+
+
+def _keep(heap: list, item: tuple, limit: int) -> None:
+    if len(heap) < limit:
+        heapq.heappush(heap, item)
+    elif item > heap[0]:
+        heapq.heapreplace(heap, item)
+
 
 class Reader:
     """Read-only access for the Holder page (one per request; cheap to open)."""
@@ -513,6 +545,43 @@ class Reader:
 
     def holder_count(self) -> int:
         return int(self._connection().execute(select(func.count()).select_from(HOLDERS)).scalar() or 0)
+
+    def search(self, prefix: str, offset: int, limit: int) -> tuple[list[Ranked], int]:
+        """The holders whose id starts with `prefix` (case-sensitive, in id order: a range of the
+        primary key, so fast at any size), one page of them with their balances at the index's
+        close, and how many there are."""
+        ids = HOLDERS.c.id
+        where = (ids >= prefix) & (ids < prefix + ID_AFTER) if prefix else ids.is_not(None)
+        connection = self._connection()
+        total = int(connection.execute(select(func.count()).select_from(HOLDERS).where(where)).scalar() or 0)
+        rows = connection.execute(select(HOLDERS).where(where).order_by(ids).offset(offset).limit(limit))
+        state = self.state()
+        return [ranked(Holder(**row._mapping), state) for row in rows], total
+
+    def _every_holder(self) -> Iterator[Holder]:
+        """Every holder, in id order, read WRITE_BATCH rows per statement (keyset pages)."""
+        last = ""
+        while True:
+            rows = self._connection().execute(
+                select(HOLDERS).where(HOLDERS.c.id > last).order_by(HOLDERS.c.id).limit(WRITE_BATCH)).all()
+            for row in rows:
+                yield Holder(**row._mapping)
+            if len(rows) < WRITE_BATCH:
+                return
+            last = rows[-1].id
+
+    def top(self, limit: int) -> tuple[list[Ranked], list[Ranked]]:
+        """The `limit` holders with the most SP and the `limit` with the most active SV at the
+        index's close (ties: by id). Every holder's balance is computed once (streamed, in
+        batches): about a second per 100,000 holders, so callers run it in the background."""
+        state = self.state()
+        by_sp: list[tuple] = []
+        by_sv: list[tuple] = []
+        for holder in self._every_holder():  # two bounded heaps in one pass
+            r = ranked(holder, state)
+            _keep(by_sp, (r.sp, _rev(r.id), r), limit)
+            _keep(by_sv, (r.sv_active, _rev(r.id), r), limit)
+        return ([e[2] for e in sorted(by_sp, reverse=True)], [e[2] for e in sorted(by_sv, reverse=True)])
 
     def close(self) -> None:
         if self.connection is not None:
