@@ -202,7 +202,7 @@ def test_api_serves_checkpoints_and_proofs_that_verify(books: Path, tmp_path: Pa
             "/v1/checkpoints/2026-13-01": (422, "input.bad_date"),
             "/v1/checkpoints/20260301": (422, "input.bad_date"),
             f"/v1/checkpoints/{OPEN_DAY}": (404, "checkpoint.unknown"),
-            f"/v1/checkpoints/consistency?from={CLOSED[-1]}&to={day}": (422, "proof.bad_range"),
+            f"/v1/checkpoints/consistency?from={CLOSED[-1]}&to={day}": (409, "proof.bad_range"),  # a rule: 409
             f"/v1/checkpoints/consistency?from={day}&to={OPEN_DAY}": (404, "checkpoint.unknown"),
             f"/v1/checkpoints/consistency?from={day}": (422, None),
             "/v1/events/E999999999/proof": (404, "event.unknown"),

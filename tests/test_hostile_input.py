@@ -253,8 +253,9 @@ def test_hostile_strings_in_read_paths_and_queries_are_422(world):
             problem = assert_problem(world.get(path), 422, "input.bad_text", field)
             assert code_point(ch) in problem["detail"]
         assert_problem(world.get(f"/v1/supply?x{quote(ch)}=1"), 422, "input.bad_text", "query")
-    # a surrogate sent in a URL (UTF-8 of U+D800: invalid UTF-8) reads as U+FFFD: an unknown id
-    assert_problem(world.get("/v1/holders/%ED%A0%80"), 404, "holder.unknown")
+    # a surrogate sent in a URL (UTF-8 of U+D800: invalid UTF-8) reads as U+FFFD: not an id (422, the
+    # one rule for malformed ids: README, "The API contract")
+    assert_problem(world.get("/v1/holders/%ED%A0%80"), 422, "input.bad_id", "holder_id")
 
 
 def test_the_base_requests_book(tmp_path):
@@ -312,7 +313,7 @@ def test_json_at_the_nesting_limit_is_read(world):
     body = '{"id": "x", "referrer": ' + _nested(31) + "}"
     assert_problem(post_raw(world.client, "/v1/members", body, world.storefront), 422, "input.invalid", "referrer")
     brackets_in_strings = json.dumps({"id": "x", "referrer": "[" * 100 + "{" * 100})
-    assert_problem(post_raw(world.client, "/v1/members", brackets_in_strings, world.storefront), 422, "input.invalid",
+    assert_problem(post_raw(world.client, "/v1/members", brackets_in_strings, world.storefront), 422, "input.bad_id",
                    "referrer")
 
 

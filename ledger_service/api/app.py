@@ -11,7 +11,8 @@
 
 `create_app` assembles the app: one blueprint per resource (members, stores, orders,
 holdings, grants, days, proofs, reads), the guards and the auth they share (`common`, `guards`), the
-problem answers and their documentation (`problems`).
+problem answers (`problems`) and the OpenAPI document completed into the contract clients
+generate from (`contract`: operationIds, examples, links, every status and header).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from ..amounts import fmt
 from ..engine import Engine, Idempotency
-from ..errors import Invalid
+from ..errors import Invalid, NotFound
 from ..rules import events as ev
 from ..store import keys
 from ..text import describe, refused_char
@@ -34,6 +34,7 @@ from .problems import problem
 
 ENGINE = "ledger_engine"  # the app's extension holding its Engine
 log = logging.getLogger(__name__)
+GENESIS_DAY = "ledger_genesis_day"  # the app's extension caching the books' first day
 
 auth = HTTPTokenAuth(scheme="Bearer", description="an API key from `ledger-service keys create`")
 
@@ -64,19 +65,24 @@ def _roles(user: dict) -> str:
 @auth.error_processor
 def _auth_error(error: HTTPError) -> Response:
     if error.status_code == 401:
-        return problem(401, "auth.unknown_key", "a valid API key is required: Authorization: Bearer <key>")
+        response = problem(401, "auth.unknown_key", "a valid API key is required: Authorization: Bearer <key>")
+        response.headers["WWW-Authenticate"] = "Bearer"  # RFC 9110 §11.6.1
+        return response
     return problem(403, "auth.wrong_role", "this API key's role may not use this path")
+
+
+_KEY_RE = re.compile(s.IDEMPOTENCY_KEY_PATTERN)
 
 
 def _idempotency_problem() -> Response | None:
     """Bind this write to its Idempotency-Key (`g.idempotency`), or the problem with the key."""
     key = request.headers.get("Idempotency-Key", "")
-    if not key or len(key) > 200:
-        return problem(422, "idempotency.key_required",
-                       "Idempotency-Key: every write needs a key of 1 to 200 characters", "Idempotency-Key")
     bad = refused_char(key)
     if bad:
         return problem(422, "input.bad_text", f"Idempotency-Key: {describe(bad)} is not allowed", "Idempotency-Key")
+    if not _KEY_RE.fullmatch(key):
+        return problem(422, "idempotency.key_required",
+                       f"Idempotency-Key: every write needs a key of {s.IDEMPOTENCY_KEY_ERROR}", "Idempotency-Key")
     raw = request.get_data(cache=True) or b"{}"
     try:
         canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
@@ -100,6 +106,8 @@ class Routes(APIBlueprint):
             @wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 bad = body_problem()
+                if bad is None:
+                    check_path_ids()
                 if bad is None and idempotent:
                     bad = _idempotency_problem()
                 return bad if bad is not None else view(*args, **kwargs)
@@ -114,6 +122,8 @@ class Routes(APIBlueprint):
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             bad_url = url_strings_problem()
+            if bad_url is None:
+                check_path_ids()
             return bad_url if bad_url is not None else view(*args, **kwargs)
 
         return self.auth_required(auth)(wrapper)
@@ -125,16 +135,41 @@ def book(event: ev.Event, data: dict) -> tuple[dict, int]:
     return booked.to_json(), 201
 
 
-_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")  # exactly: not 20261128, 2026-W48-1 (fromisoformat's)
+_DATE_RE = re.compile(s.DATE_PATTERN)  # exactly (fullmatch): not 20261128, 2026-W48-1 (fromisoformat's)
+_ID_RE = re.compile(s.ID_PATTERN)
+
+
+def check_path_ids() -> None:
+    """Every `…_id` path parameter is an id (else 422 input.bad_id, named as in the OpenAPI
+    document); a well-formed id the books do not hold is the view's 404."""
+    for name, value in (request.view_args or {}).items():
+        if name.endswith("_id") and not _ID_RE.fullmatch(str(value)):
+            raise Invalid("input.bad_id", f"{name}: {s.ID_ERROR}, got {value!r}", name)
+
+
+def genesis_day() -> date:
+    """The books' first day (read once per app: it never changes)."""
+    cached = current_app.extensions.get(GENESIS_DAY)
+    if cached is None:
+        with engine().Session() as session:
+            cached = current_app.extensions[GENESIS_DAY] = engine().state_reader(session).g.genesis_day
+    return cached
 
 
 def parse_day(text: str, field: str) -> date:
-    if not _DATE_RE.match(text):
+    """A date of the request: YYYY-MM-DD exactly and a calendar date (else 422 input.bad_date);
+    before the books' first day it is a day the books do not hold: 404 day.before_genesis, on
+    every route (README, "The API contract")."""
+    if not _DATE_RE.fullmatch(text):
         raise Invalid("input.bad_date", f"{field}: {text!r} {s.DATE_ERROR}", field)
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise Invalid("input.bad_date", f"{field}: {text!r} is not a calendar date (YYYY-MM-DD)", field) from None
+    first = genesis_day()
+    if day < first:
+        raise NotFound("day.before_genesis", f"{field}: {day} is before the books' first day {first}", field)
+    return day
 
 
 def day_of(data: dict) -> date | None:

@@ -7,22 +7,95 @@ parser, so the API and the journal's verifier accept exactly the same inputs.
 
 from __future__ import annotations
 
-from typing import cast
+import re
+from typing import Any, cast
 
 from apiflask import Schema
 from apiflask.fields import Boolean, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Regexp
-from marshmallow import RAISE
+from marshmallow import RAISE, ValidationError
 
 from ..rules.events import GRANT_REASONS
+from ..text import REFUSED_RANGES
 
-ID = Regexp(r"^[A-Za-z0-9_-]{1,64}\Z", error="ids are 1 to 64 characters of A-Z a-z 0-9 _ -")
-REGION = Regexp(r"^[0-9]{6}\Z", error="a region is a 6-digit division code like 441900")
-AMOUNT = Regexp(r"^[0-9]{1,14}(\.[0-9]{1,8})?\Z", error="an amount is a decimal string like \"10.00\"")
+# The patterns are ECMA-262 regular expressions (JSON Schema's dialect) that mean the same in
+# Python: plain `^…$`, ASCII classes, no lookaround. The server matches them whole
+# (`re.fullmatch`, so `$` never lets a trailing newline through; a newline is refused before,
+# as every control character is: 422 input.bad_text).
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+REGION_PATTERN = r"^[0-9]{6}$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,200}$"  # printable ASCII, no space (a UUID, "order-o1001-try-1")
+IDEMPOTENCY_KEY_ERROR = "1 to 200 printable ASCII characters without spaces"
+
+
+def amount_pattern(decimals: int) -> str:
+    """A positive amount with at most `decimals` decimals, at most 10^13 (amounts.MAX_AMOUNT):
+    no sign, no exponent, no leading zero, not zero ("0", "0.00")."""
+    tails = [f"[0-9]{{0,{decimals - zeros - 1}}}" if zeros < decimals - 1 else "" for zeros in range(decimals)]
+    nonzero_fraction = "|".join("0" * zeros + "[1-9]" + tail for zeros, tail in enumerate(tails))
+    return (rf"^(?:[1-9][0-9]{{0,12}}(?:\.[0-9]{{1,{decimals}}})?|0\.(?:{nonzero_fraction})"
+            rf"|10000000000000(?:\.0{{1,{decimals}}})?)$")
+
+
+CNY_PATTERN = amount_pattern(2)   # amounts.QUANTUM["CNY"] = 0.01
+SP_PATTERN = amount_pattern(4)    # amounts.QUANTUM["SP"] = 0.0001
+# A rebate rate: a fraction in (0, 1] with at most 4 decimals (amounts.RATE_QUANTUM).
+RATE_PATTERN = r"^(?:0\.(?:[1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9])|1(?:\.0{1,4})?)$"
+
+
+
+def _class_item(lo: int, hi: int) -> str:
+    """One range of a character class: `\\uXXXX` escapes in the BMP (the same in ECMA-262 and
+    Python), the characters themselves above it (one code point each, with ECMA-262's `u` flag)."""
+    def one(point: int) -> str:
+        return f"\\u{point:04X}" if point <= 0xFFFF else chr(point)
+    return one(lo) if lo == hi else f"{one(lo)}-{one(hi)}"
+
+
+# (the surrogates left out: a Unicode string cannot hold one, so no validator's regex engine
+# takes them; a lone one, "\\ud800" in JSON, is refused all the same: 422 input.bad_text)
+_REFUSED_CLASS = "".join(_class_item(lo, hi) for lo, hi in REFUSED_RANGES if (lo, hi) != (0xD800, 0xDFFF))
+_SPACES_CLASS = " \\u00A0\\u1680\\u2000-\\u200A\\u202F\\u205F\\u3000"  # str.isspace, less those refused anyway
+# Free text (goods, a bank reference): no refused character (ledger_service.text), not blank
+# (str.strip), 1 to 200 characters (maxLength); read with ECMA-262's `u` flag, as JSON Schema
+# validators do (a character is a code point).
+TEXT_PATTERN = f"^[^{_REFUSED_CLASS}]*[^{_REFUSED_CLASS}{_SPACES_CLASS}][^{_REFUSED_CLASS}]*$"
+TEXT_ERROR = "1 to 200 characters, not blank, without control, bidirectional-formatting or noncharacter code points"
+
+ID_ERROR = "ids are 1 to 64 characters of A-Z a-z 0-9 _ -"
+REGION_ERROR = "a region is a 6-digit division code like 441900"
+DATE_ERROR = "is not YYYY-MM-DD"  # the API answers this message with rule input.bad_date
+CNY_ERROR = "an amount of CNY is a decimal string greater than 0 and at most 10000000000000, with at most 2 decimals"
+SP_ERROR = "an amount of SP is a decimal string greater than 0 and at most 10000000000000, with at most 4 decimals"
+SV_ERROR = "an amount of SV is a decimal string greater than 0 and at most 10000000000000, with at most 4 decimals"
+RATE_ERROR = "a rebate rate is a fraction greater than 0 and at most 1, with at most 4 decimals, like \"0.10\""
+
+
+class Pattern(Regexp):
+    """`Regexp` matching the whole value (`re.fullmatch`): the pattern means the same to an
+    ECMA-262 validator reading the OpenAPI document (apispec writes `regex.pattern` there)."""
+
+    def __call__(self, value: Any) -> Any:
+        regex = cast("re.Pattern[str]", self.regex)
+        if not isinstance(value, str) or regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+ID = Pattern(ID_PATTERN, error=ID_ERROR)
+REGION = Pattern(REGION_PATTERN, error=REGION_ERROR)
+CNY_AMOUNT = Pattern(CNY_PATTERN, error=CNY_ERROR)
+SP_AMOUNT = Pattern(SP_PATTERN, error=SP_ERROR)
+SV_AMOUNT = Pattern(SP_PATTERN, error=SV_ERROR)  # SV has SP's quantum (amounts.QUANTUM["SV"] = 0.0001)
+RATE = Pattern(RATE_PATTERN, error=RATE_ERROR)
+DATE = Pattern(DATE_PATTERN, error="{input!r} " + DATE_ERROR)
+TEXT = [Length(1, 200, error=TEXT_ERROR), Pattern(TEXT_PATTERN, error=TEXT_ERROR)]
+# The rule of each message a field's validator answers (problems.py names it on the 422).
+RULE_OF_ERROR = {ID_ERROR: "input.bad_id", REGION_ERROR: "input.bad_region", CNY_ERROR: "input.bad_amount",
+                 SP_ERROR: "input.bad_amount", SV_ERROR: "input.bad_amount", RATE_ERROR: "input.bad_rate", TEXT_ERROR: "input.bad_text"}
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32  # arrays and objects nested deeper are refused (422 input.too_deep) before parsing
-DATE_ERROR = "is not YYYY-MM-DD"  # the API answers this message with rule input.bad_date
-DATE = Regexp(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z", error="{input!r} " + DATE_ERROR)
 
 
 class Strict(Schema):
@@ -30,8 +103,8 @@ class Strict(Schema):
         unknown = RAISE
 
 
-def _date():
-    return String(validate=DATE, metadata={"description": "business day YYYY-MM-DD (default: today)"})
+def _date(description: str = "business day YYYY-MM-DD (default: today)", required: bool = False) -> String:
+    return String(required=required, validate=DATE, metadata={"format": "date", "description": description})
 
 
 class MemberIn(Strict):
@@ -59,13 +132,13 @@ class MerchantIn(Strict):
     owner = String(required=True, validate=ID)
     region = String(required=True, validate=REGION)
     channel = String(required=True, validate=OneOf(["online", "offline"]))
-    rebate_rate = String(required=True, validate=AMOUNT, metadata={"description": "fraction, e.g. \"0.10\""})
+    rebate_rate = String(required=True, validate=RATE, metadata={"description": "a fraction in (0, 1], e.g. \"0.10\""})
     referrer = String(validate=ID)
     date = _date()
 
 
 class DepositIn(Strict):
-    amount_cny = String(required=True, validate=AMOUNT)
+    amount_cny = String(required=True, validate=CNY_AMOUNT)
     merchant = String(validate=ID)
     platform = Boolean(metadata={"description": "true for a platform injection (buys nothing)"})
     date = _date()
@@ -75,7 +148,7 @@ class OrderIn(Strict):
     id = String(required=True, validate=ID)
     buyer = String(required=True, validate=ID)
     merchant = String(required=True, validate=ID)
-    amount_cny = String(required=True, validate=AMOUNT)
+    amount_cny = String(required=True, validate=CNY_AMOUNT)
     ship_region = String(validate=REGION)
     date = _date()
 
@@ -83,18 +156,18 @@ class OrderIn(Strict):
 class TransferIn(Strict):
     from_ = String(required=True, validate=ID, data_key="from")
     to = String(required=True, validate=ID)
-    sp = String(required=True, validate=AMOUNT)
+    sp = String(required=True, validate=SP_AMOUNT)
     date = _date()
 
 
 class PayoutIn(Strict):
     holder = String(required=True, validate=ID)
-    sp = String(required=True, validate=AMOUNT)
+    sp = String(required=True, validate=SP_AMOUNT)
     date = _date()
 
 
 class SettleIn(Strict):
-    bank_reference = String(required=True, validate=Length(1, 200))
+    bank_reference = String(required=True, validate=TEXT)
     date = _date()
 
 
@@ -103,7 +176,7 @@ class DateOnlyIn(Strict):
 
 
 class ReverseIn(Strict):
-    amount_cny = String(validate=AMOUNT, metadata={
+    amount_cny = String(validate=CNY_AMOUNT, metadata={
         "description": "refund this much of the order (at most its amount; default: all of it): every amount "
                        "the order gave is taken back in proportion"})
     date = _date()
@@ -111,14 +184,14 @@ class ReverseIn(Strict):
 
 class RedeemIn(Strict):
     holder = String(required=True, validate=ID)
-    sp = String(required=True, validate=AMOUNT)
-    goods = String(required=True, validate=Length(1, 200))
+    sp = String(required=True, validate=SP_AMOUNT)
+    goods = String(required=True, validate=TEXT)
     date = _date()
 
 
 class GrantIn(Strict):
     holder = String(required=True, validate=ID, metadata={"description": "the member granted the SV"})
-    sv = String(required=True, validate=AMOUNT, metadata={"description": "SV granted, e.g. \"20.0000\""})
+    sv = String(required=True, validate=SV_AMOUNT, metadata={"description": "SV granted, e.g. \"20.0000\""})
     reason = String(required=True, validate=OneOf(list(GRANT_REASONS)))
     campaign = String(validate=ID, metadata={"description": "campaign id (required when reason is campaign)"})
     ref = String(validate=ID, metadata={"description": "the source's id of what is rewarded (a task completion)"})
@@ -271,14 +344,13 @@ class SigningKeysOut(Schema):
 
 
 class ProofQuery(Strict):
-    checkpoint = String(validate=DATE, metadata={"description": "the checkpoint's day YYYY-MM-DD (default: the "
-                                                                "latest)"})
+    checkpoint = _date("the checkpoint's day YYYY-MM-DD (default: the latest)")
 
 
 # `from` is a Python keyword: these two are built with `from_dict` (a subclass of the class it is called on).
 ConsistencyQuery = cast(type[Strict], Strict.from_dict({
-    "from": String(required=True, validate=DATE, metadata={"description": "the earlier checkpoint's day"}),
-    "to": String(required=True, validate=DATE, metadata={"description": "the later checkpoint's day"}),
+    "from": _date("the earlier checkpoint's day", required=True),
+    "to": _date("the later checkpoint's day", required=True),
 }, name="ConsistencyQuery"))
 
 
@@ -305,8 +377,7 @@ ConsistencyOut = cast(type[Schema], Schema.from_dict({
 
 
 class HolderProofQuery(Strict):
-    date = String(validate=DATE, metadata={"description": "the liabilities checkpoint's day YYYY-MM-DD (default: the "
-                                                          "latest)"})
+    date = _date("the liabilities checkpoint's day YYYY-MM-DD (default: the latest)")
 
 
 class SumNodeOut(Schema):
