@@ -93,7 +93,8 @@ DATE = Pattern(DATE_PATTERN, error="{input!r} " + DATE_ERROR)
 TEXT = [Length(1, 200, error=TEXT_ERROR), Pattern(TEXT_PATTERN, error=TEXT_ERROR)]
 # The rule of each message a field's validator answers (problems.py names it on the 422).
 RULE_OF_ERROR = {ID_ERROR: "input.bad_id", REGION_ERROR: "input.bad_region", CNY_ERROR: "input.bad_amount",
-                 SP_ERROR: "input.bad_amount", SV_ERROR: "input.bad_amount", RATE_ERROR: "input.bad_rate", TEXT_ERROR: "input.bad_text"}
+                 SP_ERROR: "input.bad_amount",
+                 SV_ERROR: "input.bad_amount", RATE_ERROR: "input.bad_rate", TEXT_ERROR: "input.bad_text"}
 MAX_BODY_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 32  # arrays and objects nested deeper are refused (422 input.too_deep) before parsing
 
