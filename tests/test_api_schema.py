@@ -62,6 +62,7 @@ OPERATIONS = [
     ("GET", "/v1/checkpoints/latest"),
     ("GET", "/v1/checkpoints/consistency"),
     ("GET", "/v1/checkpoints/{day}"),
+    ("GET", "/v1/signing-keys"),
     ("GET", "/health"),
 ]
 

@@ -27,6 +27,9 @@ STATUS_OF = {"invalid": 422, "not_found": 404, "conflict": 409}
 # OpenAPI document, refused on what the books hold or on today's date): 409, refused by the rules.
 CONFLICT_RULES = {"date.future", "deposit.too_small", "transfer.same_holder", "payout.too_small", "redeem.too_small",
                   "proof.bad_range"}
+# Rules the rules module calls "invalid" that name a well-formed code the books do not hold, as an
+# unknown id is (a region code the books' division table lacks): 404.
+NOT_FOUND_RULES = {"region.unknown"}
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
           409: "Refused by the rules", 422: "Invalid request", 500: "Internal error", 503: "Unavailable"}
 
@@ -87,7 +90,7 @@ def register_error_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(Refusal)
     def _refusal(exc: Refusal) -> Response:
-        status = 409 if exc.rule in CONFLICT_RULES else STATUS_OF[exc.kind]
+        status = 409 if exc.rule in CONFLICT_RULES else 404 if exc.rule in NOT_FOUND_RULES else STATUS_OF[exc.kind]
         return problem(status, exc.rule, exc.detail, exc.field)
 
     @app.errorhandler(IdempotentReplay)
