@@ -179,6 +179,7 @@ class Engine:
         """
         self.books = Books(books)
         self.on_days_closed = on_days_closed
+        self._checkpoints_pending = False  # a repair rewrote a close: its checkpoint is booked once the lock is free
         self.url = database_url(self.books.root, db_url)
         if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
                 and not Path(self.url[len("sqlite:///"):]).is_file():
@@ -210,6 +211,9 @@ class Engine:
             if not serve_on_fault:
                 raise
             log.error("journal fault at start: %s; serving reads, bookings refused until an audit", exc)
+        if self._checkpoints_pending:
+            self._checkpoints_pending = False
+            self.book_checkpoints()
 
     def _has_schema(self) -> bool:
         return inspect(self.db).has_table("ledger")
@@ -280,7 +284,7 @@ class Engine:
             if day is not None and day > today:
                 raise Invalid("date.future", f"date: {day} is in the future (today is {today})", "date")
         first_day = events[0][1] or today
-        with _gc_paused(len(events) >= GC_PAUSE_FROM), self.books.lock():
+        with _gc_paused(len(events) >= GC_PAUSE_FROM), self._writer():
             if (first_day - self._open_day()).days > MAX_DAYS_PER_COMMIT:  # rare: close the gap in its own commits
                 self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
             with self.Session() as session:
@@ -296,6 +300,18 @@ class Engine:
                 self._append_committed(rows, events_booked[-1].event_id)
         self._update_ledger(booked)
         return events_booked
+
+    @contextmanager
+    def _writer(self):
+        """The books' writer lock; once released (an answer or an error alike), the checkpoints of
+        the closes a repair rewrote meanwhile are booked (they need the lock themselves)."""
+        try:
+            with self.books.lock():
+                yield
+        finally:
+            if self._checkpoints_pending:
+                self._checkpoints_pending = False
+                self.book_checkpoints()
 
     def _open_day(self) -> date:
         with self.db.connect() as connection:
@@ -339,7 +355,7 @@ class Engine:
         through = through or today - timedelta(days=1)
         if through >= today:
             raise Conflict("day.not_ended", f"date: {through} has not ended yet (today is {today})", "date")
-        with self.books.lock():
+        with self._writer():
             booked = self._catch_up(through, idempotency)
         self._update_ledger(booked)
         return booked
@@ -350,13 +366,15 @@ class Engine:
         Never fails a booking: the ledger is derived; the next update (or `ledger-service fava`)
         catches up, and `verify` reports a ledger that lags or differs.
         """
-        if not any(b.kind == EventKind.RELEASE for b in booked):
-            return
-        try:
-            self.on_days_closed(self.books.root, writer_locked=False)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("ledger tier not updated: %s", exc)
-        self.book_checkpoints()
+        closed = any(b.kind == EventKind.RELEASE for b in booked)
+        if closed:
+            try:
+                self.on_days_closed(self.books.root, writer_locked=False)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("ledger tier not updated: %s", exc)
+        if closed or self._checkpoints_pending:
+            self._checkpoints_pending = False
+            self.book_checkpoints()
 
     # -- the signed checkpoints (issue 12 §4; `rules.checkpoints`, `views.signed`) ---------------------
 
@@ -558,6 +576,7 @@ class Engine:
                     missing[-1].seq)
         if any(row.kind == EventKind.RELEASE for row in missing):  # a close rewritten: the ledger tier gets its days
             self._update_ledger_locked()
+            self._checkpoints_pending = True  # and its checkpoint, once the writer lock is released
 
     def _update_ledger_locked(self) -> None:
         """The ledger tier's update after a repair rewrote a close (writer lock held; never fails the caller)."""

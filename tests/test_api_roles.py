@@ -143,5 +143,6 @@ def test_matrix_covers_every_documented_path(world):
     tested |= {("GET", "/v1/checkpoints/latest"), ("GET", "/v1/checkpoints/{day}"),
                ("GET", "/v1/checkpoints/consistency"), ("GET", "/v1/events/{event_id}/proof"),
                ("GET", "/v1/holders/{holder_id}/proof")}  # tests/test_liabilities.py
+    tested |= {("GET", "/v1/signing-keys")}  # every role: tests/test_signed_checkpoints.py
     assert documented == tested
 

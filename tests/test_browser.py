@@ -247,7 +247,8 @@ def test_audit_page(served, page):
     assert table.is_visible() and box["height"] > 100 and box["x"] + box["width"] <= 1360  # the hashes wrap
     cells = page.eval_on_selector_all(
         "#audit-checkpoints tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))")
-    assert cells == [[c["day"], str(c["last_seq"]), c["head"], str(c["log_size"]), c["log_root"]] for c in published]
+    assert cells == [[c["day"], str(c["last_seq"]), c["head"], str(c["log_size"]), c["log_root"], c["key"][:16] + "…"]
+                     for c in published]  # signed: the key's first 16 hex digits (the whole key in its title)
     assert "ledger_verify.py inclusion" in page.inner_text("#checkpoints-commands")
     _shot(page, "audit")
     page.locator("#checkpoints").scroll_into_view_if_needed()

@@ -63,7 +63,8 @@ def test_the_index_holds_every_holder_as_the_database_does(books: Path):
         engine.dispose()
     with holder_index.Reader(books) as reader:
         assert reader.position.closed_day == CLOSED[-1]
-        assert reader.position.seq == head["seq"] - 1  # the open day holds only its price
+        # the open day holds its price and the signed checkpoint of the last closed day
+        assert reader.position.seq == head["seq"] - 2
         assert reader.holder_count() == len(db_rows) > 50
         state = reader.state()
         for holder_id, row in db_rows.items():
@@ -167,7 +168,8 @@ def test_the_holder_page_adds_what_was_booked_since_the_close(books: Path, tmp_p
             api = engine.holder(holder)
             assert {k: shown[k] for k in HOLDER_KEYS} == {k: str(api[k]) for k in HOLDER_KEYS}, holder
             since = engine.head()["seq"] - holder_index.Reader(copy).position.seq
-            assert since == 3 and f'data-since="{since}"' in html  # the open day's price, the order, the member
+            # the open day's price, the last close's checkpoint, the order, the member
+            assert since == 4 and f'data-since="{since}"' in html
         newest = fava.get(f"extension/HolderPage/?holder={buyer}")
         assert newest.index(booked.event_id) < newest.index("journal/2026-03/2026-03-03.beancount")
     finally:

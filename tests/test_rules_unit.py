@@ -497,6 +497,6 @@ def test_book_dispatches_each_event_type_to_its_rule(event: Event, rule):
 
 
 def test_every_event_kind_is_an_enum_member_equal_to_its_string():
-    assert [kind for kind in rules.EVENT_TYPES] == list(rules.CLIENT_KINDS) + [EventKind.RELEASE]
+    assert [kind for kind in rules.EVENT_TYPES] == [*rules.CLIENT_KINDS, EventKind.RELEASE, *rules.ENGINE_KINDS]
     assert all(isinstance(kind, str) and kind == kind.value for kind in EventKind)
     assert Release.kind == "release" and Order.kind == EventKind.ORDER

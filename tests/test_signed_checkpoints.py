@@ -147,6 +147,10 @@ def test_proofs_from_the_api_carry_the_signed_checkpoint_and_verify(books: Path,
     assert latest.json == json.loads((books / "checkpoints" / f"{CLOSED[-1]}.json").read_text())
     keys = client.get("/v1/signing-keys", headers=headers).json
     assert keys["genesis_key"] == keys["key_in_force"] == public and keys["rotations"] == []
+    for role in ("finance", "auditor", "admin"):  # every role reads the keys; no key reads nothing
+        _other_id, other = new_key(engine, role)
+        assert client.get("/v1/signing-keys", headers={"Authorization": f"Bearer {other}"}).json == keys
+    assert client.get("/v1/signing-keys").status_code == 401
     event_id = next(e.get("event") for e in chain(books) if isinstance(e, Transaction) and e.kind == "order")
     proof = client.get(f"/v1/events/{event_id}/proof", headers=headers).json
     done = run_verifier("inclusion", write_json(tmp_path / "inclusion.json", proof), "--key", public)
