@@ -372,7 +372,7 @@ def holder_proofs(books: Books, lv: ModuleType, samples: int, runs: int, rng: ra
     python_s = time.perf_counter() - t
 
     def cmd(file: Path) -> None:
-        out = in_verifier_context(lambda: lv.cmd_holder(argparse.Namespace(file=str(file), liabilities=None)))
+        out = in_verifier_context(lambda: lv.cmd_holder(argparse.Namespace(file=str(file), liabilities=None, key=None)))
         assert out.startswith("holder ")
 
     result = {
