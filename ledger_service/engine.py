@@ -201,7 +201,7 @@ class Engine:
         if not self.books.exists():
             self.books.write_main(row.genesis_day)
         try:
-            with self.books.lock(), self.Session() as session:
+            with self._writer(), self.Session() as session:
                 self._repair(session, deep=True)
         except (JournalUnavailable, OSError) as exc:
             log.warning("journal not repaired at start: %s; serving reads, bookings answer 503 until the "
@@ -211,9 +211,6 @@ class Engine:
             if not serve_on_fault:
                 raise
             log.error("journal fault at start: %s; serving reads, bookings refused until an audit", exc)
-        if self._checkpoints_pending:
-            self._checkpoints_pending = False
-            self.book_checkpoints()
 
     def _has_schema(self) -> bool:
         return inspect(self.db).has_table("ledger")
@@ -366,15 +363,13 @@ class Engine:
         Never fails a booking: the ledger is derived; the next update (or `ledger-service fava`)
         catches up, and `verify` reports a ledger that lags or differs.
         """
-        closed = any(b.kind == EventKind.RELEASE for b in booked)
-        if closed:
-            try:
-                self.on_days_closed(self.books.root, writer_locked=False)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("ledger tier not updated: %s", exc)
-        if closed or self._checkpoints_pending:
-            self._checkpoints_pending = False
-            self.book_checkpoints()
+        if not any(b.kind == EventKind.RELEASE for b in booked):
+            return
+        try:
+            self.on_days_closed(self.books.root, writer_locked=False)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("ledger tier not updated: %s", exc)
+        self.book_checkpoints()
 
     # -- the signed checkpoints (issue 12 §4; `rules.checkpoints`, `views.signed`) ---------------------
 

@@ -23,7 +23,6 @@ from sqlalchemy import inspect, select, tuple_
 from .. import accounts as A
 from .. import reports, views
 from ..amounts import ZERO, fmt
-from ..config import Params
 from ..engine import Booked
 from ..entries import Price, Transaction
 from ..faults import Fault
@@ -702,15 +701,6 @@ class _Json:
     value: object
 
 
-@dataclass(frozen=True)
-class _Rules:
-    """The `ledger.rules_json` the journal gives: the rules fixed at genesis, compared as the rules they
-    read as (`Params.from_meta`), so a row written before a parameter existed (`config.LEGACY`) still
-    matches; shown as their flat metadata."""
-
-    params: Params
-
-
 def _pages(session, table, columns=None, size: int = DB_PAGE_ROWS):
     """Every row of `table`, in primary-key order, one keyset page (one statement) at a time."""
     key = list(table.primary_key.columns)
@@ -735,11 +725,6 @@ def _fields(item, table) -> dict:
 
 
 def _same(found, expected) -> bool:
-    if isinstance(expected, _Rules):
-        try:
-            return Params.from_meta(json.loads(found)) == expected.params
-        except (TypeError, ValueError):  # not JSON, or rules that do not load (ConfigError is a ValueError)
-            return False
     if isinstance(expected, _Json):
         try:
             return json.loads(found) == expected.value
@@ -754,8 +739,6 @@ def _same(found, expected) -> bool:
 def _show(value) -> str:
     if value is None:
         return "nothing"
-    if isinstance(value, _Rules):
-        value = json.dumps(value.params.to_meta(), sort_keys=True)
     if isinstance(value, _Json):
         value = json.dumps(value.value, sort_keys=True)
     if isinstance(value, Decimal):
