@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Generic, TypeVar
 
 # Encodings tried in order. GB18030 is a superset of GBK (and of GB2312): any GBK
 # export decodes to the same text, and the rare characters GBK lacks do too.
@@ -110,6 +112,93 @@ def rows_of(text: str, path="<csv>"):
         cells = [cell.strip() for cell in cells]
         if any(cells):
             yield line, cells
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One record of a storefront export: its line and every column's cell, stripped ('' when empty;
+    `EXTRA` holds the cells past the header's columns, when there are any)."""
+
+    line: int
+    fields: dict[str, str]
+
+    def cell(self, name: str) -> str:
+        return self.fields.get(name, "")
+
+
+EXTRA = "__extra__"
+Row = TypeVar("Row", bound=CsvRow)
+
+
+@dataclass
+class CsvFile(Generic[Row]):
+    path: str
+    encoding: str
+    rows: list[Row]
+
+
+@dataclass(frozen=True)
+class CsvShape(Generic[Row]):
+    """A storefront export's header: every required column, each column once, no other. `what`
+    names the format in errors ("an order export")."""
+
+    what: str
+    columns: tuple[str, ...]
+    required: tuple[str, ...]
+    row_type: type[Row]
+
+    def header_ok(self, cells: list[str]) -> bool:
+        return (bool(cells) and set(self.required) <= set(cells) and set(cells) <= set(self.columns)
+                and len(set(cells)) == len(cells))
+
+    def looks_like(self, path: str | Path) -> bool:
+        lines = head_lines(path, limit=1)
+        return bool(lines) and self.header_ok(split_row(lines[0]))
+
+    def read(self, path: str | Path) -> CsvFile[Row]:
+        """The rows of the file, as text. A wrong header is a `FormatError`; the cells are checked
+        when each row is booked (a bad row is rejected alone)."""
+        text, encoding = read_text(path)
+        rows = list(rows_of(text, path))
+        if not rows:
+            raise FormatError(path, 1, None, "empty file: expected the header row " + ",".join(self.columns))
+        header_line, header = rows[0]
+        if not self.header_ok(header):
+            raise FormatError(path, header_line, None, f"not {self.what} header ({self._why(header)}); "
+                                                       f"expected the columns {','.join(self.columns)}")
+        out = []
+        for line, cells in rows[1:]:
+            extra = cells[len(header):]
+            fields = {name: (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}
+            if any(extra):
+                fields[EXTRA] = ",".join(extra)
+            out.append(self.row_type(line, fields))
+        return CsvFile(str(path), encoding, out)
+
+    def _why(self, header: list[str]) -> str:
+        missing = [c for c in self.required if c not in header]
+        unknown = [c for c in header if c not in self.columns]
+        why = []
+        if missing:
+            why.append("missing " + ",".join(missing))
+        if unknown:
+            why.append("unknown " + ",".join(repr(c) for c in unknown))
+        if len(set(header)) != len(header):
+            why.append("a column is repeated")
+        return "; ".join(why)
+
+
+def row_day(row: CsvRow, path: str | Path = "") -> date | None:
+    """The row's business day (None: today). FormatError names line and column."""
+    text = row.cell("date")
+    if not text:
+        return None
+    return parse_day(text, path=path, line=row.line, column="date")
+
+
+def extra_cells(row: CsvRow) -> str | None:
+    """The cells past the header's columns, joined, or None."""
+    return row.fields.get(EXTRA)
 
 
 def parse_day(text: str, *, path, line: int, column: str) -> date:

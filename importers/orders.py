@@ -25,9 +25,7 @@ duplicates: an order's postings depend on the books, so only the engine books it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import beangulp
 from beancount.core import amount as bc_amount
@@ -37,81 +35,31 @@ from beancount.parser.grammar import ValueType
 from ledger_service.errors import Invalid, Refusal
 from ledger_service.rules.events import parse
 
-from .common import FormatError, NamedImporter, head_lines, parse_day, read_text, rows_of, split_row
+from .common import CsvFile, CsvRow, CsvShape, FormatError, NamedImporter, extra_cells, row_day
 
 COLUMNS = ("order_id", "date", "buyer", "merchant", "amount_cny", "ship_region")
 REQUIRED = ("order_id", "buyer", "merchant", "amount_cny")
 ORDER_META = "order_id"
 
 
-@dataclass(frozen=True)
-class OrderRow:
-    line: int
-    fields: dict[str, str]  # column -> the cell's text, stripped ('' when empty)
-
+class OrderRow(CsvRow):
     @property
     def order_id(self) -> str:
-        return self.fields.get("order_id", "")
+        return self.cell("order_id")
 
 
-@dataclass
-class OrderFile:
-    path: str
-    encoding: str
-    rows: list[OrderRow]
-
-
-def header_ok(cells: list[str]) -> bool:
-    return bool(cells) and set(REQUIRED) <= set(cells) and set(cells) <= set(COLUMNS) and len(set(cells)) == len(cells)
-
-
-def looks_like_orders(path: str | Path) -> bool:
-    lines = head_lines(path, limit=1)
-    return bool(lines) and header_ok(split_row(lines[0]))
-
-
-def read_orders(path: str | Path) -> OrderFile:
-    """The rows of an order export, as text. A wrong header is a `FormatError`;
-    the cells are checked when each row is booked (a bad row is rejected alone)."""
-    text, encoding = read_text(path)
-    rows = list(rows_of(text, path))
-    if not rows:
-        raise FormatError(path, 1, None, "empty file: expected the header row " + ",".join(COLUMNS))
-    header_line, header = rows[0]
-    if not header_ok(header):
-        missing = [c for c in REQUIRED if c not in header]
-        unknown = [c for c in header if c not in COLUMNS]
-        why = []
-        if missing:
-            why.append("missing " + ",".join(missing))
-        if unknown:
-            why.append("unknown " + ",".join(repr(c) for c in unknown))
-        if len(set(header)) != len(header):
-            why.append("a column is repeated")
-        raise FormatError(path, header_line, None, "not an order export header (" + "; ".join(why)
-                          + f"); expected the columns {','.join(COLUMNS)}")
-    out = []
-    for line, cells in rows[1:]:
-        extra = cells[len(header):]
-        fields = {name: (cells[i] if i < len(cells) else "") for i, name in enumerate(header)}
-        if any(extra):
-            fields["__extra__"] = ",".join(extra)
-        out.append(OrderRow(line, fields))
-    return OrderFile(str(path), encoding, out)
-
-
-def row_day(row: OrderRow, path: str | Path = "") -> date | None:
-    """The row's business day (None: today). FormatError names line and column."""
-    text = row.fields.get("date", "")
-    if not text:
-        return None
-    return parse_day(text, path=path, line=row.line, column="date")
+SHAPE = CsvShape("an order export", COLUMNS, REQUIRED, OrderRow)
+OrderFile = CsvFile
+header_ok = SHAPE.header_ok
+looks_like_orders = SHAPE.looks_like
+read_orders = SHAPE.read
 
 
 def row_event(row: OrderRow):
     """The row as an `Order` event, validated like an API body (raises `Refusal`)."""
-    if "__extra__" in row.fields:
-        raise Invalid("input.bad_row", f"more cells than the header has columns: {row.fields['__extra__']!r}", None)
+    extra = extra_cells(row)
+    if extra is not None:
+        raise Invalid("input.bad_row", f"more cells than the header has columns: {extra!r}", None)
     fields = {name: row.fields.get(name) or None for name in ("order_id", "buyer", "merchant", "amount_cny",
                                                              "ship_region")}
     return parse("order", fields)

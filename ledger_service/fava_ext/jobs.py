@@ -61,51 +61,70 @@ def _head_hash(root: Path) -> str:
     return journal_head(root).get("hash", "")
 
 
-# -- holders ------------------------------------------------------------------------------
+# -- the background job every page's data shares -------------------------------------------
 
 
-class HolderView:
-    """The Holder page's data: the holder index, and the entries booked since it."""
+class BackgroundJob:
+    """One piece of work run in a daemon thread at a time: `start` begins it unless it runs
+    already, `error` holds the last failure's traceback (the page shows it; the last result
+    stays), `done` is set when a run ends."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.lock = threading.Lock()
-        self.since: Since | None = None
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self.done = threading.Event()
 
     @property
-    def building(self) -> bool:
+    def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def ensure(self, wait: float = 0.0) -> None:
-        """Bring the overlay to the journal's head (in the background); wait up to `wait` s."""
-        head = _head_hash(self.root)
-        since = self.since
-        if since is not None and since.head == head:
-            return
+    building = running
+
+    def start(self, name: str, *args: Any, wait: float = 0.0) -> None:
+        """Run `self.work(*args)` in the background unless a run is under way; wait up to `wait` s."""
         started = False
         with self.lock:
-            if not self.building:
+            if not self.running:
                 self.done.clear()
                 self.error = None
-                self.thread = threading.Thread(target=self._run, name=f"holder-view {self.root}", daemon=True)
+                self.thread = threading.Thread(target=self._run, args=args, name=f"{name} {self.root}", daemon=True)
                 self.thread.start()
                 started = True
         if wait and started:
             self.done.wait(wait)
 
-    def _run(self) -> None:
+    def _run(self, *args: Any) -> None:
         try:
-            self.since = self._build()
-        except Exception:  # noqa: BLE001  a background job: any failure is shown on the page; the previous overlay stays
+            self.work(*args)
+        except Exception:  # noqa: BLE001  a background job: any failure is shown on the page, never lost
             self.error = traceback.format_exc(limit=5)
         finally:
             self.done.set()
 
-    def _build(self) -> Since | None:
-        return since_index(self.root, _head_hash(self.root))
+    def work(self, *args: Any) -> None:
+        raise NotImplementedError
+
+
+# -- holders ------------------------------------------------------------------------------
+
+
+class HolderView(BackgroundJob):
+    """The Holder page's data: the holder index, and the entries booked since."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.since: Since | None = None
+
+    def ensure(self, wait: float = 0.0) -> None:
+        """Bring the overlay to the journal's head (in the background); wait up to `wait` s."""
+        since = self.since
+        if since is None or since.head != _head_hash(self.root):
+            self.start("holder-view", wait=wait)
+
+    def work(self) -> None:  # a failure keeps the previous overlay
+        self.since = since_index(self.root, _head_hash(self.root))
 
     def holder(self, holder_id: str, params: Params) -> dict | None:
         """The holder's view at the head, as `GET /v1/holders/{id}` answers it
@@ -141,7 +160,7 @@ class HolderView:
             return out, pages
 
 
-class Ranking:
+class Ranking(BackgroundJob):
     """The holders with the most SP and the most active SV at the holder index's close (the
     Holder page with no id): every holder's balance computed once per closed day, in a
     background thread; `TOP` of each kept."""
@@ -149,69 +168,38 @@ class Ranking:
     TOP = 500
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.lock = threading.Lock()
+        super().__init__(root)
         self.seq: int | None = None  # the index position the lists are for
         self.day: date | None = None
         self.by_sp: list = []
         self.by_sv: list = []
-        self.thread: threading.Thread | None = None
-        self.error: str | None = None
-        self.done = threading.Event()
-
-    @property
-    def building(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
 
     def ensure(self, wait: float = 0.0) -> None:
         """Rank again when the index moved to another close (in the background); wait up to `wait` s."""
         with Reader(self.root) as reader:
             position = reader.position
-        if position is None or position.seq == self.seq:
-            return
-        started = False
-        with self.lock:
-            if not self.building:
-                self.done.clear()
-                self.error = None
-                self.thread = threading.Thread(target=self._run, name=f"ranking {self.root}", daemon=True)
-                self.thread.start()
-                started = True
-        if wait and started:
-            self.done.wait(wait)
+        if position is not None and position.seq != self.seq:
+            self.start("ranking", wait=wait)
 
-    def _run(self) -> None:
-        try:
-            with Reader(self.root) as reader:
-                if reader.position is not None:
-                    by_sp, by_sv = reader.top(self.TOP)
-                    self.by_sp, self.by_sv, self.day = by_sp, by_sv, reader.position.closed_day
-                    self.seq = reader.position.seq
-        except Exception:  # noqa: BLE001  a background job: any failure is shown on the page; the last lists stay
-            self.error = traceback.format_exc(limit=5)
-        finally:
-            self.done.set()
+    def work(self) -> None:  # a failure keeps the last lists
+        with Reader(self.root) as reader:
+            if reader.position is not None:
+                by_sp, by_sv = reader.top(self.TOP)
+                self.by_sp, self.by_sv, self.day = by_sp, by_sv, reader.position.closed_day
+                self.seq = reader.position.seq
 
 
 # -- verify -------------------------------------------------------------------------------
 
 
-class VerifyJob:
+class VerifyJob(BackgroundJob):
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.lock = threading.Lock()
+        super().__init__(root)
         self.result: record.VerifyResult | None = None
         found = record.read(self.root)
         if found is not None:
             self.result = record.VerifyResult.from_record(found)
-        self.thread: threading.Thread | None = None
-        self.error: str | None = None
         self.progress = (0, 0)
-        self.done = threading.Event()
-
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
 
     def current(self) -> bool:
         """Whether the result covers the books as they are now (same fingerprint)."""
@@ -226,37 +214,22 @@ class VerifyJob:
         if found is not None and found.get("fingerprint") == fp:
             self.result = record.VerifyResult.from_record(found)
             return
-        started = False
-        with self.lock:
-            if not self.running:
-                self.done.clear()
-                self.error = None
-                self.thread = threading.Thread(target=self._run, args=(fp,), name=f"ledger-verify {self.root}",
-                                               daemon=True)
-                self.thread.start()
-                started = True
-        if wait and started:
-            self.done.wait(wait)
+        self.start("ledger-verify", fp, wait=wait)
 
-    def _run(self, fp: str) -> None:
-        try:
-            started = time.monotonic()
-            total = len(Books(self.root).journal_files())
-            done = 0
+    def work(self, fp: str) -> None:
+        started = time.monotonic()
+        total = len(Books(self.root).journal_files())
+        done = 0
 
-            def advance(_path) -> None:
-                nonlocal done
-                done += 1
-                self.progress = (done, total)
+        def advance(_path) -> None:
+            nonlocal done
+            done += 1
+            self.progress = (done, total)
 
-            self.progress = (0, total)
-            report = verify_module.verify(self.root, use_db=False, progress=advance)
-            self.result = record.result_of(report, fp, time.monotonic() - started, "Fava's Audit page")
-            record.write(self.root, self.result)
-        except Exception:  # noqa: BLE001  a background job: any failure is shown on the page, never lost
-            self.error = traceback.format_exc(limit=5)
-        finally:
-            self.done.set()
+        self.progress = (0, total)
+        report = verify_module.verify(self.root, use_db=False, progress=advance)
+        self.result = record.result_of(report, fp, time.monotonic() - started, "Fava's Audit page")
+        record.write(self.root, self.result)
 
 
 # -- one day's entries ------------------------------------------------------------------------

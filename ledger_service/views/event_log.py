@@ -311,6 +311,18 @@ def stored_checkpoint(books_root: Path | str, day: date) -> Checkpoint | None:
         engine.dispose()
 
 
+def stored_log_roots(books_root: Path | str) -> dict[date, str]:
+    """Every checkpoint's log root from the event log's database, by day (empty: no event log)."""
+    engine = open_engine(books_root)
+    if engine is None:
+        return {}
+    try:
+        with engine.connect() as connection:
+            return {c.day: c.log_root for c in Store(connection).checkpoints()}
+    finally:
+        engine.dispose()
+
+
 def open_engine(books_root: Path | str) -> Engine | None:
     """An engine on the event log (None: the books have none yet)."""
     path = log_path(books_root)

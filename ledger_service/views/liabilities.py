@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Date, Integer, MetaData, String, Table, delete, insert, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import merkle_sum as ms
 from ..accounts import HOLDERS_SP, HOLDERS_SV_ACTIVE, HOLDERS_SV_LOCKED
@@ -46,7 +45,7 @@ from ..store.models import DecimalText
 from ..subledger import settle
 from . import holder_index
 from .base import LEDGER_DIR, Check, Update, ViewError, dated_files, publish_dated, sqlite_engine
-from .event_log import checkpoint_dir, published_json, stored_checkpoint
+from .event_log import checkpoint_dir, published_json, stored_checkpoint, stored_log_roots
 
 DB_NAME = "liabilities.sqlite"
 SECRET = Path("keys") / "liabilities.secret"
@@ -62,25 +61,34 @@ NODES = Table(
     Column("level", Integer, primary_key=True), Column("idx", Integer, primary_key=True),
     Column("hash", String(64), nullable=False), Column("base_sp", DecimalText, nullable=False),
     Column("shares", DecimalText, nullable=False), Column("sv_locked", DecimalText, nullable=False),
+    sqlite_with_rowid=False,
 )
 LEAVES = Table(
     "leaves", _meta,
     Column("holder_id", String(64), primary_key=True), Column("leaf_index", Integer, nullable=False, unique=True),
     Column("base_sp", DecimalText, nullable=False), Column("shares", DecimalText, nullable=False),
     Column("sv_locked", DecimalText, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 
-# The upserts of `Tree.flush`: one compiled statement each, executed over every changed row.
-WRITE_BATCH = 10_000
-PREFETCH_CHUNK = 500  # node indices per `IN (...)` read (well under SQLite's bound-parameter limit)
-_NEW_NODE = sqlite_insert(NODES)
-_UPSERT_NODE = _NEW_NODE.on_conflict_do_update(
-    index_elements=["level", "idx"],
-    set_={k: _NEW_NODE.excluded[k] for k in ("hash", "base_sp", "shares", "sv_locked")})
-_NEW_LEAF = sqlite_insert(LEAVES)
-_UPSERT_LEAF = _NEW_LEAF.on_conflict_do_update(
-    index_elements=["holder_id"], set_={k: _NEW_LEAF.excluded[k] for k in ("base_sp", "shares", "sv_locked")})
+# `Tree` reads and writes its rows through the connection's DBAPI cursor (the same transaction):
+# SQLAlchemy's statement compilation and type processing cost ~20 µs a row, more than the hashing.
+# Decimals are stored as `DecimalText` stores them (`format(x, "f")`, read back with `Decimal`).
+CACHE_KIB = 65_536  # SQLite's page cache for the tree (its default, 2 MiB, re-reads the day's pages as it writes)
+CHUNK = 500  # keys per `IN (...)` read (well under SQLite's bound-parameter limit)
+_READ_NODES = "SELECT idx, hash, base_sp, shares, sv_locked FROM nodes WHERE level = ? AND idx IN ({})"
+_READ_INDICES = "SELECT holder_id, leaf_index FROM leaves WHERE holder_id IN ({})"
+_UPSERT_NODE = ("INSERT INTO nodes (level, idx, hash, base_sp, shares, sv_locked) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash, base_sp = excluded.base_sp, "
+                "shares = excluded.shares, sv_locked = excluded.sv_locked")
+_UPSERT_LEAF = ("INSERT INTO leaves (holder_id, leaf_index, base_sp, shares, sv_locked) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (holder_id) DO UPDATE SET base_sp = excluded.base_sp, shares = excluded.shares, "
+                "sv_locked = excluded.sv_locked")
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
 
 
 class LiabilitiesError(ViewError):
@@ -136,6 +144,7 @@ class Tree:
         self.dirty_leaves: set[str] = set()
         self.engine: Any = None
         if connection is not None:
+            self._cursor().execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             top = connection.execute(select(LEAVES.c.leaf_index).order_by(LEAVES.c.leaf_index.desc()).limit(1)).scalar()
             self.size = 0 if top is None else int(top) + 1
 
@@ -150,11 +159,35 @@ class Tree:
         if found is None:
             if self.connection is None:
                 raise KeyError((level, idx))
-            row = self.connection.execute(select(NODES).where(NODES.c.level == level, NODES.c.idx == idx)).first()
-            if row is None:
+            self._read_nodes(level, [idx])
+            found = self.nodes.get((level, idx))
+            if found is None:
                 raise LiabilitiesError(f"liabilities tree: node ({level}, {idx}) missing")
-            found = self.nodes[(level, idx)] = ms.Node(row.hash, row.base_sp, row.shares, row.sv_locked)
         return found
+
+    def _cursor(self) -> Any:
+        assert self.connection is not None
+        return self.connection.connection.driver_connection.cursor()
+
+    def _read_nodes(self, level: int, indices: Sequence[int]) -> None:
+        """Cache the stored nodes (level, i) for i in `indices` (a few queries)."""
+        cursor = self._cursor()
+        for start in range(0, len(indices), CHUNK):
+            part = indices[start:start + CHUNK]
+            for idx, hash_hex, base_sp, shares, sv_locked in cursor.execute(
+                    _READ_NODES.format(_marks(len(part))), (level, *part)):
+                self.nodes.setdefault((level, idx), ms.Node(hash_hex, Decimal(base_sp), Decimal(shares),
+                                                            Decimal(sv_locked)))
+
+    def _read_indices(self, holder_ids: Sequence[str]) -> None:
+        """Cache the leaf indices of those of `holder_ids` the store holds (a few queries)."""
+        if self.connection is None:
+            return
+        wanted = [h for h in holder_ids if h not in self.index]
+        cursor = self._cursor()
+        for start in range(0, len(wanted), CHUNK):
+            part = wanted[start:start + CHUNK]
+            self.index.update(cursor.execute(_READ_INDICES.format(_marks(len(part))), part))
 
     def put(self, level: int, idx: int, nd: ms.Node) -> None:
         self.nodes[(level, idx)] = nd
@@ -181,10 +214,11 @@ class Tree:
     def set_leaves(self, figures: dict[str, tuple[Decimal, Decimal, Decimal]], order: Sequence[str]) -> int:
         """Write the leaves of these holders (new ones appended in `order`); recompute their ancestors."""
         changed = []
+        self._read_indices([h for h in order if h in figures])
         for holder_id in order:
             if holder_id not in figures:
                 continue
-            idx = self.leaf_index(holder_id)
+            idx = self.index.get(holder_id)
             if idx is None:
                 idx = self.index[holder_id] = self.size
                 self.size += 1
@@ -207,13 +241,11 @@ class Tree:
         wanted: dict[int, list[int]] = {}
         while dirty and (self.size >> (level + 1)):
             parents = {i >> 1 for i in dirty if ((i >> 1) + 1) << (level + 1) <= self.size}
-            wanted[level] = [i for p in parents for i in (2 * p, 2 * p + 1) if (level, i) not in self.nodes]
+            wanted[level] = [i for p in parents for i in (2 * p, 2 * p + 1)  # what update will not compute
+                             if i not in dirty and (level, i) not in self.nodes]
             dirty, level = parents, level + 1
         for lv, indices in wanted.items():
-            for start in range(0, len(indices), PREFETCH_CHUNK):
-                part = indices[start:start + PREFETCH_CHUNK]
-                for row in self.connection.execute(select(NODES).where(NODES.c.level == lv, NODES.c.idx.in_(part))):
-                    self.nodes.setdefault((lv, row.idx), ms.Node(row.hash, row.base_sp, row.shares, row.sv_locked))
+            self._read_nodes(lv, indices)
 
     def root(self) -> ms.Node:
         return ms.root(self.node, self.size)
@@ -222,20 +254,14 @@ class Tree:
         """Write the changed nodes and leaves: one upsert statement each, executed over all rows."""
         c = self.connection
         assert c is not None
-        node_rows = []
-        for level, idx in sorted(self.dirty_nodes):
-            nd = self.nodes[(level, idx)]
-            node_rows.append({"level": level, "idx": idx, "hash": nd.hash, "base_sp": nd.base_sp,
-                              "shares": nd.shares, "sv_locked": nd.sv_locked})
-        for start in range(0, len(node_rows), WRITE_BATCH):
-            c.execute(_UPSERT_NODE, node_rows[start:start + WRITE_BATCH])
-        leaf_rows = []
-        for holder_id in sorted(self.dirty_leaves):
-            b, s, v = self.leaf_of[holder_id]
-            leaf_rows.append({"holder_id": holder_id, "leaf_index": self.index[holder_id], "base_sp": b,
-                              "shares": s, "sv_locked": v})
-        for start in range(0, len(leaf_rows), WRITE_BATCH):
-            c.execute(_UPSERT_LEAF, leaf_rows[start:start + WRITE_BATCH])
+        text = ms.text
+        node_rows = [(level, idx, nd.hash, text(nd.base_sp), text(nd.shares), text(nd.sv_locked))
+                     for (level, idx), nd in ((k, self.nodes[k]) for k in sorted(self.dirty_nodes))]
+        leaf_rows = [(h, self.index[h], text(base_sp), text(shares), text(sv_locked))
+                     for h, (base_sp, shares, sv_locked) in ((h, self.leaf_of[h]) for h in sorted(self.dirty_leaves))]
+        cursor = self._cursor()
+        cursor.executemany(_UPSERT_NODE, node_rows)
+        cursor.executemany(_UPSERT_LEAF, leaf_rows)
         c.execute(delete(POSITION))
         c.execute(insert(POSITION), [{"id": 1, "day": day}])
         self.dirty_nodes.clear()
@@ -299,11 +325,6 @@ def residue_faults(obj: dict[str, Any]) -> list[str]:
 
 def _text(obj: dict[str, Any]) -> str:
     return json.dumps(obj, indent=2) + "\n"
-
-
-def _log_root(root: Path, day: date) -> str:
-    found = stored_checkpoint(root, day)
-    return found.log_root if found is not None else ""
 
 
 def _files(root: Path) -> dict[date, Path]:
@@ -395,9 +416,10 @@ class _Update:
         self.transaction.commit()
         written = [relative(self.root, db_path(self.root))] if self.added or self.rebuild else []
         wanted: dict[date, tuple[Path, str]] = {}
+        log_roots = stored_log_roots(self.root)
         for obj in self.added:
             day = date.fromisoformat(obj["day"])
-            obj["log_root"] = _log_root(self.root, day)
+            obj["log_root"] = log_roots.get(day, "")
             wanted[day] = (checkpoint_path(self.root, day), _text(obj))
         written += publish_dated(self.root, wanted, _files(self.root) if self.rebuild else None)
         return written
@@ -430,6 +452,7 @@ class LiabilitiesCheck:
         self.tree = Tree(self.secret or b"")
         self.folder = DayFolder(self.tree)
         self.expected: dict[date, dict[str, Any]] = {}
+        self.log_roots: dict[date, str] | None = None  # the event log's, read once
         self.broken = False
         if self.exists and self.secret is None:
             self._fault(str(secret_path(self.root)), "liabilities.secret", "the liabilities secret is missing")
@@ -452,7 +475,9 @@ class LiabilitiesCheck:
             self._fault(str(db_path(self.root)), "liabilities.fold", f"not recomputed past {entry.date}: {exc}")
             return
         if obj is not None:
-            obj["log_root"] = _log_root(self.root, entry.date)
+            if self.log_roots is None:
+                self.log_roots = stored_log_roots(self.root)
+            obj["log_root"] = self.log_roots.get(entry.date, "")
             self.expected[entry.date] = obj
             for message in residue_faults(obj):
                 self._fault(str(checkpoint_path(self.root, entry.date)), "liabilities.residue", message)
