@@ -2,8 +2,10 @@
 
 The liabilities tree below is written from the format text alone (issue 12 §3/§5: HMAC salts,
 id commitments, leaf and node hashes over plain decimal text, RFC 6962's shape), with the
-standard library only; nothing of `ledger_service` is imported. The verifier runs as a
-subprocess, as a holder or a regulator would run it.
+standard library only; nothing of `ledger_service` is imported (but by the end-to-end test on demo
+books, which makes proofs with `views.liabilities.holder_proof`, what `prove holder` runs). The
+verifier runs as a subprocess, as a holder or a regulator would run it (in that test, as the
+program's `main` in this process for every holder, and as a process for a sample).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import ast
 import copy
 import hashlib
 import hmac
+import importlib.util
 import json
 import re
 import shutil
 import subprocess
 import sys
+from datetime import date
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -403,34 +407,64 @@ def demo_books(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Pat
     return cli, books
 
 
-def test_the_books_own_holder_proofs_verify(demo_books: tuple[list[str], Path], tmp_path: Path) -> None:
-    """Every holder the journal names, on every closed day's liabilities, against the kept file."""
+def _verifier_module() -> Any:
+    spec = importlib.util.spec_from_file_location("ledger_verify_in_process", VERIFIER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_books_own_holder_proofs_verify(demo_books: tuple[list[str], Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Every holder the journal names, on every closed day's liabilities, against the kept file: each
+    proof made as `ledger-service prove holder` makes it (`liabilities.holder_proof`) and checked by the
+    verifier's own `main` in this process; on each day the first, a middle and the last holder also
+    through both programs as processes (the command's file equal to the proof, the verifier's exit 0),
+    and a proof with a changed balance refused."""
+    from ledger_service.views import liabilities
+
     cli, books = demo_books
+    verifier = _verifier_module()
     journal = "\n".join(p.read_text(encoding="utf-8") for p in (books / "journal").glob("*/*.beancount"))
     holders = sorted(set(re.findall(r'^ +holder: "([^"]+)"', journal, flags=re.M)))
     kept = sorted((books / "checkpoints").glob("*.liabilities.json"))
     assert len(kept) >= 2 and len(holders) >= 30, (kept, holders)
     proved = 0
     for file in kept:
-        day = file.name[:10]
+        day = date.fromisoformat(file.name[:10])
         size = json.loads(file.read_text(encoding="utf-8"))["holders"]
-        in_tree = 0
+        in_tree: list[str] = []
         for holder in holders:
-            out = tmp_path / "proof.json"
-            done = subprocess.run([*cli, "prove", "holder", "--books", str(books), holder, "--date", day,
-                                   "--out", str(out)], capture_output=True, text=True, timeout=120)
-            if done.returncode != 0:  # a holder who appeared after that day
-                assert "holder.unknown" in done.stdout + done.stderr, done.stdout + done.stderr
+            try:
+                proof = liabilities.holder_proof(books, holder, day)
+            except liabilities.ProofNotFound as exc:  # a holder who appeared after that day
+                assert exc.rule == "holder.unknown", exc
                 continue
-            in_tree += 1
-            checked = verify(tmp_path, json.loads(out.read_text(encoding="utf-8")), kept=json.loads(file.read_text()))
-            assert checked.returncode == 0 and checked.stdout.startswith("OK: "), (day, holder, checked.stdout,
-                                                                                checked.stderr)
-            tampered = json.loads(out.read_text(encoding="utf-8"))
-            tampered["balances"]["sp"] = f(Decimal(tampered["balances"]["sp"]) + 1)
-            refused(verify(tmp_path, tampered), "balances.sp")
-        assert in_tree == size, (day, in_tree, size)
-        proved += in_tree
+            in_tree.append(holder)
+            out = tmp_path / "proof.json"
+            out.write_text(json.dumps(proof, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            assert verifier.main(["holder", str(out), "--liabilities", str(file)]) == 0, capsys.readouterr()
+            assert capsys.readouterr().out.startswith("OK: ")
+            proof["balances"]["sp"] = f(Decimal(proof["balances"]["sp"]) + 1)
+            out.write_text(json.dumps(proof), encoding="utf-8")
+            assert verifier.main(["holder", str(out)]) == 1
+            assert "balances.sp" in capsys.readouterr().out
+        assert len(in_tree) == size, (day, len(in_tree), size)
+        proved += len(in_tree)
+        for holder in {in_tree[0], in_tree[len(in_tree) // 2], in_tree[-1]}:
+            out = tmp_path / f"cli-{holder}.json"
+            subprocess.run([*cli, "prove", "holder", "--books", str(books), holder, "--date", day.isoformat(),
+                            "--out", str(out)], check=True, capture_output=True, text=True, timeout=120)
+            written = json.loads(out.read_text(encoding="utf-8"))
+            assert written == liabilities.holder_proof(books, holder, day)
+            checked = verify(tmp_path, written, kept=json.loads(file.read_text()))
+            assert checked.returncode == 0 and checked.stdout.startswith("OK: "), (day, holder, checked.stdout)
+            written["balances"]["sp"] = f(Decimal(written["balances"]["sp"]) + 1)
+            refused(verify(tmp_path, written), "balances.sp")
+        gone = subprocess.run([*cli, "prove", "holder", "--books", str(books), "nobody-at-all", "--date",
+                               day.isoformat()], capture_output=True, text=True, timeout=120)
+        assert gone.returncode != 0 and "holder.unknown" in gone.stdout + gone.stderr
     assert proved > 30
 
 
