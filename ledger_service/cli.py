@@ -301,27 +301,36 @@ def _print_demo_figures(figures: dict) -> None:
                   f"SQLite {figures['sqlite_bytes'] / mib:,.1f} MiB")
 
 
+# Request threads per gunicorn worker (README "Group commit": measured against 1, the sync worker).
+SERVE_THREADS = 1
+
+
 @main.command()
 @books_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=SERVE_THREADS, show_default=True, type=int,
+              help="Request threads per worker; above 1 their bookings share commits (group commit).")
 @db_option
-def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -> None:
+def serve(books: Path, host: str, port: int, workers: int, threads: int, db_url: str | None) -> None:
     """Serve the API with gunicorn: N worker processes on the same books and database."""
     if not Books(books).exists():
         _fail(FileNotFoundError(f"no books at {books}: run `ledger-service init --books {books}` first"))
     if not 1 <= workers <= 64:
         _fail(ValueError("--workers must be between 1 and 64"))
-    env = dict(os.environ, LEDGER_BOOKS=str(Path(books).resolve()))
+    if not 1 <= threads <= 256:
+        _fail(ValueError("--threads must be between 1 and 256"))
+    env = dict(os.environ, LEDGER_BOOKS=str(Path(books).resolve()), LEDGER_THREADS=str(threads))
     if db_url:
         env["DATABASE_URL"] = db_url
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    args = [str(gunicorn), "--workers", str(workers), "--bind", f"{host}:{port}", "--timeout", "120",
-            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
-            "--worker-class", "ledger_service.api.gunicorn_worker.ProblemWorker",  # its own 400s as problem+json
-            "ledger_service.api.wsgi:app"]
-    console.print(f"API on http://{host}:{port}/ (docs /docs, OpenAPI /openapi.json), {workers} workers")
+    worker = "ProblemThreadWorker" if threads > 1 else "ProblemWorker"  # their own 400s as problem+json
+    args = [str(gunicorn), "--workers", str(workers), "--threads", str(threads), "--bind", f"{host}:{port}",
+            "--timeout", "120", "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
+            "--worker-class", f"ledger_service.api.gunicorn_worker.{worker}", "ledger_service.api.wsgi:app"]
+    console.print(f"API on http://{host}:{port}/ (docs /docs, OpenAPI /openapi.json), {workers} workers × "
+                  f"{threads} threads")
     os.execve(str(gunicorn), args, env)
 
 

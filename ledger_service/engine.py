@@ -39,6 +39,7 @@ from .apply import apply_entry
 from .config import Params
 from .entries import GENESIS_PREV, Entry, Price, Transaction, entry_hash, render, with_meta
 from .errors import Conflict, Invalid, JournalFault, JournalUnavailable, Refusal
+from .group_commit import GroupCommit, Request
 from .journal import DIR_MODE, Books, day_file, make_private_dirs
 from .rules import checkpoints
 from .rules.events import Event, EventKind, Release, SigningKey
@@ -179,6 +180,7 @@ class Engine:
         """
         self.books = Books(books)
         self.on_days_closed = on_days_closed
+        self.group: GroupCommit | None = None  # `enable_group_commit`: the API's request threads share commits
         self._checkpoints_pending = False  # a repair rewrote a close: its checkpoint is booked once the lock is free
         self.url = database_url(self.books.root, db_url)
         if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
@@ -262,9 +264,99 @@ class Engine:
     # -- booking ---------------------------------------------------------------------
 
     def submit(self, event: Event, day: date | None = None, idempotency: Idempotency | None = None) -> Booked:
-        """Book one event on `day` (default today); days before it are closed first."""
+        """Book one event on `day` (default today); days before it are closed first. With group
+        commit on, in one commit with the other requests waiting (`book_group`)."""
+        if self.group is not None:
+            return self.group.submit(Request((event, day, idempotency)))
         booked = self.submit_many([(event, day)], idempotency)
         return booked[-1]
+
+    def enable_group_commit(self, max_batch: int = 256) -> None:
+        """Let the threads of this process that `submit` at the same time share one commit."""
+        self.group = GroupCommit(self.book_group, max_batch)
+
+    def book_group(self, batch: list[Request]) -> list[Request]:
+        """Book the requests of a group commit, each `(event, day, idempotency)`, in one commit:
+        one writer lock, one transaction, one journal append and fsync. Each event is planned on
+        an overlay of its own over the batch's: a refused one (or a replayed or reused
+        Idempotency-Key) is answered alone and leaves no trace, the others go on. A request with
+        the Idempotency-Key of an earlier one in the batch is returned, to be tried in the next
+        batch (where the first one's answer is stored). An error of the batch as a whole (the
+        database, the journal) is every request's."""
+        today = self.today()
+        live = _not_in_future(batch, today)
+        if not live:
+            return []
+        first_day = min(day or today for _e, day, _i in (r.payload for r in live))
+        retry: list[Request] = []
+        answered: list[tuple[Request, Booked]] = []
+        with _gc_paused(len(live) >= GC_PAUSE_FROM), self._writer():
+            if (first_day - self._open_day()).days > MAX_DAYS_PER_COMMIT:
+                self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
+            with self.Session() as session:
+                with session.begin():
+                    try:
+                        self._repair(session)
+                    except JournalUnavailable as exc:
+                        for request in live:
+                            request.fail(JournalUnavailable(exc.lag_entries, exc.cause,
+                                                            _booked_under(request.payload[2], session)))
+                        return []
+                    overlay, booked, answered, retry = self._plan_group(session, live, today)
+                    if not answered:
+                        return retry
+                    rows = self._persist(session, overlay, booked)
+                    for request, one in answered:
+                        if request.payload[2] is not None:
+                            request.payload[2].store(session, 201, one.to_json())
+                try:
+                    self._append_committed(rows, answered[-1][1].event_id)
+                except JournalUnavailable as exc:  # booked, not written: each request names its own event
+                    for request, one in answered:
+                        request.fail(JournalUnavailable(exc.lag_entries, exc.cause, one.event_id, booked_now=True))
+                    return retry
+        for request, one in answered:
+            request.succeed(one)
+        self._update_ledger(booked)
+        return retry
+
+    def _plan_group(self, session, live: list[Request], today: date):
+        """The batch's overlay and entries, the requests booked with their entry, those to retry."""
+        g = load_globals(session)
+        reader = DbReader(session, g)
+        reader.prefetch([r.payload[0] for r in live])
+        overlay = Overlay(reader)
+        booked: list[Booked] = []
+        answered: list[tuple[Request, Booked]] = []
+        retry: list[Request] = []
+        keys: set[tuple[str, str]] = set()
+        for request in live:
+            event, day, idempotency = request.payload
+            if idempotency is not None:
+                key = (idempotency.scope, idempotency.key)
+                if key in keys:
+                    retry.append(request)
+                    continue
+                keys.add(key)
+            child = Overlay(overlay)
+            try:
+                if idempotency is not None:
+                    idempotency.check(session)
+                event = rules.parse(event.kind, dict(event.to_meta()), by_meta_key=True)
+                day = self._check_day(child.g, day or today, event)
+                closes: list[Booked] = []
+                while child.g.open_day < day:
+                    closes += self._close(child)
+                seq = child.g.seq + 1
+                one = _chain(child, rules.book(child, event, rules.Ctx(event_id_for(seq), seq, day, self.params)),
+                             self.params)
+            except (Refusal, IdempotentReplay) as exc:
+                request.fail(exc)
+                continue
+            overlay.absorb(child)
+            booked += [*closes, one]
+            answered.append((request, one))
+        return overlay, booked, answered, retry
 
     def submit_many(self, events: Iterable[tuple[Event, date | None]],
                     idempotency: Idempotency | None = None) -> list[Booked]:
@@ -733,6 +825,18 @@ def _cause(exc: OSError, root: Path) -> str:
         except ValueError:
             return f"{Path(exc.filename).name}: {reason}"
     return reason
+
+
+def _not_in_future(batch: list[Request], today: date) -> list[Request]:
+    """The requests of a group commit whose day is not after today; the others are answered."""
+    live: list[Request] = []
+    for request in batch:
+        day = request.payload[1]
+        if day is not None and day > today:
+            request.fail(Invalid("date.future", f"date: {day} is in the future (today is {today})", "date"))
+        else:
+            live.append(request)
+    return live
 
 
 def _booked_under(idempotency: Idempotency | None, session) -> str | None:

@@ -273,6 +273,24 @@ class Overlay:
             grant_campaigns=MappingProxyType(self._grant_campaigns), grant_days_forgotten=self._grant_days_forgotten,
         )
 
+    def absorb(self, child: Overlay) -> None:
+        """Take in what an overlay opened over this one changed (`Overlay(self)`): one event of a
+        group commit, planned on its own so that a refusal leaves this overlay as it was."""
+        assert child.base is self
+        self.g = child.g
+        self._holders.update(child._holders)
+        self._new_holders |= child._new_holders
+        self._partners.update(child._partners)
+        self._epochs.update(child._epochs)
+        self._payouts.update(child._payouts)
+        self._orders.update(child._orders)
+        self._records.update(child._records)
+        if child._grant_days_forgotten is not None:
+            self.forget_grant_days(child._grant_days_forgotten)
+        self._grant_days.update(child._grant_days)
+        self._grant_campaigns.update(child._grant_campaigns)
+        self._closed_days += child._closed_days
+
     @property
     def closed_days(self) -> tuple[ClosedDay, ...]:
         return tuple(self._closed_days)

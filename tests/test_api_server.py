@@ -120,8 +120,8 @@ def assert_books_sound(root: Path) -> None:
 class Server:
     """`ledger-service serve` in its own session (process group), so it can be killed whole."""
 
-    def __init__(self, root: Path, log: Path, workers: int = 4) -> None:
-        self.root, self.log_path, self.workers = root, log, workers
+    def __init__(self, root: Path, log: Path, workers: int = 4, threads: int = 1) -> None:
+        self.root, self.log_path, self.workers, self.threads = root, log, workers, threads
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -132,7 +132,8 @@ class Server:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ledger_service.cli", "serve", "--books", str(self.root),
-             "--port", str(self.port), "--workers", str(self.workers), *db_args(self.root)],
+             "--port", str(self.port), "--workers", str(self.workers), "--threads", str(self.threads),
+             *db_args(self.root)],
             stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
@@ -221,10 +222,11 @@ def books_cli_keys(tmp_path):
     return root, make_books(root, keys_via_cli=True)
 
 
-@pytest.fixture
-def server(books, tmp_path):
+@pytest.fixture(params=[1, 8], ids=["sync", "threads8"])
+def server(books, tmp_path, request):
+    """The server with sync workers, and with 8 request threads per worker (group commit)."""
     root, _keys = books
-    srv = Server(root, tmp_path / "server.log")
+    srv = Server(root, tmp_path / "server.log", threads=request.param)
     yield srv
     srv.stop()
 

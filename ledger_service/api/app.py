@@ -34,8 +34,12 @@ BLUEPRINTS = (members.bp, stores.bp, orders.bp, holdings.bp, grants.bp, days.bp,
 
 
 def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[], date] | None = None,
-               engine: Engine | None = None) -> APIFlask:
+               engine: Engine | None = None, group_commit: bool = False) -> APIFlask:
+    """The app on these books. `group_commit`: the request threads of this process book in shared
+    commits (`Engine.enable_group_commit`; `serve --threads N` with N > 1 turns it on)."""
     engine = engine or Engine(books, db_url, clock, serve_on_fault=True)  # a worker always boots: reads go on
+    if group_commit:
+        engine.enable_group_commit()
     app = APIFlask(__name__, title="Shared-purchase points ledger API", version="1.0.0",
                    spec_path="/openapi.json", docs_path="/docs")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

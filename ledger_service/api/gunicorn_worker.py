@@ -4,7 +4,9 @@ gunicorn answers a request it cannot parse (a bad request line or header, raw no
 bytes in the URL, a broken chunked body it reads itself, a request line over its limit)
 before the app sees it, with an HTML page. This worker sends the same status as an RFC 9457
 problem document instead: `request.malformed` for a 400, `http.<status>` otherwise
-(414, 431, 501, …). `ledger-service serve` runs gunicorn with this worker class.
+(414, 431, 501, …). `ledger-service serve` runs gunicorn with `ProblemWorker` (sync, one
+request at a time per process) or, with `--threads N` > 1, `ProblemThreadWorker` (gthread: N
+request threads per process, whose bookings share commits: `group_commit`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 
 from gunicorn import util
+from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 _TITLES = {400: "Bad request", 403: "Forbidden", 414: "URI too long", 417: "Expectation failed",
@@ -39,3 +42,13 @@ class ProblemWorker(SyncWorker):
             super().handle_error(req, client, addr, exc)
         finally:
             util.write_error = original
+
+
+class ProblemThreadWorker(ThreadWorker):
+    """gunicorn's gthread worker with problem+json error answers. Its threads share the process,
+    so gunicorn's writer is replaced once for the worker's life (this process serves this app
+    only), never swapped per error."""
+
+    def init_process(self) -> None:
+        util.write_error = write_problem
+        super().init_process()

@@ -18,4 +18,6 @@ if not _log.handlers:
     _log.addHandler(_handler)
     _log.setLevel(logging.INFO)
 
-app = create_app(os.environ["LEDGER_BOOKS"], os.environ.get("DATABASE_URL") or None)
+# `serve --threads N` (N > 1): request threads in each worker, their bookings in shared commits.
+app = create_app(os.environ["LEDGER_BOOKS"], os.environ.get("DATABASE_URL") or None,
+                 group_commit=int(os.environ.get("LEDGER_THREADS") or "1") > 1)
