@@ -39,7 +39,10 @@ bench: setup
 	mkdir -p $(BENCH_OUT)
 	$(PY) benchmarks/engine_events.py --quick --out $(BENCH_OUT)/engine_events.json --md $(BENCH_OUT)/engine_events.md \
 	    --profile-out $(BENCH_OUT)/engine_events_profile.txt
+	$(PY) benchmarks/api_wrk.py --db sqlite,postgresql --modes sync,threads8 --clients 8,64 --runs 1 --duration 5 \
+	    --per-thread 20000 --out $(BENCH_OUT)/api_wrk.json --md $(BENCH_OUT)/api_wrk.md
 	$(PY) benchmarks/api_orders.py --workers 2 --clients 8,64 --orders 50 --out $(BENCH_OUT)/api_orders_sqlite.json
+	$(PY) benchmarks/liabilities_close.py --quick --out $(BENCH_OUT)/liabilities_close.json --md $(BENCH_OUT)/liabilities_close.md
 	$(PY) benchmarks/close_day.py --sizes 1000,10000,100000 --days 3 --out $(BENCH_OUT)/close_day.json
 	$(PY) benchmarks/verify_bench.py --quick --out $(BENCH_OUT)/verify_bench.json
 	$(PY) benchmarks/fava_load.py --members 5000 --merchants 50 --orders-per-day 500 --days 5 \

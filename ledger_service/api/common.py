@@ -46,9 +46,9 @@ def engine() -> Engine:
 
 @auth.verify_token
 def _verify(token: str) -> dict | None:
-    with engine().Session() as session:
-        found = keys.identify(session, token or "")
-    if found:
+    with engine().db.connect() as connection:  # one read per request, no ORM session
+        found = keys.lookup(connection, token or "")
+    if found and not keys.used_today(found[2]):
         try:
             with engine().Session() as session, session.begin():
                 keys.touch(session, found[0])  # `keys list` shows the day (one write per key per day)

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from .models import ApiKeyRow
@@ -38,14 +38,29 @@ def role_of(session: Session, secret: str) -> str | None:
 
 def identify(session: Session, secret: str) -> tuple[str, str] | None:
     """(key id, role) of a live key, or None for an unknown or revoked one."""
+    found = lookup(session.connection(), secret)
+    return (found[0], found[1]) if found else None
+
+
+_TABLE = ApiKeyRow.__table__
+_BY_HASH = select(_TABLE.c.id, _TABLE.c.role, _TABLE.c.revoked, _TABLE.c.last_used).where(
+    _TABLE.c.key_hash == bindparam("key_hash"))
+
+
+def lookup(connection: Connection, secret: str) -> tuple[str, str, datetime | None] | None:
+    """(key id, role, last used) of a live key, or None for an unknown or revoked one: one read on
+    a plain connection (the API asks it on every request)."""
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
-    table = ApiKeyRow.__table__
-    row = session.connection().execute(
-        select(table.c.id, table.c.role, table.c.revoked).where(table.c.key_hash == digest(secret))).first()
+    row = connection.execute(_BY_HASH, {"key_hash": digest(secret)}).first()
     if row is None or row.revoked is not None:
         return None
-    return row.id, row.role
+    return row.id, row.role, row.last_used
+
+
+def used_today(last_used: datetime | None) -> bool:
+    """Whether a key's last use (UTC) is today already: `touch` would write nothing."""
+    return last_used is not None and last_used.date() >= _utcnow().date()
 
 
 def listing(session: Session) -> list[ApiKeyRow]:
