@@ -181,6 +181,7 @@ class Engine:
         self.books = Books(books)
         self.on_days_closed = on_days_closed
         self.group: GroupCommit | None = None  # `enable_group_commit`: the API's request threads share commits
+        self._group_booked: list[Booked] = []  # the last batch's entries, for `_after_group`
         self._checkpoints_pending = False  # a repair rewrote a close: its checkpoint is booked once the lock is free
         self.url = database_url(self.books.root, db_url)
         if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
@@ -273,7 +274,7 @@ class Engine:
 
     def enable_group_commit(self, max_batch: int = 256) -> None:
         """Let the threads of this process that `submit` at the same time share one commit."""
-        self.group = GroupCommit(self.book_group, max_batch)
+        self.group = GroupCommit(self._book_group_locked, max_batch, lock=self._writer, after=self._after_group)
 
     def book_group(self, batch: list[Request]) -> list[Request]:
         """Book the requests of a group commit, each `(event, day, idempotency)`, in one commit:
@@ -283,6 +284,20 @@ class Engine:
         the Idempotency-Key of an earlier one in the batch is returned, to be tried in the next
         batch (where the first one's answer is stored). An error of the batch as a whole (the
         database, the journal) is every request's."""
+        try:
+            with self._writer():
+                return self._book_group_locked(batch)
+        finally:
+            self._after_group()
+
+    def _after_group(self) -> None:
+        """Once the lock is released: the views of the days a batch closed."""
+        booked, self._group_booked = self._group_booked, []
+        if booked:
+            self._update_ledger(booked)
+
+    def _book_group_locked(self, batch: list[Request]) -> list[Request]:
+        """`book_group` with the writer lock held (the group commit's leader took it)."""
         today = self.today()
         live = _not_in_future(batch, today)
         if not live:
@@ -290,7 +305,7 @@ class Engine:
         first_day = min(day or today for _e, day, _i in (r.payload for r in live))
         retry: list[Request] = []
         answered: list[tuple[Request, Booked]] = []
-        with _gc_paused(len(live) >= GC_PAUSE_FROM), self._writer():
+        with _gc_paused(len(live) >= GC_PAUSE_FROM):
             if (first_day - self._open_day()).days > MAX_DAYS_PER_COMMIT:
                 self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
             with self.Session() as session:
@@ -317,7 +332,7 @@ class Engine:
                     return retry
         for request, one in answered:
             request.succeed(one)
-        self._update_ledger(booked)
+        self._group_booked = booked
         return retry
 
     def _plan_group(self, session, live: list[Request], today: date):

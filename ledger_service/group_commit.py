@@ -1,9 +1,11 @@
 """Group commit across requests: the bookings waiting for the writer share one commit.
 
 A request thread calls `GroupCommit.submit(request)`. If no thread of this process is booking,
-it becomes the leader: it takes every request waiting (at most `max_batch`, its own among
-them), hands them to `book_batch` (the engine: one writer lock, one database transaction,
-one journal append and fsync), then lets the next waiting thread lead. The others wait on
+it becomes the leader: it takes the books' writer lock (`lock`), then every request waiting
+(at most `max_batch`, its own among them: those that came while it waited for the lock too),
+hands them to `book_batch` (the engine: one database transaction, one journal append and
+fsync), releases the lock, runs `after` (work done outside the lock), then lets the next
+waiting thread lead. The others wait on
 the condition until their request is answered. `book_batch` answers each request with its
 own outcome (`Request.succeed` / `Request.fail`): a refused event fails alone. A request it
 returns is tried again in the next batch (the engine defers a second request with the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +54,14 @@ BookBatch = Callable[[list[Request]], list[Request]]  # answers each request; re
 class GroupCommit:
     """The leader/follower queue of one process (see the module docstring)."""
 
-    def __init__(self, book_batch: BookBatch, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, book_batch: BookBatch, max_batch: int = MAX_BATCH,
+                 lock: Callable[[], AbstractContextManager[Any]] | None = None,
+                 after: Callable[[], None] | None = None) -> None:
         assert max_batch >= 1
         self.book_batch = book_batch
         self.max_batch = max_batch
+        self.lock = lock or nullcontext
+        self.after = after
         self.cond = threading.Condition()
         self.pending: list[Request] = []
         self.leading = False
@@ -70,17 +77,37 @@ class GroupCommit:
                     self.cond.wait()
                     continue
                 self.leading = True
-                batch, self.pending = self.pending[:self.max_batch], self.pending[self.max_batch:]
                 self.cond.release()
                 retry: list[Request] = []
                 try:
-                    retry = self._book(batch)
+                    retry = self._lead()
                 finally:
                     self.cond.acquire()
                     self.pending[:0] = retry  # first in the next batch
                     self.leading = False
                     self.cond.notify_all()
         return request.outcome()
+
+    def _lead(self) -> list[Request]:
+        """Lock, take the waiting requests, book them; `after` once the lock is released."""
+        batch: list[Request] = []
+        try:
+            with self.lock():
+                batch = self._take()
+                return self._book(batch)
+        except BaseException as exc:  # noqa: BLE001  the lock failed: the requests waiting get its error
+            for request in batch or self._take():
+                if not request.done:
+                    request.fail(exc)
+            return []
+        finally:
+            if self.after is not None:
+                self.after()
+
+    def _take(self) -> list[Request]:
+        with self.cond:
+            batch, self.pending = self.pending[:self.max_batch], self.pending[self.max_batch:]
+        return batch
 
     def _book(self, batch: list[Request]) -> list[Request]:
         self.batches += 1

@@ -86,6 +86,54 @@ def test_an_error_of_the_whole_batch_is_every_requests() -> None:
     assert not group.leading and not group.pending
 
 
+def test_a_lock_that_fails_answers_the_requests_waiting() -> None:
+    def book(batch: list[Request]) -> list[Request]:
+        raise AssertionError("booked without the lock")
+
+    class Broken:
+        def __enter__(self) -> None:
+            raise PermissionError("lock file not writable")
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    after: list[int] = []
+    group = GroupCommit(book, lock=Broken, after=lambda: after.append(1))
+    with pytest.raises(PermissionError):
+        group.submit(Request(1))
+    assert after == [1] and not group.pending and not group.leading
+
+
+def test_the_leader_takes_the_requests_that_came_while_it_waited_for_the_lock() -> None:
+    gate = threading.Event()
+    batches: list[list[int]] = []
+
+    class Slow:  # the lock is held elsewhere until `gate` opens
+        def __enter__(self) -> None:
+            gate.wait(10)
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    def book(batch: list[Request]) -> list[Request]:
+        batches.append(sorted(r.payload for r in batch))
+        for request in batch:
+            request.succeed(request.payload)
+        return []
+
+    group = GroupCommit(book, lock=Slow)
+    threads = [threading.Thread(target=group.submit, args=(Request(n),)) for n in range(5)]
+    threads[0].start()
+    time.sleep(0.1)  # the first thread leads, waiting for the lock
+    for t in threads[1:]:
+        t.start()
+    time.sleep(0.1)
+    gate.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert batches == [[0, 1, 2, 3, 4]]
+
+
 # -- the engine ---------------------------------------------------------------------------------------
 
 
