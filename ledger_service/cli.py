@@ -325,6 +325,52 @@ def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -
     os.execve(str(gunicorn), args, env)
 
 
+@main.command()
+@books_option
+@click.option("--to", "to", required=True, type=click.Path(path_type=Path), help="The archive to write (tar.gz).")
+@db_option
+def backup(books: Path, to: Path, db_url: str | None) -> None:
+    """A consistent snapshot of live books (journal, database, ledger tier, keys) with a manifest."""
+    from .ops.archive import BackupError
+    from .ops.backup import backup as take_backup
+
+    try:
+        manifest = take_backup(books, to, db_url)
+    except (BackupError, OSError) as exc:
+        _fail(exc)
+    head = manifest["head"]
+    console.print(f"backup written to {to}: head seq {head['seq']} {head['hash']}, {len(manifest['files'])} files, "
+                  f"{manifest['database']['kind']} database; writer lock held {manifest['lock_held_ms']} ms")
+
+
+@main.command()
+@click.option("--from", "source", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The archive `backup` wrote.")
+@books_option
+@db_option
+@click.option("--no-verify", is_flag=True, help="Do not run `verify` on the restored books.")
+def restore(source: Path, books: Path, db_url: str | None, no_verify: bool) -> None:
+    """Restore books from a backup into a new folder (and database); refuses a damaged archive."""
+    from .audit.verify import verify as run_verify
+    from .ops.archive import BackupError
+    from .ops.restore import restore as run_restore
+
+    try:
+        manifest = run_restore(source, books, db_url)
+    except (BackupError, OSError) as exc:
+        _fail(exc)
+    head = manifest["head"]
+    console.print(f"restored {len(manifest['files'])} files to {books}: head seq {head['seq']} {head['hash']}")
+    if no_verify:
+        return
+    report = run_verify(books, db_url)
+    for fault in report.faults:
+        click.echo(f"FAULT {fault}")
+    if not report.ok:
+        sys.exit(1)
+    console.print(f"verify: ok (chain head seq {report.head_seq})")
+
+
 @main.group()
 def prove() -> None:
     """Proofs anyone can check: an event's inclusion in a checkpoint, a checkpoint extending another,
