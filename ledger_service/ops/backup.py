@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 
 from .. import __version__
+from ..config import SERVICE_FILE
 from ..journal import LOCK, MAIN, Books, make_private_dirs
 from ..store import migrate
 from ..store.db import DB_FILENAME, database_url, make_engine, sqlite_file
@@ -77,7 +78,7 @@ def _snapshot(root: Path, url: str, stage: Path) -> dict[str, Any]:
     with _locked(root / LEDGER_DIR / VIEWS_LOCK, root / LOCK) as release_writer:
         with _read_snapshot(url, release_writer) as snap:
             sizes = {str(p.relative_to(root)): p.stat().st_size for p in books.journal_files()}
-            for small in ("keys", "checkpoints", MAIN):
+            for small in ("keys", "checkpoints", MAIN, SERVICE_FILE):
                 _copy_tree(root / small, stage / small)
             snap.release_writer()
             snap.copy_database(stage)
