@@ -14,6 +14,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -27,9 +28,11 @@ from . import config
 from .cli_common import fail
 from .errors import JournalFault, JournalUnavailable, Refusal
 from .journal import Books
+from .logs import configure as configure_logs
 from .rules.events import EventKind
 from .text import describe, plural, refused_char
 
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode (`serve`)
 console = Console(stderr=False)
 err = Console(stderr=True)
 
@@ -79,6 +82,7 @@ class _Main(click.Group):
 @click.group(cls=_Main)
 def main() -> None:
     """Double-entry, hash-chained books of a shared-purchase points platform."""
+    configure_logs()  # the service's log lines: JSON on stderr (README "Operating it")
 
 
 _fail = fail
@@ -316,9 +320,12 @@ def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -
     env = dict(os.environ, LEDGER_BOOKS=str(Path(books).resolve()))
     if db_url:
         env["DATABASE_URL"] = db_url
+    if not env.get(METRICS_DIR_ENV):  # /metrics adds up every worker's counters from files in a fresh folder
+        env[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="ledger-metrics-")
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    # (each request is one JSON log line on stderr with its id: gunicorn's own access log is off)
     args = [str(gunicorn), "--workers", str(workers), "--bind", f"{host}:{port}", "--timeout", "120",
-            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
+            "--graceful-timeout", "10", "--no-control-socket",
             "--worker-class", "ledger_service.api.gunicorn_worker.ProblemWorker",  # its own 400s as problem+json
             "ledger_service.api.wsgi:app"]
     console.print(f"API on http://{host}:{port}/ (docs /docs, OpenAPI /openapi.json), {workers} workers")

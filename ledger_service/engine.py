@@ -25,6 +25,7 @@ import gc
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ _IDEMPOTENCY_BY_KEY = select(_IDEMPOTENCY.c.api_key_id, _IDEMPOTENCY.c.request_h
     _IDEMPOTENCY.c.key == bindparam("key"), _IDEMPOTENCY.c.api_key_id.in_(bindparam("scopes", expanding=True)))
 _EVENTS = EventRow.__table__
 _EVENT_BY_ID = select(_EVENTS).where(_EVENTS.c.id == bindparam("id"))
-_PRUNE_IDEMPOTENCY = delete(_IDEMPOTENCY).where(_IDEMPOTENCY.c.created < bindparam("before"))
+_PRUNE_IDEMPOTENCY = delete(IdempotencyRow).where(_IDEMPOTENCY.c.created < bindparam("before"))
 # The scope of idempotency rows written before keys were scoped (migration 0002).
 LEGACY_SCOPE = "legacy"
 
@@ -197,6 +198,7 @@ class Engine:
         self.books = Books(books)
         self.on_days_closed = on_days_closed
         self._checkpoints_pending = False  # a repair rewrote a close: its checkpoint is booked once the lock is free
+        self.on_lock_wait: Callable[[float], object] | None = None  # told the seconds each booking waited for the lock
         self.url = database_url(self.books.root, db_url)
         if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
                 and not Path(self.url[len("sqlite:///"):]).is_file():
@@ -324,8 +326,11 @@ class Engine:
     def _writer(self):
         """The books' writer lock; once released (an answer or an error alike), the checkpoints of
         the closes a repair rewrote meanwhile are booked (they need the lock themselves)."""
+        asked = time.perf_counter()
         try:
             with self.books.lock():
+                if self.on_lock_wait is not None:
+                    self.on_lock_wait(time.perf_counter() - asked)
                 yield
         finally:
             if self._checkpoints_pending:

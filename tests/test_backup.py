@@ -116,7 +116,8 @@ def test_backup_under_load_restores_verifies_and_serves(tmp_path, target_db):
     finally:
         server.stop()
 
-    manifest = json.loads(tarfile.open(archive).extractfile(MANIFEST).read())  # type: ignore[union-attr]
+    with tarfile.open(archive) as tar:
+        manifest = json.loads(tar.extractfile(MANIFEST).read())  # type: ignore[union-attr]
     head = manifest["head"]
     assert max(seq for seq, _h in live_rows.items()) > head["seq"], "bookings went on after the snapshot"
     assert live_rows[head["seq"]] == head["hash"]  # the backup's head is on the live chain

@@ -37,8 +37,18 @@ from ..store import migrate
 from ..store.db import DB_FILENAME, database_url, make_engine, sqlite_file
 from ..views.base import LEDGER_DIR
 from ..views.base import LOCK as VIEWS_LOCK
-from .archive import FORMAT, MANIFEST, PG_DUMP, SQLITE_DUMP, BackupError, is_postgres, libpq, pg_tool, \
-    pg_tool_version, sha256_file
+from .archive import (
+    FORMAT,
+    MANIFEST,
+    PG_DUMP,
+    SQLITE_DUMP,
+    BackupError,
+    is_postgres,
+    libpq,
+    pg_tool,
+    pg_tool_version,
+    sha256_file,
+)
 
 LOCK_TIMEOUT_SECONDS = 60.0
 # Not copied as files: the locks, the database (copied through its snapshot), SQLite's side files.
@@ -206,6 +216,7 @@ def _locked(views_lock: Path, writer_lock: Path) -> Iterator[Callable[[], float]
     deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
     while True:
         views_fd = _flock(views_lock)
+        assert views_fd is not None  # (a blocking lock is always taken)
         writer_fd = _flock(writer_lock, block=False)
         if writer_fd is not None:
             break

@@ -24,8 +24,18 @@ import psycopg
 
 from ..journal import DIR_MODE, FILE_MODE, make_private_dirs
 from ..store.db import database_url, sqlite_file
-from .archive import CHUNK, FORMAT, MANIFEST, PG_DUMP, SQLITE_DUMP, BackupError, is_postgres, libpq, pg_tool, \
-    safe_member_name
+from .archive import (
+    CHUNK,
+    FORMAT,
+    MANIFEST,
+    PG_DUMP,
+    SQLITE_DUMP,
+    BackupError,
+    is_postgres,
+    libpq,
+    pg_tool,
+    safe_member_name,
+)
 
 _HEAD = "SELECT seq, head FROM ledger WHERE id = 1"
 
@@ -56,7 +66,7 @@ def restore(archive: Path | str, books: Path | str, db_url: str | None = None) -
 
 def _extract(archive: Path, stage: Path) -> dict[str, Any]:
     try:
-        tar = tarfile.open(archive, mode="r:*")
+        tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115 - closed by the `with` below
     except (OSError, tarfile.TarError) as exc:
         raise BackupError(f"{archive.name}: not a readable archive ({exc})") from None
     with tar:
@@ -114,7 +124,8 @@ def _check_member(member: tarfile.TarInfo, expected: dict[str, Any], seen: set[s
     if name in seen:
         raise BackupError(f"manifest mismatch: {name!r} appears twice")
     if member.size != expected[name]["bytes"]:
-        raise BackupError(f"manifest mismatch: {name}: {member.size} bytes, the manifest says {expected[name]['bytes']}")
+        raise BackupError(f"manifest mismatch: {name}: {member.size} bytes, "
+                          f"the manifest says {expected[name]['bytes']}")
 
 
 def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, out: Path, entry: dict[str, Any]) -> None:
