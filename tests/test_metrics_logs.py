@@ -80,7 +80,7 @@ def test_the_counters_move(api):
     assert booked(after, "create_order", "invalid") - booked(before, "create_order", "invalid") == 1
     latency = ("ledger_booking_duration_seconds_count", (("kind", "order"),))
     assert after[latency] - before.get(latency, 0) == 2
-    wait = ("ledger_writer_lock_wait_seconds_count", ())
+    wait = ("ledger_writer_lock_wait_seconds_count", (("kind", "order"),))
     assert after[wait] - before.get(wait, 0) >= 3  # the two bookings and the replay each took the lock
     head = api.engine.head()
     assert after[("ledger_chain_head_seq", ())] == head["seq"]

@@ -9,7 +9,11 @@ $PROMETHEUS_MULTIPROC_DIR, which `ledger-service serve` sets to a fresh folder):
   replay), `refused` (by a rule: 404/409/422 from the rules), `invalid` (any other 4xx: input,
   auth, Idempotency-Key) or `failed` (5xx);
 - `ledger_booking_duration_seconds{kind}`: the latency of each write answered `booked`;
-- `ledger_writer_lock_wait_seconds`: the time each booking waited for the books' writer lock.
+- `ledger_writer_lock_wait_seconds{kind}`: the time each booking waited for the books' writer lock
+  (`kind` as above; `other` outside a request).
+
+A metrics file that cannot be written (a full disk) never fails an answer: it is logged once
+(`"event": "metrics.unwritable"`) and that process stops counting.
 
 Read from the books at each scrape: `ledger_chain_head_seq`, `ledger_journal_lag_entries`,
 `ledger_journal_fault` (1 when the journal holds bytes the database does not know),
@@ -21,14 +25,15 @@ faults, −1 never verified) and `ledger_last_verify_age_seconds` (absent when n
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -51,7 +56,9 @@ BOOKINGS = Counter("ledger_bookings", "Writes answered, by event kind and outcom
 BOOKING_SECONDS = Histogram("ledger_booking_duration_seconds", "Latency of the writes answered booked (201)",
                             ["kind"], buckets=_LATENCY_BUCKETS, registry=OWN)
 LOCK_WAIT = Histogram("ledger_writer_lock_wait_seconds", "Time each booking waited for the books' writer lock",
-                      buckets=_WAIT_BUCKETS, registry=OWN)
+                      ["kind"], buckets=_WAIT_BUCKETS, registry=OWN)
+log = logging.getLogger(__name__)
+_unwritable: list[bool] = []  # the metrics' files could not be written (logged once per process)
 
 _RESPONSES: Any = {200: {"description": "the metrics", "content": {"text/plain": {
     "schema": {"type": "string"}, "example": METRICS_EXAMPLE}}}}
@@ -133,8 +140,26 @@ def _parse_time(text: str | None) -> float | None:
 
 def install(app: Flask, eng: Engine) -> None:
     """Count every write as it is answered, and each booking's wait for the writer lock."""
-    eng.on_lock_wait = LOCK_WAIT.observe
+    eng.on_lock_wait = _lock_waited
     app.after_request(_count)
+
+
+def _lock_waited(seconds: float) -> None:
+    if _unwritable:
+        return
+    kind = (g.get("booking_kind") or "other") if has_request_context() else "other"
+    _safely(lambda: LOCK_WAIT.labels(kind).observe(seconds))
+
+
+def _safely(record: Callable[[], object]) -> None:
+    """Record a metric; a metrics file that cannot be written (a full disk) never fails an answer."""
+    try:
+        record()
+    except OSError as exc:
+        if not _unwritable:
+            _unwritable.append(True)
+            log.warning("metrics not recorded: %s (this process stops reporting them)", exc,
+                        extra={"fields": {"event": "metrics.unwritable"}})
 
 
 def _operation() -> str | None:
@@ -160,8 +185,11 @@ def _count(response: Response) -> Response:
     else:
         rule = g.get("refused_rule") or ""
         outcome = "refused" if rule and not rule.startswith(_NOT_RULES) else "invalid"
-    BOOKINGS.labels(kind, outcome).inc()
+    if _unwritable:
+        return response
+    _safely(lambda: BOOKINGS.labels(kind, outcome).inc())
     started = g.get("request_started")
     if outcome == "booked" and started is not None:
-        BOOKING_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        _safely(lambda: BOOKING_SECONDS.labels(kind).observe(seconds))
     return response
