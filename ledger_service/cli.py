@@ -7,10 +7,12 @@ at once; nothing else is imported inside a function.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,8 +322,8 @@ def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -
     env = dict(os.environ, LEDGER_BOOKS=str(Path(books).resolve()))
     if db_url:
         env["DATABASE_URL"] = db_url
-    if not env.get(METRICS_DIR_ENV):  # /metrics adds up every worker's counters from files in a fresh folder
-        env[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="ledger-metrics-")
+    if not env.get(METRICS_DIR_ENV):  # /metrics adds up every worker's counters from files in this folder
+        env[METRICS_DIR_ENV] = str(_fresh_metrics_dir(Path(books)))
     gunicorn = Path(sys.executable).with_name("gunicorn")
     # (each request is one JSON log line on stderr with its id: gunicorn's own access log is off)
     args = [str(gunicorn), "--workers", str(workers), "--bind", f"{host}:{port}", "--timeout", "120",
@@ -376,6 +378,16 @@ def restore(source: Path, books: Path, db_url: str | None, no_verify: bool) -> N
     if not report.ok:
         sys.exit(1)
     console.print(f"verify: ok (chain head seq {report.head_seq})")
+
+
+def _fresh_metrics_dir(books: Path) -> Path:
+    """The multiprocess metrics folder of these books' server, emptied for this start:
+    $TMPDIR/ledger-metrics-<uid>-<first 16 hex digits of SHA-256 of the books' absolute path>, 0700."""
+    tag = hashlib.sha256(str(books.resolve()).encode("utf-8")).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"ledger-metrics-{os.getuid()}-{tag}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    return folder
 
 
 @main.group()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -60,6 +61,8 @@ def _order_events(url: str) -> set[str]:
 def target_db(request):
     if request.param == "sqlite":
         return None, None
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        pytest.skip("pg_dump/pg_restore not installed")
     return request.getfixturevalue("pg_url"), request.getfixturevalue("second_pg_url")
 
 
