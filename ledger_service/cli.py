@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import resource
@@ -34,6 +35,7 @@ from .logs import configure as configure_logs
 from .rules.events import EventKind
 from .text import describe, plural, refused_char
 
+log = logging.getLogger("ledger_service.cli")  # (not __name__: `python -m` runs it as __main__)
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode (`serve`)
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -79,6 +81,8 @@ class _Main(click.Group):
             _fail(ConnectionError(f"database unavailable: {reason[0].strip()}"))
         except ArgumentError as exc:
             _fail(ValueError(f"database URL: {exc}"))
+        except config.ConfigError as exc:  # BOOKS/service.toml or $LEDGER_IDEMPOTENCY_RETENTION_DAYS
+            _fail(exc)
 
 
 @click.group(cls=_Main)
@@ -315,10 +319,19 @@ def _print_demo_figures(figures: dict) -> None:
 @db_option
 def serve(books: Path, host: str, port: int, workers: int, db_url: str | None) -> None:
     """Serve the API with gunicorn: N worker processes on the same books and database."""
+    refused: Exception | None = None
     if not Books(books).exists():
-        _fail(FileNotFoundError(f"no books at {books}: run `ledger-service init --books {books}` first"))
-    if not 1 <= workers <= 64:
-        _fail(ValueError("--workers must be between 1 and 64"))
+        refused = FileNotFoundError(f"no books at {books}: run `ledger-service init --books {books}` first")
+    elif not 1 <= workers <= 64:
+        refused = ValueError("--workers must be between 1 and 64")
+    else:
+        try:
+            config.load_service(books)
+        except config.ConfigError as exc:
+            refused = exc
+    if refused is not None:
+        log.error("start refused: %s", refused, extra={"fields": {"event": "start.refused"}})
+        _fail(refused)
     env = dict(os.environ, LEDGER_BOOKS=str(Path(books).resolve()))
     if db_url:
         env["DATABASE_URL"] = db_url

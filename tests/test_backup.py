@@ -238,3 +238,24 @@ def test_a_truncated_archive_and_a_full_target_are_refused(archive, tmp_path):
     (full / "x").write_text("x")
     with pytest.raises(BackupError, match="not empty"):
         restore(archive, full)
+
+
+def test_a_journal_behind_its_database_is_written_on_restore(tmp_path):
+    """A backup of books whose last committed entry never reached the journal (a crash between
+    the commit and the append): the manifest says so, and the restore writes the tail as a start would."""
+    from ledger_service import config
+    from ledger_service.audit.verify import verify
+    from ledger_service.engine import Engine
+    from ledger_service.rules.events import Register
+
+    engine = Engine.init(tmp_path / "books", config.load("seed-a"))
+    booked = engine.submit(Register("late"))
+    engine.dispose()
+    journal = tmp_path / "books" / booked.file
+    journal.write_bytes(journal.read_bytes()[: -len(booked.text.encode("utf-8"))])
+    manifest = backup(tmp_path / "books", tmp_path / "b.tar.gz")
+    assert manifest["journal_lag_entries"] == 1 and manifest["head"]["seq"] == booked.seq
+    restore(tmp_path / "b.tar.gz", tmp_path / "restored")
+    assert (tmp_path / "restored" / booked.file).read_bytes().endswith(booked.text.encode("utf-8"))
+    report = verify(tmp_path / "restored")
+    assert report.ok and report.head_seq == booked.seq, [str(f) for f in report.faults]

@@ -221,3 +221,14 @@ def test_gunicorn_workers_add_up(tmp_path):
     logged = {line.get("request_id") for line in lines if line.get("event") == "request"}
     assert set(ids) <= logged
     assert keys["storefront"] not in server.log_path.read_text()
+
+
+def test_a_refused_serve_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ledger_service.cli", "serve", "--books", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines] == ["start.refused"] and "no books" in lines[0]["msg"]

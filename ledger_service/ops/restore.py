@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from ..engine import Engine
 from ..journal import DIR_MODE, FILE_MODE, make_private_dirs
 from ..store.db import database_url, sqlite_file
 from .archive import (
@@ -61,6 +62,8 @@ def restore(archive: Path | str, books: Path | str, db_url: str | None = None) -
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    if manifest.get("journal_lag_entries"):  # opened once, as a start would: the journal's tail is written
+        Engine(target, db_url).dispose()
     return manifest
 
 
