@@ -232,3 +232,21 @@ def test_a_refused_serve_is_one_line(tmp_path):
     assert done.returncode == 2
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert [line["event"] for line in lines] == ["start.refused"] and "no books" in lines[0]["msg"]
+
+
+def test_the_dashboard_names_only_metrics_the_service_exports(api):
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {re.sub(r"_(bucket|count|sum|total)$", "", n) for e in exprs for n in re.findall(r"ledger_[a-z_]+", e)}
+    record = api.engine.books.root / "ledger" / "verified.json"
+    record.write_text(json.dumps({"ok": True, "finished_at": "2026-03-31T00:00:00+00:00"}))
+    try:
+        m = scrape(api)
+    finally:
+        record.unlink()
+    assert m[("ledger_last_verify_ok", ())] == 1 and m[("ledger_last_verify_age_seconds", ())] > 0
+    exported = {re.sub(r"_(bucket|count|sum|total|created)$", "", name) for name, _labels in m}
+    assert named and named <= exported, named - exported
