@@ -7,13 +7,17 @@ at once; nothing else is imported inside a function.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -27,9 +31,12 @@ from . import config
 from .cli_common import fail
 from .errors import JournalFault, JournalUnavailable, Refusal
 from .journal import Books
+from .logs import configure as configure_logs
 from .rules.events import EventKind
 from .text import describe, plural, refused_char
 
+log = logging.getLogger("ledger_service.cli")  # (not __name__: `python -m` runs it as __main__)
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode (`serve`)
 console = Console(stderr=False)
 err = Console(stderr=True)
 
@@ -74,11 +81,14 @@ class _Main(click.Group):
             _fail(ConnectionError(f"database unavailable: {reason[0].strip()}"))
         except ArgumentError as exc:
             _fail(ValueError(f"database URL: {exc}"))
+        except config.ConfigError as exc:  # BOOKS/service.toml or $LEDGER_IDEMPOTENCY_RETENTION_DAYS
+            _fail(exc)
 
 
 @click.group(cls=_Main)
 def main() -> None:
     """Double-entry, hash-chained books of a shared-purchase points platform."""
+    configure_logs()  # the service's log lines: JSON on stderr (README "Operating it")
 
 
 _fail = fail
@@ -315,23 +325,91 @@ SERVE_THREADS = 1
 @db_option
 def serve(books: Path, host: str, port: int, workers: int, threads: int, db_url: str | None) -> None:
     """Serve the API with gunicorn: N worker processes on the same books and database."""
+    refused: Exception | None = None
     if not Books(books).exists():
-        _fail(FileNotFoundError(f"no books at {books}: run `ledger-service init --books {books}` first"))
-    if not 1 <= workers <= 64:
-        _fail(ValueError("--workers must be between 1 and 64"))
-    if not 1 <= threads <= 256:
-        _fail(ValueError("--threads must be between 1 and 256"))
+        refused = FileNotFoundError(f"no books at {books}: run `ledger-service init --books {books}` first")
+    elif not 1 <= workers <= 64:
+        refused = ValueError("--workers must be between 1 and 64")
+    elif not 1 <= threads <= 256:
+        refused = ValueError("--threads must be between 1 and 256")
+    else:
+        try:
+            config.load_service(books)
+        except config.ConfigError as exc:
+            refused = exc
+    if refused is not None:
+        log.error("start refused: %s", refused, extra={"fields": {"event": "start.refused"}})
+        _fail(refused)
     env = dict(os.environ, LEDGER_BOOKS=str(Path(books).resolve()), LEDGER_THREADS=str(threads))
     if db_url:
         env["DATABASE_URL"] = db_url
+    if not env.get(METRICS_DIR_ENV):  # /metrics adds up every worker's counters from files in this folder
+        env[METRICS_DIR_ENV] = str(_fresh_metrics_dir(Path(books)))
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    # (each request is one JSON log line on stderr with its id: gunicorn's own access log is off)
     worker = "ProblemThreadWorker" if threads > 1 else "ProblemWorker"  # their own 400s as problem+json
     args = [str(gunicorn), "--workers", str(workers), "--threads", str(threads), "--bind", f"{host}:{port}",
-            "--timeout", "120", "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-",
+            "--timeout", "120", "--graceful-timeout", "10", "--no-control-socket",
             "--worker-class", f"ledger_service.api.gunicorn_worker.{worker}", "ledger_service.api.wsgi:app"]
     console.print(f"API on http://{host}:{port}/ (docs /docs, OpenAPI /openapi.json), {workers} workers × "
                   f"{threads} threads")
     os.execve(str(gunicorn), args, env)
+
+
+@main.command()
+@books_option
+@click.option("--to", "to", required=True, type=click.Path(path_type=Path), help="The archive to write (tar.gz).")
+@db_option
+def backup(books: Path, to: Path, db_url: str | None) -> None:
+    """A consistent snapshot of live books (journal, database, ledger tier, keys) with a manifest."""
+    from .ops.archive import BackupError
+    from .ops.backup import backup as take_backup
+
+    try:
+        manifest = take_backup(books, to, db_url)
+    except (BackupError, OSError) as exc:
+        _fail(exc)
+    head = manifest["head"]
+    console.print(f"backup written to {to}: head seq {head['seq']} {head['hash']}, {len(manifest['files'])} files, "
+                  f"{manifest['database']['kind']} database; writer lock held {manifest['lock_held_ms']} ms")
+
+
+@main.command()
+@click.option("--from", "source", required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="The archive `backup` wrote.")
+@books_option
+@db_option
+@click.option("--no-verify", is_flag=True, help="Do not run `verify` on the restored books.")
+def restore(source: Path, books: Path, db_url: str | None, no_verify: bool) -> None:
+    """Restore books from a backup into a new folder (and database); refuses a damaged archive."""
+    from .audit.verify import verify as run_verify
+    from .ops.archive import BackupError
+    from .ops.restore import restore as run_restore
+
+    try:
+        manifest = run_restore(source, books, db_url)
+    except (BackupError, OSError) as exc:
+        _fail(exc)
+    head = manifest["head"]
+    console.print(f"restored {len(manifest['files'])} files to {books}: head seq {head['seq']} {head['hash']}")
+    if no_verify:
+        return
+    report = run_verify(books, db_url)
+    for fault in report.faults:
+        click.echo(f"FAULT {fault}")
+    if not report.ok:
+        sys.exit(1)
+    console.print(f"verify: ok (chain head seq {report.head_seq})")
+
+
+def _fresh_metrics_dir(books: Path) -> Path:
+    """The multiprocess metrics folder of these books' server, emptied for this start:
+    $TMPDIR/ledger-metrics-<uid>-<first 16 hex digits of SHA-256 of the books' absolute path>, 0700."""
+    tag = hashlib.sha256(str(books.resolve()).encode("utf-8")).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / f"ledger-metrics-{os.getuid()}-{tag}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    return folder
 
 
 @main.group()

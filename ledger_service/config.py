@@ -10,6 +10,7 @@ default) and `seed-b`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -334,3 +335,43 @@ def load(profile_or_path: str | Path = "seed-a") -> Params:
     if not path.is_file():
         raise ConfigError("profile", f"{name!r} is neither a shipped profile {PROFILES} nor a file")
     return parse_toml(path.read_text("utf-8"), source=str(path))
+
+
+# -- the service's operating settings (not rules: nothing of them is in the journal) ------------------------------
+
+SERVICE_FILE = "service.toml"  # BOOKS/service.toml
+RETENTION_ENV = "LEDGER_IDEMPOTENCY_RETENTION_DAYS"
+DEFAULT_IDEMPOTENCY_RETENTION_DAYS = 7
+MAX_IDEMPOTENCY_RETENTION_DAYS = 3660
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """How the service runs: `[idempotency] retention_days` in BOOKS/service.toml (default 7),
+    overridden by $LEDGER_IDEMPOTENCY_RETENTION_DAYS; a whole number of days, 1..3660."""
+
+    idempotency_retention_days: int = DEFAULT_IDEMPOTENCY_RETENTION_DAYS
+
+
+def load_service(books_root: Path | str, environ: dict[str, str] | None = None) -> Service:
+    """The service settings of these books (ConfigError names the key at fault)."""
+    env = os.environ if environ is None else environ
+    path = Path(books_root) / SERVICE_FILE
+    raw: Any = DEFAULT_IDEMPOTENCY_RETENTION_DAYS
+    key = "idempotency.retention_days"
+    if path.is_file():
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(SERVICE_FILE, f"not valid TOML: {exc}") from None
+        raw = doc.get("idempotency", {}).get("retention_days", raw)
+    if env.get(RETENTION_ENV):
+        key, raw = RETENTION_ENV, env[RETENTION_ENV]
+    try:
+        days = int(raw) if not isinstance(raw, bool) and str(raw).strip().isdigit() else -1
+    except ValueError:
+        days = -1
+    if not 1 <= days <= MAX_IDEMPOTENCY_RETENTION_DAYS:
+        raise ConfigError(key, f"must be a whole number of days from 1 to {MAX_IDEMPOTENCY_RETENTION_DAYS}, "
+                               f"got {raw!r}")
+    return Service(idempotency_retention_days=days)

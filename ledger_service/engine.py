@@ -25,18 +25,19 @@ import gc
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, desc, inspect, select
+from sqlalchemy import bindparam, delete, desc, inspect, select
 
 from . import reports, rules, signing, views
 from .amounts import fmt
 from .apply import apply_entry
-from .config import Params
+from .config import Params, load_service
 from .entries import GENESIS_PREV, Entry, Price, Transaction, entry_hash, render, with_meta
 from .errors import Conflict, Invalid, JournalFault, JournalUnavailable, Refusal
 from .group_commit import GroupCommit, Request
@@ -142,19 +143,36 @@ class Idempotency:
         if row.request_hash != self.request_hash:
             raise Conflict("idempotency.key_reused",
                            "Idempotency-Key: this key was used with another request", "Idempotency-Key")
+        if row.event_id is not None:  # the answer is the event's own (rebuilt from its row)
+            event = session.connection().execute(_EVENT_BY_ID, {"id": row.event_id}).first()
+            if event is not None:
+                raise IdempotentReplay(row.status, json.dumps(booked_of_row(event).to_json()).encode("utf-8"))
         raise IdempotentReplay(row.status, row.response)
 
-    def store(self, session, status: int, body: dict) -> None:
+    def store(self, session, status: int, body: dict, event_id: str | None = None) -> None:
+        """Record the answer: a booking's by its event id alone (`event_id`), another's whole."""
+        response = b"" if event_id is not None else json.dumps(body).encode("utf-8")
         session.add(IdempotencyRow(api_key_id=self.scope, key=self.key, request_hash=self.request_hash, status=status,
-                                   response=json.dumps(body).encode("utf-8"), created=_utcnow()))
+                                   response=response, created=_utcnow(), event_id=event_id))
 
 
 _IDEMPOTENCY = IdempotencyRow.__table__
 _IDEMPOTENCY_BY_KEY = select(_IDEMPOTENCY.c.api_key_id, _IDEMPOTENCY.c.request_hash, _IDEMPOTENCY.c.status,
-                             _IDEMPOTENCY.c.response).where(
+                             _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.event_id).where(
     _IDEMPOTENCY.c.key == bindparam("key"), _IDEMPOTENCY.c.api_key_id.in_(bindparam("scopes", expanding=True)))
+_EVENTS = EventRow.__table__
+_EVENT_BY_ID = select(_EVENTS).where(_EVENTS.c.id == bindparam("id"))
+_PRUNE_IDEMPOTENCY = delete(IdempotencyRow).where(_IDEMPOTENCY.c.created < bindparam("before"))
 # The scope of idempotency rows written before keys were scoped (migration 0002).
 LEGACY_SCOPE = "legacy"
+
+
+def booked_of_row(row) -> Booked:
+    """A booked entry as its event row holds it (the same answer as when it was booked)."""
+    entry = parse_entry_text(row.text)
+    event_id = entry.get("event") if isinstance(entry, Transaction) else None
+    kind = "price" if isinstance(entry, Price) else entry.kind
+    return Booked(row.seq, event_id, kind, row.day, row.hash, row.prev, entry, row.text, row.file)
 
 
 def event_id_for(seq: int) -> str:
@@ -183,6 +201,7 @@ class Engine:
         self.group: GroupCommit | None = None  # `enable_group_commit`: the API's request threads share commits
         self._group_booked: list[Booked] = []  # the last batch's entries, for `_after_group`
         self._checkpoints_pending = False  # a repair rewrote a close: its checkpoint is booked once the lock is free
+        self.on_lock_wait: Callable[[float], object] | None = None  # told the seconds each booking waited for the lock
         self.url = database_url(self.books.root, db_url)
         if self.url == database_url(self.books.root, None) and self.url.startswith("sqlite:///") \
                 and not Path(self.url[len("sqlite:///"):]).is_file():
@@ -200,6 +219,7 @@ class Engine:
             with self.books.lock():
                 upgrade(self.db)
         self.params = Params.from_meta(json.loads(row.rules_json))
+        self.idempotency_retention = timedelta(days=load_service(self.books.root).idempotency_retention_days)
         self._clock = clock
         if not self.books.exists():
             self.books.write_main(row.genesis_day)
@@ -212,8 +232,10 @@ class Engine:
                         exc if isinstance(exc, JournalUnavailable) else _cause(exc, self.books.root))
         except JournalFault as exc:
             if not serve_on_fault:
+                log.error("start refused: journal fault: %s", exc, extra={"fields": {"event": "start.refused"}})
                 raise
-            log.error("journal fault at start: %s; serving reads, bookings refused until an audit", exc)
+            log.error("journal fault at start: %s; serving reads, bookings refused until an audit", exc,
+                      extra={"fields": {"event": "start.fault"}})
 
     def _has_schema(self) -> bool:
         return inspect(self.db).has_table("ledger")
@@ -323,7 +345,9 @@ class Engine:
                     rows = self._persist(session, overlay, booked)
                     for request, one in answered:
                         if request.payload[2] is not None:
-                            request.payload[2].store(session, 201, one.to_json())
+                            request.payload[2].store(session, 201, {}, event_id=one.event_id)
+                    pruned = self._prune_if_closed(session, booked)
+                self._log_closed(booked, pruned)
                 try:
                     self._append_committed(rows, answered[-1][1].event_id)
                 except JournalUnavailable as exc:  # booked, not written: each request names its own event
@@ -400,7 +424,9 @@ class Engine:
                     rows = self._persist(session, overlay, booked)
                     events_booked = [b for b in booked if b.kind not in (EventKind.RELEASE, EventKind.PRICE)]
                     if idempotency is not None:
-                        idempotency.store(session, 201, events_booked[-1].to_json())
+                        idempotency.store(session, 201, {}, event_id=events_booked[-1].event_id)
+                    pruned = self._prune_if_closed(session, booked)
+                self._log_closed(booked, pruned)
                 self._append_committed(rows, events_booked[-1].event_id)
         self._update_ledger(booked)
         return events_booked
@@ -409,13 +435,35 @@ class Engine:
     def _writer(self):
         """The books' writer lock; once released (an answer or an error alike), the checkpoints of
         the closes a repair rewrote meanwhile are booked (they need the lock themselves)."""
+        asked = time.perf_counter()
         try:
             with self.books.lock():
+                if self.on_lock_wait is not None:
+                    self.on_lock_wait(time.perf_counter() - asked)
                 yield
         finally:
             if self._checkpoints_pending:
                 self._checkpoints_pending = False
                 self.book_checkpoints()
+
+    def _prune_if_closed(self, session, booked: list[Booked]) -> int:
+        """As days close (in the commit that closes them): delete the idempotency records older
+        than the retention; the rows deleted."""
+        if not any(b.kind == EventKind.RELEASE for b in booked):
+            return 0
+        before = _utcnow() - self.idempotency_retention
+        return session.connection().execute(_PRUNE_IDEMPOTENCY, {"before": before}).rowcount or 0
+
+    def _log_closed(self, booked: list[Booked], pruned: int) -> None:
+        """One log line per day closed, and one for the idempotency records pruned (after the commit)."""
+        for b in booked:
+            if b.kind == EventKind.RELEASE:
+                log.info("day closed: %s (seq %d, released %s SP at %s CNY/SP)", b.day, b.seq,
+                         b.entry.get("released_sp"), b.entry.get("value"),
+                         extra={"fields": {"event": "day.closed", "day": b.day.isoformat(), "seq": b.seq}})
+        if pruned:
+            log.info("idempotency records pruned: %d older than %d days", pruned, self.idempotency_retention.days,
+                     extra={"fields": {"event": "idempotency.pruned", "rows": pruned}})
 
     def _open_day(self) -> date:
         with self.db.connect() as connection:
@@ -601,9 +649,11 @@ class Engine:
                             break
                         booked += self._close(overlay)
                     rows = self._persist(session, overlay, booked)
+                    pruned = self._prune_if_closed(session, booked)
                     done = overlay.g.open_day > through
                     if done and idempotency is not None:
                         idempotency.store(session, 201, closed_days_json(out + booked, through))
+                self._log_closed(booked, pruned)
                 self._append_committed(rows, next((b.event_id for b in reversed(booked) if b.event_id), None))
             out += booked
             if done:
@@ -675,7 +725,8 @@ class Engine:
         except OSError as exc:
             raise JournalUnavailable(len(missing), _cause(exc, self.books.root)) from exc
         log.warning("journal repaired: %d entries rewritten (seq %d..%d)", len(missing), missing[0].seq,
-                    missing[-1].seq)
+                    missing[-1].seq, extra={"fields": {"event": "journal.repaired", "entries": len(missing),
+                                                       "first_seq": missing[0].seq, "last_seq": missing[-1].seq}})
         if any(row.kind == EventKind.RELEASE for row in missing):  # a close rewritten: the ledger tier gets its days
             self._update_ledger_locked()
             self._checkpoints_pending = True  # and its checkpoint, once the writer lock is released

@@ -144,5 +144,6 @@ def test_matrix_covers_every_documented_path(world):
                ("GET", "/v1/checkpoints/consistency"), ("GET", "/v1/events/{event_id}/proof"),
                ("GET", "/v1/holders/{holder_id}/proof")}  # tests/test_liabilities.py
     tested |= {("GET", "/v1/signing-keys")}  # every role: tests/test_signed_checkpoints.py
+    tested |= {("GET", "/metrics")}  # auditor and admin: tests/test_metrics_logs.py
     assert documented == tested
 

@@ -64,6 +64,7 @@ OPERATIONS = [
     ("GET", "/v1/checkpoints/{day}"),
     ("GET", "/v1/signing-keys"),
     ("GET", "/health"),
+    ("GET", "/metrics"),
 ]
 
 
@@ -108,7 +109,7 @@ def _cases():
     nothing a negative case could make invalid."""
     for method, path in OPERATIONS:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            if path == "/health" and mode is GenerationMode.NEGATIVE:
+            if path in ("/health", "/metrics") and mode is GenerationMode.NEGATIVE:
                 continue
             for real_ids in ((False, True) if "{" in path else (False,)):
                 label = f"{method} {path}-{mode.value}" + ("-real-ids" if real_ids else "")

@@ -24,13 +24,13 @@ from pathlib import Path
 from apiflask import APIFlask
 
 from ..engine import Engine
-from . import days, grants, holdings, members, orders, proofs, reads, stores
+from . import days, grants, holdings, members, metrics, orders, proofs, reads, request_log, stores
 from .common import ENGINE
 from .docs_ui import serve_docs_offline
 from .problems import register_error_handlers
 from .schemas import MAX_BODY_BYTES
 
-BLUEPRINTS = (members.bp, stores.bp, orders.bp, holdings.bp, grants.bp, days.bp, proofs.bp, reads.bp)
+BLUEPRINTS = (members.bp, stores.bp, orders.bp, holdings.bp, grants.bp, days.bp, proofs.bp, reads.bp, metrics.bp)
 
 
 def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[], date] | None = None,
@@ -47,6 +47,8 @@ def create_app(books: Path | str, db_url: str | None = None, clock: Callable[[],
                                          "Amounts are decimal strings. Errors are RFC 9457 problem documents."}
     app.extensions[ENGINE] = engine
     register_error_handlers(app)
+    request_log.install(app)
+    metrics.install(app, engine)
     serve_docs_offline(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

@@ -131,6 +131,7 @@ class Routes(APIBlueprint):
 
 def book(event: ev.Event, data: dict) -> tuple[dict, int]:
     """Book `event` on the body's `date` (default: today) under this write's Idempotency-Key."""
+    g.booking_kind = event.kind  # (metrics)
     booked = engine().submit(event, day_of(data), g.idempotency)
     return booked.to_json(), 201
 

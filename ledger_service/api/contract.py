@@ -43,6 +43,8 @@ PROBLEM_SCHEMA = {
         "booked": {"type": "boolean", "description": "journal.unavailable: whether the event is booked"},
         "event_id": {"type": "string", "description": "journal.unavailable: the booked event"},
         "journal_lag_entries": {"type": "integer", "description": "journal.unavailable: entries the journal lacks"},
+        "request_id": {"type": "string", "description": "the request's id, also in the X-Request-Id header and "
+                                                        "in the service's log lines"},
     },
 }
 PROBLEM_EXAMPLES = {
@@ -122,6 +124,7 @@ OPERATION_IDS = {
     ("get", "/v1/checkpoints/{day}"): "get_checkpoint",
     ("get", "/v1/signing-keys"): "get_signing_keys",
     ("get", "/health"): "get_health",
+    ("get", "/metrics"): "get_metrics",
 }
 
 # Writes that book nothing and so take no Idempotency-Key (a quote).
@@ -137,6 +140,8 @@ def error_statuses(path: str, method: str) -> set[str]:
     """The problem statuses an operation can answer besides its success."""
     if path == "/health":
         return set()  # no key; a journal behind or at fault is its own 503 body
+    if path == "/metrics":
+        return {"401", "403", "404", "422", "503"}  # an auditor's or admin's key
     # 422: a refused character in any query string; 503: every key is read from the database
     wanted = {"401", "404", "422", "503"}
     if method == "post":
@@ -176,8 +181,13 @@ _HOLDER = {"id": "bob", "kind": "member", "active": True, "role": "member", "ref
            "value_cny_per_sp": "1.00000000"}
 _ORDER = {"id": "o1001", "buyer": "bob", "merchant": "shop1", "amount_cny": "100.00", "ship_region": "441900"}
 
+METRICS_EXAMPLE = ('# HELP ledger_bookings_total Writes answered, by event kind and outcome\n'
+                   '# TYPE ledger_bookings_total counter\n'
+                   'ledger_bookings_total{kind="order",outcome="booked"} 42.0\n')
+
 # operationId -> (request body example or None, success body example)
 EXAMPLES: dict[str, tuple[Any, Any]] = {
+    "get_metrics": (None, METRICS_EXAMPLE),
     "register_member": ({"id": "dave", "referrer": "alice", "region": "441900"}, EVENT_EXAMPLE),
     "buy_pack": ({"kind": "activation"}, EVENT_EXAMPLE),
     "set_member_role": ({"role": "vip"}, EVENT_EXAMPLE),

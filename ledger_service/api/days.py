@@ -18,5 +18,6 @@ bp = Routes("days", __name__,
 @bp.doc(summary="Close every open business day up to this date (the daily release)")
 def close(day):
     through = parse_day(day, "day")
+    g.booking_kind = "close"  # (metrics)
     booked = engine().close_days(through, g.idempotency)
     return closed_days_json(booked, through), 201

@@ -12,6 +12,7 @@ request threads per process, whose bookings share commits: `group_commit`).
 from __future__ import annotations
 
 import json
+import uuid
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
@@ -25,7 +26,7 @@ def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
     """`gunicorn.util.write_error`, with a problem+json body (ASCII: JSON escapes the rest)."""
     rule = "request.malformed" if status_int == 400 else f"http.{status_int}"
     body = json.dumps({"type": f"/problems/{rule}", "title": _TITLES.get(status_int, reason), "status": status_int,
-                       "detail": mesg or reason, "rule": rule}).encode("ascii")
+                       "detail": mesg or reason, "rule": rule, "request_id": uuid.uuid4().hex}).encode("ascii")
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/problem+json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
     util.write_nonblock(sock, head + body)

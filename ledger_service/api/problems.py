@@ -12,11 +12,12 @@ import json
 
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
-from flask import Response
+from flask import Response, g
 from sqlalchemy.exc import OperationalError
 
 from ..engine import IdempotentReplay
 from ..errors import JournalFault, JournalUnavailable, Refusal
+from ..logs import REQUEST_ID
 from ..store.db import redact
 from . import contract
 from . import schemas as s
@@ -39,7 +40,15 @@ def problem(status: int, rule: str, detail: str, field: str | None = None) -> Re
             "detail": redact(detail), "rule": rule}  # a database URL's password never leaves
     if field:
         body["field"] = field
+    _with_request_id(body)
     return Response(json.dumps(body), status=status, mimetype=PROBLEM)
+
+
+def _with_request_id(body: dict) -> None:
+    """Every problem names the request's id (`request_log`): quote it when reporting a problem."""
+    request_id = REQUEST_ID.get()
+    if request_id:
+        body["request_id"] = request_id
 
 
 def journal_unavailable(exc: JournalUnavailable) -> Response:
@@ -60,6 +69,7 @@ def journal_unavailable(exc: JournalUnavailable) -> Response:
             "rule": "journal.unavailable", "booked": exc.event_id is not None, "journal_lag_entries": lag}
     if exc.event_id:
         body["event_id"] = exc.event_id
+    _with_request_id(body)
     response = Response(json.dumps(body), status=503, mimetype=PROBLEM)
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
@@ -90,6 +100,7 @@ def register_error_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(Refusal)
     def _refusal(exc: Refusal) -> Response:
+        g.refused_rule = exc.rule  # (metrics: refused by a rule, or invalid input)
         status = 409 if exc.rule in CONFLICT_RULES else 404 if exc.rule in NOT_FOUND_RULES else STATUS_OF[exc.kind]
         return problem(status, exc.rule, exc.detail, exc.field)
 

@@ -178,6 +178,8 @@ REVERSIBLE_KINDS = (EventKind.ORDER, EventKind.TRANSFER)
 _KEY_LABEL = {"idempotency_keys": ("key", "api_key_id")}
 # The status stored with every response the service keeps for an Idempotency-Key.
 _BOOKED_STATUS = 201
+# The `part` of a kept answer that is an event id alone (revision 0006), not a response.
+_BY_EVENT_ID = -2
 
 
 def _open_database(books: Books, db_url: str | None, report: Report) -> _Database | None:
@@ -513,8 +515,10 @@ class _Database:
 class _Responses:
     """The responses kept for Idempotency-Keys, against the entries they describe.
 
-    A kept response is what a client gets again for the same key: the booked event (its id,
-    kind, date, seq, postings, hash, prev, file) or, for a day close, each release (date, id,
+    A kept response is what a client gets again for the same key: the booked event's id alone
+    (`event_id`, revision 0006: the answer is rebuilt from the event's row, so only the id is
+    compared with the entry of its seq), the booked event (its id, kind, date, seq, postings,
+    hash, prev, file: rows written before) or, for a day close, each release (date, id,
     released SP, value, hash). They are read once, before the journal streams, into a private
     temporary SQLite file ordered by the seq they name; each is then compared with the entry
     of that seq as it streams by (memory holds one page). Status must be 201; a response
@@ -547,6 +551,16 @@ class _Responses:
         db, name = self.db, "idempotency_keys"
         if mapping["status"] != _BOOKED_STATUS:
             db.differs(db.where, 0, label, name, "status", mapping["status"], _BOOKED_STATUS)
+        event_id = mapping.get("event_id")
+        if event_id is not None:  # (revision 0006) a booking's row names its event: the answer is rebuilt from it
+            seq = _int(str(event_id)[1:]) if str(event_id).startswith("E") else None
+            if seq is None:
+                db.fault(db.where, 0, label, name, "event_id", f"not an event id: {_show(event_id)}")
+                return []
+            if mapping["response"]:
+                db.fault(db.where, 0, label, name, "response", "a row naming its event keeps no response, "
+                                                               f"this one holds {_show(mapping['response'])}")
+            return [(seq, label, _BY_EVENT_ID, json.dumps({"id": event_id}))]
         try:
             body = json.loads(mapping["response"])
         except (TypeError, ValueError):
@@ -584,11 +598,14 @@ class _Responses:
             want = self._expected(entry, expected, part)
             difference = _json_difference(body, want)
             if difference:
-                self.db.fault(filename, lineno, label, "idempotency_keys", "response",
-                              f"the response kept for seq {seq} differs from the journal's entry: {difference}")
+                column = "event_id" if part == _BY_EVENT_ID else "response"
+                self.db.fault(filename, lineno, label, "idempotency_keys", column,
+                              f"the {column} kept for seq {seq} differs from the journal's entry: {difference}")
 
     @staticmethod
     def _expected(entry, expected: dict, part: int) -> dict:
+        if part == _BY_EVENT_ID:
+            return {"id": expected["id"]}
         if part >= 0:  # a day close: its release
             return {"date": entry.date.isoformat(), "id": expected["id"], "released_sp": entry.get("released_sp"),
                     "value_cny_per_sp": entry.get("value"), "hash": expected["hash"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ from .models import ApiKeyRow
 
 ROLES = ("storefront", "finance", "auditor", "admin")
 PREFIX = "lsk_"
+log = logging.getLogger(__name__)
 
 
 def digest(secret: str) -> str:
@@ -27,6 +29,8 @@ def create(session: Session, role: str, name: str = "") -> tuple[str, str]:
     secret = f"{PREFIX}{key_id}_{secrets.token_urlsafe(24)}"
     session.add(ApiKeyRow(id=key_id, name=name or role, role=role, key_hash=digest(secret),
                           created=_utcnow(), revoked=None))
+    log.info("api key created: %s (%s)", key_id, role,  # the id and role, never the secret
+             extra={"fields": {"event": "key.created", "key_id": key_id, "role": role}})
     return key_id, secret
 
 
@@ -90,6 +94,8 @@ def revoke(session: Session, key_id: str) -> bool:
     if row is None or row.revoked is not None:
         return False
     row.revoked = _utcnow()
+    log.info("api key revoked: %s (%s)", key_id, row.role,
+             extra={"fields": {"event": "key.revoked", "key_id": key_id, "role": row.role}})
     return True
 
 

@@ -166,7 +166,11 @@ class DayRow(Base):
 class IdempotencyRow(Base):
     """A write's Idempotency-Key, scoped to the API key that sent it (`api_key_id`): two
     clients' equal keys are two requests. Rows written before revision 0002 carry the
-    placeholder scope `legacy` (they answer any key, as every row did then)."""
+    placeholder scope `legacy` (they answer any key, as every row did then).
+
+    A booking's row keeps the id of the event it answered (`event_id`, revision 0006) and an
+    empty `response`: a replay rebuilds the answer from the event's row. Other answers (a close
+    of days) keep their `response`. Rows older than the retention are deleted as days close."""
 
     __tablename__ = "idempotency_keys"
     api_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -174,7 +178,8 @@ class IdempotencyRow(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
     response: Mapped[bytes] = mapped_column(LargeBinary)
-    created: Mapped[datetime] = mapped_column(DateTime)
+    created: Mapped[datetime] = mapped_column(DateTime, index=True)
+    event_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class ApiKeyRow(Base):

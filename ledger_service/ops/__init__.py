@@ -1,0 +1,1 @@
+"""Operating the books: backups (`backup`), restores (`restore`) and what they share (`archive`)."""
