@@ -62,6 +62,8 @@ from . import accounts as A
 from .amounts import fmt
 from .engine import Engine
 from .errors import Refusal
+from .i18n import N_, ngettext
+from .i18n import gettext as _
 from .journal import entry_meta
 from .rules.events import EventKind, Grant, Order, PayoutSettle
 from .store.models import BalanceRow, DayRow, EventRow, LedgerRow, PayoutRow
@@ -427,63 +429,83 @@ class ReconcileReport:
         return [m for m in self.matched if m.status == "to settle"]
 
     def to_text(self) -> str:
+        """The report in words, in the language of `i18n.use` (the JSON stays the same in every language)."""
         s = self.statement
         out = []
-        period = f"{s.first_day} … {s.last_day}" if s.lines else "no lines"
-        out.append(f"Reconciliation of {s.path} ({s.encoding}): {period}, {plural(len(s.lines), 'line')}"
-                   + (f" + {plural(len(s.duplicates), 'duplicate')}" if s.duplicates else "")
-                   + f"; window {plural(self.window_days, 'day')}"
-                   + ("; DRY RUN (nothing booked)" if self.dry_run else ""))
+        period = f"{s.first_day} … {s.last_day}" if s.lines else _("no lines")
+        out.append(_("Reconciliation of %(path)s (%(encoding)s): %(period)s, %(lines)s",
+                     path=s.path, encoding=s.encoding, period=period,
+                     lines=ngettext("%(num)d line", "%(num)d lines", len(s.lines)))
+                   + (" + " + ngettext("%(num)d duplicate", "%(num)d duplicates", len(s.duplicates))
+                      if s.duplicates else "")
+                   + "; " + ngettext("window %(num)d day", "window %(num)d days", self.window_days)
+                   + ("; " + _("DRY RUN (nothing booked)") if self.dry_run else ""))
+        word = {"line": _("line"), "by": _("by"), "serial": _("serial"), "CNY": _("CNY")}  # the rows' words
         out.append("")
-        out.append(f"Matched: {plural(len(self.matched), 'line')}")
+        out.append(_("Matched: %(lines)s", lines=ngettext("%(num)d line", "%(num)d lines", len(self.matched))))
         for m in self.matched:
-            who = f" of {m.holder}" if m.holder else ""
+            who = " " + _("of %(holder)s", holder=m.holder) if m.holder else ""
             extra = f" -> {m.settle_event}" if m.settle_event else ""
-            out.append(f"  line {m.line.line:>4}  {m.line.date}  {_signed(m.line.amount):>14}  {m.kind} {m.item}{who}"
-                       f"  by {m.how}  [{m.status}{extra}]")
+            kind, how, status = _(m.kind), _(m.how), _(m.status)
+            out.append(f"  {word['line']} {m.line.line:>4}  {m.line.date}  {_signed(m.line.amount):>14}  {kind} "
+                       f"{m.item}{who}  {word['by']} {how}  [{status}{extra}]")
+        payouts = ngettext("%(num)d payout", "%(num)d payouts", len(self.to_settle if self.dry_run
+                                                                   else self.settled_now))
         if self.dry_run:  # nothing was settled: say what a real run would settle
-            out.append(f"Would settle: {plural(len(self.to_settle), 'payout')} (a run without --dry-run settles them)")
+            out.append(_("Would settle: %(payouts)s (a run without --dry-run settles them)", payouts=payouts))
             for m in self.to_settle:
-                out.append(f"  payout {m.item}{' of ' + m.holder if m.holder else ''}: {fmt(-m.line.amount)} CNY, "
-                           f"bank serial {m.line.serial}")
+                out.append("  " + _("payout %(item)s%(who)s: %(amount)s CNY, bank serial %(serial)s", item=m.item,
+                                    who=" " + _("of %(holder)s", holder=m.holder) if m.holder else "",
+                                    amount=fmt(-m.line.amount), serial=m.line.serial))
         else:
-            out.append(f"Settled now: {plural(len(self.settled_now), 'payout')}")
+            out.append(_("Settled now: %(payouts)s", payouts=payouts))
         for m in self.settled_now:
-            out.append(f"  payout {m.item}{' of ' + m.holder if m.holder else ''}: {fmt(-m.line.amount)} CNY, "
-                       f"bank serial {m.line.serial}, booked {m.settle_event} on {m.book_day}")
-        out.append(f"Unmatched statement lines: {len(self.unmatched_lines)}")  # a heading: the count alone
+            out.append("  " + _("payout %(item)s%(who)s: %(amount)s CNY, bank serial %(serial)s, booked %(event)s on "
+                                "%(day)s", item=m.item, who=" " + _("of %(holder)s", holder=m.holder) if m.holder else "",
+                                amount=fmt(-m.line.amount), serial=m.line.serial, event=m.settle_event,
+                                day=m.book_day))
+        out.append(_("Unmatched statement lines: %(count)s", count=len(self.unmatched_lines)))  # the count alone
         for u in self.unmatched_lines:
-            out.append(f"  line {u.line.line:>4}  {u.line.date}  {_signed(u.line.amount):>14}  "
-                       f"{u.line.counterparty or '-'}  {u.line.memo!r}  serial {u.line.serial}: {u.reason}")
-        out.append(f"Unmatched book items: {len(self.unmatched_items)}")
+            out.append(f"  {word['line']} {u.line.line:>4}  {u.line.date}  {_signed(u.line.amount):>14}  "
+                       f"{u.line.counterparty or '-'}  {u.line.memo!r}  {word['serial']} {u.line.serial}: {u.reason}")
+        out.append(_("Unmatched book items: %(count)s", count=len(self.unmatched_items)))
         for item in self.unmatched_items:
-            out.append(f"  {item['kind']} {item['id']}: {item['cny']} CNY, {item['what']}")
+            item_kind = _(item["kind"])
+            out.append(f"  {item_kind} {item['id']}: {item['cny']} {word['CNY']}, {item['what']}")
         if s.duplicates:
-            out.append(f"Duplicate lines (ignored): {len(s.duplicates)}")  # a heading: the count alone
+            out.append(_("Duplicate lines (ignored): %(count)s", count=len(s.duplicates)))  # the count alone
             for d in s.duplicates:
-                out.append(f"  line {d.line} repeats serial {d.serial} of line {d.first_line}"
-                           + ("" if d.same else " WITH DIFFERENT CONTENT"))
+                out.append("  " + _("line %(line)s repeats serial %(serial)s of line %(first)s", line=d.line,
+                                    serial=d.serial, first=d.first_line)
+                           + ("" if d.same else " " + _("WITH DIFFERENT CONTENT")))
         if s.warnings:
-            out.append(f"Statement warnings: {len(s.warnings)}")
+            out.append(_("Statement warnings: %(count)s", count=len(s.warnings)))
             out += [f"  {w}" for w in s.warnings]
         if self.balances:
             out.append("")
-            out.append("Balance per day: bank 账户余额 at the end of the day vs books Backing + PayoutReserve "
-                       "at the close of the day")
-            out.append(f"  {'date':<10}  {'bank':>14}  {'books':>14}  {'difference':>12}  {'in transit':>12}  "
-                       f"{'unexplained':>12}")
+            out.append(_("Balance per day: bank 账户余额 at the end of the day vs books Backing + PayoutReserve "
+                         "at the close of the day"))
+            head = [_("date"), _("bank"), _("books"), _("difference"), _("in transit"), _("unexplained")]
+            out.append(f"  {head[0]:<10}  {head[1]:>14}  {head[2]:>14}  {head[3]:>12}  {head[4]:>12}  {head[5]:>12}")
             for b in self.balances:
                 out.append(f"  {b.day.isoformat():<10}  {fmt(b.bank):>14}  {fmt(b.books):>14}  "
                            f"{fmt(b.difference):>12}  "
-                           f"{fmt(b.in_transit):>12}  {fmt(b.unexplained):>12}" + ("" if b.closed else "  (day open)"))
+                           f"{fmt(b.in_transit):>12}  {fmt(b.unexplained):>12}"
+                           + ("" if b.closed else "  " + _("(day open)")))
         out.append("")
-        out.append("RESULT: reconciled" if self.ok else "RESULT: NOT reconciled — see the unmatched items and "
-                                                          "unexplained differences above")
+        out.append(_("RESULT: reconciled") if self.ok else _("RESULT: NOT reconciled — see the unmatched items and "
+                                                             "unexplained differences above"))
         return "\n".join(out) + "\n"
 
     def write(self, path: str | Path) -> None:
         """The JSON report at `path` and the text report beside it (`.txt`)."""
         _write_report(path, self.to_json(), self.to_text())
+
+
+# The words of the report taken from the data (a match's kind, how and status, a book item's
+# kind), marked for the catalog; the text report translates them, the JSON keeps them.
+REPORT_WORDS = (N_("payout"), N_("deposit"), N_("settled payout"), N_("to settle"), N_("settled before"),
+                N_("settled now"), N_("reference"), N_("amount+payer"), N_("amount"), N_("memo"))
 
 
 def _signed(number: Decimal) -> str:
