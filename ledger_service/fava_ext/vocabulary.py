@@ -22,6 +22,8 @@ WORDS: tuple[str, ...] = (
     N_("grant"), N_("release"), N_("price"), N_("checkpoint"), N_("signing_key"), N_("opening"),
     # audit.verify.VERIFIED_OK
     N_("verified: the books are consistent"),
+    # who ran the verification shown (audit.record's `by`)
+    N_("Fava's Audit page"),
     # yes / no
     N_("True"), N_("False"),
 )
