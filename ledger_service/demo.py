@@ -63,7 +63,12 @@ from .rules.events import (
     Transfer,
 )
 
-REGIONS = ("441900", "440300", "440100", "310000", "110000", "330100", "510100", "420100")
+# The platform's home (issue 16): members, stores and ship-to addresses in 东莞市 (441900, a city
+# with no county-level division) and the districts of 深圳市 (罗湖 福田 南山 宝安 龙岗 龙华 光明);
+# the region partners hold the city-level units of the Pearl River Delta (东莞 深圳 广州 佛山 惠州
+# 珠海 中山 江门): an order in any 深圳 district pays the partner of 440300 (rule region.match "city").
+REGIONS = ("441900", "440303", "440304", "440305", "440306", "440307", "440309", "440311")
+PARTNER_CITIES = ("441900", "440300", "440100", "440600", "441300", "440400", "442000", "440700")
 
 
 @dataclass(frozen=True)
@@ -344,7 +349,7 @@ class Demo:
             self.book(SetRole(self.rng.choice(self.active), self.rng.choice(ROLES)), day)
 
     def appoint_partners(self, day: date) -> None:
-        for region in REGIONS:
+        for region in PARTNER_CITIES:
             if region in self.partners or not self.active or self.rng.random() < 0.25:
                 continue
             self.book(BuyPack(self.rng.choice(self.active), "partner", region=region), day,

@@ -105,6 +105,12 @@ def _page_ngettext(context: jinja2.runtime.Context, singular: str, plural: str, 
     return text % values
 
 
+def _translate_value(value: object) -> str:
+    """A word from the data (a kind, a role: `vocabulary`) in the page's language, as plain text:
+    escaped like any value (never `_()`, whose text is markup)."""
+    return i18n.translations(i18n.current()).gettext(str(value))
+
+
 def account_names(entries) -> dict[str, str]:
     """Each account's display name in the page's language: the `name_zh` metadata of its Open
     directive in Chinese (the ledger tier writes it), the account itself in English."""
@@ -143,7 +149,7 @@ class _Books:
         # An overlay shares its parent's globals and filters: copied, so that Fava's own `_` stays Fava's.
         env.globals = {**env.globals, "_": _page_gettext, "gettext": _page_gettext, "ngettext": _page_ngettext}
         env.filters = {**env.filters, "money": i18n.money, "points": i18n.points, "grouped": i18n.grouped,
-                       "day": i18n.day, "unit": i18n.unit}
+                       "day": i18n.day, "unit": i18n.unit, "tr": _translate_value}
         return env
 
 
