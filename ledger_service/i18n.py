@@ -199,9 +199,11 @@ def day(value: date | str | None, language: str | None = None) -> str:
         return "—"
     if isinstance(value, str):
         try:
-            value = date.fromisoformat(value)
+            shown = date.fromisoformat(value)
         except ValueError:
             return value
+    else:
+        shown = value
     if (language or current()) != "zh":
-        return value.isoformat()
-    return f"{value.year}年{value.month}月{value.day}日"
+        return shown.isoformat()
+    return f"{shown.year}年{shown.month}月{shown.day}日"

@@ -460,10 +460,10 @@ class ReconcileReport:
         else:
             out.append(_("Settled now: %(payouts)s", payouts=payouts))
         for m in self.settled_now:
+            who = " " + _("of %(holder)s", holder=m.holder) if m.holder else ""
             out.append("  " + _("payout %(item)s%(who)s: %(amount)s CNY, bank serial %(serial)s, booked %(event)s on "
-                                "%(day)s", item=m.item, who=" " + _("of %(holder)s", holder=m.holder) if m.holder else "",
-                                amount=fmt(-m.line.amount), serial=m.line.serial, event=m.settle_event,
-                                day=m.book_day))
+                                "%(day)s", item=m.item, who=who, amount=fmt(-m.line.amount), serial=m.line.serial,
+                                event=m.settle_event, day=m.book_day))
         out.append(_("Unmatched statement lines: %(count)s", count=len(self.unmatched_lines)))  # the count alone
         for u in self.unmatched_lines:
             out.append(f"  {word['line']} {u.line.line:>4}  {u.line.date}  {_signed(u.line.amount):>14}  "

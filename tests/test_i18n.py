@@ -290,3 +290,13 @@ def test_reconcile_report_in_both_languages(tmp_path, statement, pool, monkeypat
     text = out["zh"].with_suffix(".txt").read_text(encoding="utf-8")
     assert text.startswith("对账 ") and "未匹配的对账单行：1" in text
     assert json.loads(out["en"].read_text(encoding="utf-8")) == json.loads(out["zh"].read_text(encoding="utf-8"))
+
+
+def test_words_from_the_data_are_translated_and_escaped(zh: Pages):
+    with zh.app.test_request_context():
+        env = zh.ledger.extensions.get_extension("SupplyPage").jinja_env
+        template = env.from_string('{{ kind|tr }} {{ evil|tr }} {{ _("by %(who)s", who=evil|tr) }}',
+                                   template_class=None)
+        assert template.render(kind="merchant", evil="<b>x</b>") == \
+            "商家 &lt;b&gt;x&lt;/b&gt; 执行者 &lt;b&gt;x&lt;/b&gt;"
+        assert zh.app.jinja_env.globals["_"] is not env.globals["_"]  # Fava's own `_` stays Fava's

@@ -23,6 +23,7 @@ import re
 from datetime import date
 from functools import cached_property
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlencode
 
 import jinja2
@@ -31,7 +32,7 @@ from beancount.core.data import Open
 from fava.core import FavaLedger
 from fava.ext import FavaExtensionBase
 from flask import has_request_context, request
-from flask_babel import get_locale
+from flask_babel import get_locale  # type: ignore[import-untyped]  # Fava's i18n (no type hints)
 from markupsafe import Markup
 
 from .. import i18n, regions
@@ -145,7 +146,7 @@ class _Books:
         """Fava's environment for the extension's templates, with the project's catalog as `_`,
         `gettext` and `ngettext` (new-style: `_("page %(n)s", n=1)`) and the display filters
         `money` (¥1,234.56), `points` (1,234.5 共享积分), `grouped` and `day` (2026年11月30日)."""
-        env = super().jinja_env
+        env: jinja2.Environment = super().jinja_env  # type: ignore[misc]  # FavaExtensionBase's, by the MRO
         # An overlay shares its parent's globals and filters: copied, so that Fava's own `_` stays Fava's.
         env.globals = {**env.globals, "_": _page_gettext, "gettext": _page_gettext, "ngettext": _page_ngettext}
         env.filters = {**env.filters, "money": i18n.money, "points": i18n.points, "grouped": i18n.grouped,
@@ -156,8 +157,8 @@ class _Books:
 class SupplyPage(_Books, FavaExtensionBase):
     """Supply of SP, the pool and the value of a point, with charts over time."""
 
-    @property  # type: ignore[override]  # Fava reads it at each request: the page's language
-    def report_title(self) -> str:
+    @property  # Fava reads it at each request: the page's language
+    def report_title(self) -> str:  # type: ignore[override]  # a class attribute in FavaExtensionBase
         return _("Supply")
 
     def __init__(self, ledger, config=None) -> None:
@@ -220,15 +221,15 @@ class SupplyPage(_Books, FavaExtensionBase):
     def _accounts(self) -> list[tuple[str, str]]:
         """(account, display name) of every account the ledger opens, in the page's language."""
         names = account_names(self.ledger.all_entries)
-        return [(e.account, names.get(e.account, e.meta.get("purpose", "")))
-                for e in self.ledger.all_entries if isinstance(e, Open)]
+        opens = cast("list[Open]", [e for e in self.ledger.all_entries if isinstance(e, Open)])
+        return [(e.account, names.get(e.account, str(e.meta.get("purpose", "")))) for e in opens]
 
 
 class HolderPage(_Books, FavaExtensionBase):
     """One holder's balances and events, derived from the journal."""
 
-    @property  # type: ignore[override]  # Fava reads it at each request: the page's language
-    def report_title(self) -> str:
+    @property  # Fava reads it at each request: the page's language
+    def report_title(self) -> str:  # type: ignore[override]  # a class attribute in FavaExtensionBase
         return _("Holder")
 
     def page(self) -> dict:
@@ -301,8 +302,8 @@ def _checkpoint_row(root: Path, day: date) -> dict:
 class AuditPage(_Books, FavaExtensionBase):
     """Chain head, verification, checkpoints, plugin errors, the journal's days and a drill-down into one."""
 
-    @property  # type: ignore[override]  # Fava reads it at each request: the page's language
-    def report_title(self) -> str:
+    @property  # Fava reads it at each request: the page's language
+    def report_title(self) -> str:  # type: ignore[override]  # a class attribute in FavaExtensionBase
         return _("Audit")
 
     def __init__(self, ledger, config=None) -> None:

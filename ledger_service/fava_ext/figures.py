@@ -16,9 +16,9 @@ from beancount.core import data
 
 from .. import accounts as A
 from .. import reports
-from ..i18n import N_
 from ..amounts import CNY, EXACT_CONTEXT, SP, ZERO, fmt, quantize
 from ..config import ConfigError, Params
+from ..i18n import N_
 from ..rules.events import EventKind
 from ..state import supply_numbers
 
