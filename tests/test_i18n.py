@@ -300,3 +300,36 @@ def test_words_from_the_data_are_translated_and_escaped(zh: Pages):
         assert template.render(kind="merchant", evil="<b>x</b>") == \
             "商家 &lt;b&gt;x&lt;/b&gt; 执行者 &lt;b&gt;x&lt;/b&gt;"
         assert zh.app.jinja_env.globals["_"] is not env.globals["_"]  # Fava's own `_` stays Fava's
+
+
+def test_demo_books_speak_chinese(tmp_path):
+    """`ledger-service demo` on new books: the setting zh, the members' and stores' Chinese names
+    in BOOKS/names.tsv, regions in 东莞 and 深圳's districts (the ids stay ASCII)."""
+    from ledger_service import demo, directory, regions
+
+    root = tmp_path / "books"
+    result = _cli(["demo", "--books", str(root), "--members", "30", "--merchants", "3", "--days", "3"])
+    assert result.exit_code == 0, result.output
+    assert i18n.books_language(root) == "zh" and (root / "names.tsv").stat().st_mode & 0o777 == 0o600
+    names = directory.read(root)
+    assert names["m0000002"] == demo.member_name("m0000002") == "张伟"
+    stores = sorted(k for k in names if k.startswith("s"))
+    assert stores and all(k.isascii() for k in names) and all(re.search(r"[\u4e00-\u9fff]", v) for v in names.values())
+    assert all(regions.city_of(code) in {"441900", "440300"} for code in demo.REGIONS)
+    assert all(regions.division(code).is_city for code in demo.PARTNER_CITIES)
+    assert "440305" in demo.REGIONS and demo.store_name("s00003", "440305") == "南山区美妆店"
+    # an English demo stays English; the names are names in either language
+    english = _cli(["demo", "--books", str(tmp_path / "en"), "--members", "10", "--merchants", "1", "--days", "2",
+                    "--lang", "en"])
+    assert english.exit_code == 0 and i18n.books_language(tmp_path / "en") == "en"
+
+
+def test_the_holder_page_shows_the_directorys_names(tmp_path, books: Path):
+    from ledger_service import demo, directory
+
+    root = copy_books(books, tmp_path / "books")
+    directory.write(root, {"m0000002": demo.member_name("m0000002"), "s00001": demo.store_name("s00001", "440305")})
+    pages = Pages(root, "zh")
+    html = pages.get("extension/HolderPage/?holder=m0000002")
+    assert '<span id="holder-name">张伟</span>' in html
+    assert "南山区茶叶店" in pages.get("extension/HolderPage/?prefix=s")

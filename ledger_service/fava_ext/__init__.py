@@ -35,7 +35,7 @@ from flask import has_request_context, request
 from flask_babel import get_locale  # type: ignore[import-untyped]  # Fava's i18n (no type hints)
 from markupsafe import Markup
 
-from .. import i18n, regions
+from .. import directory, i18n, regions
 from ..audit.verify import VERIFIED_OK
 from ..i18n import gettext as _
 from ..journal import day_file, entry_meta
@@ -235,7 +235,7 @@ class HolderPage(_Books, FavaExtensionBase):
     def page(self) -> dict:
         holder_id = request.args.get("holder", "").strip()
         out: dict = {"holder_id": holder_id, "valid": bool(_HOLDER_ID.match(holder_id)),
-                     "has_journal": self.has_journal}
+                     "has_journal": self.has_journal, "names": directory.read(self.books_root)}
         if not self.has_journal:
             return out
         view = jobs.holder_view(self.books_root)
