@@ -24,6 +24,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -82,6 +83,11 @@ def current() -> str:
     return _current.get()
 
 
+def follow(hook: Callable[[], str | None]) -> None:
+    """Take the language from `hook()` whenever it names one (the Fava pages: the request's locale)."""
+    _locale_hook.append(hook)
+
+
 def use(language: str) -> None:
     """The language of this thread/context's reports (the CLI sets it once per command)."""
     _current.set(normalise(language))
@@ -102,6 +108,43 @@ _ = gettext
 
 def N_(message: str) -> str:  # noqa: N802  (gettext's name for "mark for extraction, translate later")
     return message
+
+
+@dataclass(frozen=True)
+class Text:
+    """A message with its values, kept apart until shown: `str()` is the English (what JSON
+    carries, the same in every language), `translated()` the current language's (what a text
+    report prints). Values that are `Text` are rendered the same way."""
+
+    msgid: str
+    values: tuple[tuple[str, object], ...] = ()
+    plural: str | None = None
+    num: int = 0
+
+    def _render(self, template: str, translate: bool) -> str:
+        values: dict[str, object] = {"num": self.num} if self.plural is not None else {}
+        for key, value in self.values:
+            values[key] = (value.translated() if translate else str(value)) if isinstance(value, Text) else value
+        return template % values if values else template
+
+    def __str__(self) -> str:
+        if self.plural is not None and self.num != 1:
+            return self._render(self.plural, False)
+        return self._render(self.msgid, False)
+
+    def translated(self) -> str:
+        catalog = translations(current())
+        if self.plural is not None:
+            return self._render(catalog.ngettext(self.msgid, self.plural, self.num), True)
+        return self._render(catalog.gettext(self.msgid), True)
+
+
+def T_(msgid: str, **values: object) -> Text:  # noqa: N802  (a gettext keyword: `pybabel extract -k T_`)
+    return Text(msgid, tuple(values.items()))
+
+
+def T_n(singular: str, plural: str, num: int, **values: object) -> Text:  # noqa: N802  (`-k T_n:1,2`)
+    return Text(singular, tuple(values.items()), plural, num)
 
 
 # -- which language --------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def _catalog():
 def _extracted() -> set:
     method_map = [("ledger_service/**.py", "python"), ("ledger_service/fava_ext/templates/**.html", "jinja2")]
     options = {"ledger_service/fava_ext/templates/**.html": {"extensions": "jinja2.ext.do,jinja2.ext.loopcontrols"}}
-    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "T_": None, "T_n": (1, 2)}
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(str(REPO), method_map, options, keywords):
         found.add(message)
@@ -289,6 +289,8 @@ def test_reconcile_report_in_both_languages(tmp_path, statement, pool, monkeypat
     assert "将结清：3 笔提现" in zh and "结果：未对平" in zh and "报告已写入" in zh and "RESULT" not in zh
     text = out["zh"].with_suffix(".txt").read_text(encoding="utf-8")
     assert text.startswith("对账 ") and "未匹配的对账单行：1" in text
+    assert "3 天 内没有来自 陌生人 的 88.88 元保证金记账" in text and "no deposit" not in text  # the reasons too
+    assert "no deposit of 88.88 CNY from 陌生人 booked within 3 days" in out["en"].with_suffix(".txt").read_text()
     assert json.loads(out["en"].read_text(encoding="utf-8")) == json.loads(out["zh"].read_text(encoding="utf-8"))
 
 

@@ -84,7 +84,7 @@ def _page_language() -> str | None:
     return "zh" if locale is not None and locale.language == "zh" else "en"
 
 
-i18n._locale_hook.append(_page_language)
+i18n.follow(_page_language)
 
 
 @jinja2.pass_context
