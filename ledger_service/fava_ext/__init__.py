@@ -31,7 +31,7 @@ import jinja2.runtime
 from beancount.core.data import Open
 from fava.core import FavaLedger
 from fava.ext import FavaExtensionBase
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_babel import get_locale  # type: ignore[import-untyped]  # Fava's i18n (no type hints)
 from markupsafe import Markup
 
@@ -78,7 +78,7 @@ def link(**params) -> str:
 def _page_language() -> str | None:
     """The language of the page being answered: Flask-Babel's locale (Fava's `language` option,
     set by `fava_app.set_language`); None outside a request."""
-    if not has_request_context():
+    if not has_request_context() or "babel" not in current_app.extensions:  # not Fava's app (the API's)
         return None
     locale = get_locale()
     return "zh" if locale is not None and locale.language == "zh" else "en"
