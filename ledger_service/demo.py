@@ -74,6 +74,8 @@ REGIONS = ("441900", "440303", "440304", "440305", "440306", "440307", "440309",
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 GIVEN_NAMES = ("伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超",
                "秀英", "霞", "平", "刚", "桂英", "建华", "志强", "晓东", "海燕", "小红", "丹", "子涵", "浩然")
+GOODS = ("有机草莓 500克", "东莞腊肠 500克", "凤凰单丛茶 250克", "婴儿纸尿裤 L码 52片", "洗衣液 2升", "生蚝 12只",
+         "五常大米 5公斤", "保温杯 500毫升", "充电宝 10000毫安时", "花生油 5升", "荔枝 2公斤", "运动鞋 42码")
 SHOPS = ("鲜果便利店", "茶叶店", "母婴用品店", "美妆店", "五金店", "面包坊", "大药房", "文具店", "粮油店", "生鲜超市")
 
 
@@ -89,6 +91,12 @@ def store_name(store: str, region: str) -> str:
     found = regions.division(region)
     place = found.name if found is not None else region
     return place + SHOPS[n % len(SHOPS)] + (f"（{n // len(SHOPS) + 1}号店）" if n >= len(SHOPS) else "")
+
+
+def goods_name(order: str) -> str:
+    """o00000004 -> 洗衣液 2升 ×1: what an order bought (goods and quantity by the order's number)."""
+    n = int(order.lstrip("o") or 0)
+    return f"{GOODS[n % len(GOODS)]} ×{n // len(GOODS) % 3 + 1}"
 
 
 PARTNER_CITIES = ("441900", "440300", "440100", "440600", "441300", "440400", "442000", "440700")
@@ -357,8 +365,9 @@ class Demo:
     # -- the population ------------------------------------------------------------
 
     def names(self) -> dict[str, str]:
-        """The display names of the members and stores booked (`directory`)."""
+        """The display names of the members, stores and orders booked (`directory`)."""
         out = {member: member_name(member) for member in self.members}
+        out.update({order: goods_name(order) for order in self.orders})
         out.update({store: store_name(store, self.store_regions.get(store, "")) for store in self.merchants})
         return out
 

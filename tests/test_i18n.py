@@ -320,6 +320,13 @@ def test_demo_books_speak_chinese(tmp_path):
     assert all(regions.city_of(code) in {"441900", "440300"} for code in demo.REGIONS)
     assert all(regions.division(code).is_city for code in demo.PARTNER_CITIES)
     assert "440305" in demo.REGIONS and demo.store_name("s00003", "440305") == "南山区美妆店"
+    # goods: what each order bought, shown beside the order in the Audit page's drill-down
+    orders = sorted(k for k in names if k.startswith("o"))
+    assert orders and names[orders[0]] == demo.goods_name(orders[0]) and demo.goods_name("o00000004") == "洗衣液 2升 ×1"
+    day_file = next(p for p in sorted((root / "journal").rglob("*.beancount"))
+                    if f'order_id: "{orders[0]}"' in p.read_text(encoding="utf-8"))
+    html = Pages(root, "zh").get(f"extension/AuditPage/?day={day_file.stem}")
+    assert f'<span class="ls-goods">{names[orders[0]]}</span>' in html
     # an English demo stays English; the names are names in either language
     english = _cli(["demo", "--books", str(tmp_path / "en"), "--members", "10", "--merchants", "1", "--days", "2",
                     "--lang", "en"])

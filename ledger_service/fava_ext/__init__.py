@@ -372,6 +372,20 @@ class AuditPage(_Books, FavaExtensionBase):
         pages = max(1, -(-len(entries) // PER_PAGE))
         page = min(page, pages)
         last_hash = entry_meta(entries[-1].text).get("hash", "") if entries else ""
-        return {"day": day, "file": rel, "missing": False, "entries": entries[(page - 1) * PER_PAGE: page * PER_PAGE],
+        shown = entries[(page - 1) * PER_PAGE: page * PER_PAGE]
+        return {"day": day, "file": rel, "missing": False, "entries": shown,
                 "count": len(entries), "page": page, "pages": pages, "event": event, "row": row,
-                "last_hash": last_hash}
+                "last_hash": last_hash, "goods": self._goods(shown)}
+
+    def _goods(self, entries: list) -> dict[str, str]:
+        """event id -> what the order bought, from the books' directory (`names.tsv`), for the orders shown."""
+        names = directory.read(self.books_root)
+        out: dict[str, str] = {}
+        if not names:
+            return out
+        for e in entries:
+            if e.kind == "order" and e.event:
+                found = names.get(entry_meta(e.text).get("order_id", ""))
+                if found:
+                    out[e.event] = found
+        return out
