@@ -52,5 +52,27 @@ CHART: tuple[tuple[str, str, str], ...] = (
     (HOLDERS_SP, SP, "control account: SP held by every holder"),
 )
 
+# Each account's Chinese display name (SPEC's terms): the ledger tier writes it as the `name_zh`
+# metadata of the account's Open directive, and Fava's pages show it in Chinese. The account
+# names themselves stay ASCII (auditors' tools, bean-query recipes).
+NAME_ZH: dict[str, str] = {
+    POOL: "托底资金池",
+    POOL_PAYOUTS: "托底资金池：提现准备金",
+    PLATFORM_CASH: "平台自有资金",
+    PACK_INCOME: "礼包收入",
+    REDEMPTION_INCOME: "兑换收入",
+    PAYOUTS_PAYABLE: "应付变现/提现",
+    POOL_EQUITY: "托底资金池资本",
+    SP_RELEASED: "共享积分：释放",
+    SP_SOLD: "共享积分：售出（保证金）",
+    SP_BURNED: "共享积分：销毁",
+    SP_REDEEMED: "共享积分：赎回（变现/提现、兑换）",
+    SV_GRANTED: "共享值：发放",
+    SV_CONVERTED: "共享值：转换为共享积分",
+    HOLDERS_SV_LOCKED: "持有人共享值：锁定",
+    HOLDERS_SV_ACTIVE: "持有人共享值：已激活",
+    HOLDERS_SP: "持有人共享积分",
+}
+
 HOLDER_ACCOUNTS = frozenset({HOLDERS_SV_LOCKED, HOLDERS_SV_ACTIVE, HOLDERS_SP})
 COMMODITY_OF = {account: currency for account, currency, _ in CHART}

@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import config
-from .cli_common import fail
+from . import config, i18n
+from .cli_common import fail, lang_option
 from .errors import JournalFault, JournalUnavailable, Refusal
 from .journal import Books
 from .logs import configure as configure_logs
@@ -99,7 +99,9 @@ _fail = fail
 @click.option("--profile", default="seed-a", show_default=True, help="seed-a, seed-b or a TOML file.")
 @click.option("--start", callback=_date, help="First business day (default: today).")
 @db_option
-def init(books: Path, profile: str, start: date | None, db_url: str | None) -> None:
+@click.option("--lang", type=click.Choice(i18n.LANGUAGES), default=i18n.DEFAULT_LANGUAGE, show_default=True,
+              help="The books' language (Fava's pages): settings.toml.")
+def init(books: Path, profile: str, start: date | None, db_url: str | None, lang: str) -> None:
     """Create the books: database, main.beancount, the genesis entry with the rules."""
     from .engine import Engine
 
@@ -107,6 +109,7 @@ def init(books: Path, profile: str, start: date | None, db_url: str | None) -> N
         engine = Engine.init(books, config.load(profile), start=start, db_url=db_url)
     except (Refusal, config.ConfigError) as exc:
         _fail(exc)
+    i18n.write_books_language(books, lang)
     head = engine.head()
     console.print(f"books initialised at {books} (rules {engine.params.profile}), open day {head['open_day']}")
     console.print("permissions: the books folder and its folders are 0700, every file in them 0600 (the owner alone)")
@@ -137,7 +140,8 @@ def close_day(books: Path, day: date | None, db_url: str | None) -> None:
 @click.option("--date", "day", callback=_date, help="The report at the close of this day (default: now).")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def supply(books: Path, day: date | None, db_url: str | None, as_json: bool) -> None:
+@lang_option
+def supply(books: Path, day: date | None, db_url: str | None, as_json: bool, lang: str | None) -> None:
     """Cap, issued, released, sold, burned, redeemed, circulating, pool, value."""
     from .engine import Engine
 
@@ -157,18 +161,22 @@ def _print_supply(report: dict) -> None:
     day's the position now."""
     day = report.get("date", "")
     closed = bool(report.get("closed"))
-    table = Table(title=f"SP supply {'at the close of ' if closed else 'as of '}{day}")
-    table.add_column("figure")
-    table.add_column("amount", justify="right")
-    labels = [("cap", "cap", "SP"), ("issued", "issued", "SP"), ("released", "  released", "SP"),
-              ("sold", "  sold", "SP"), ("burned", "burned", "SP"), ("redeemed", "redeemed", "SP"),
-              ("circulating", "circulating", "SP"), ("pool_cny", "pool", "CNY"),
-              ("value_cny_per_sp", f"value of a point on {day}", "CNY/SP"),
-              ("closing_value_cny_per_sp", f"pool ÷ circulating at the close of {day}" if closed
-               else "pool ÷ circulating now", "CNY/SP")]
+    _ = i18n.gettext
+    table = Table(title=_("SP supply at the close of %(day)s", day=i18n.day(day)) if closed
+                  else _("SP supply as of %(day)s", day=i18n.day(day)))
+    table.add_column(_("figure"))
+    table.add_column(_("amount"), justify="right")
+    labels = [("cap", _("cap"), "SP"), ("issued", _("issued"), "SP"), ("released", "  " + _("released"), "SP"),
+              ("sold", "  " + _("sold"), "SP"), ("burned", _("burned"), "SP"), ("redeemed", _("redeemed"), "SP"),
+              ("circulating", _("circulating"), "SP"), ("pool_cny", _("pool"), "CNY"),
+              ("value_cny_per_sp", _("value of a point on %(day)s", day=i18n.day(day)), "CNY/SP"),
+              ("closing_value_cny_per_sp", _("pool ÷ circulating at the close of %(day)s", day=i18n.day(day)) if closed
+               else _("pool ÷ circulating now"), "CNY/SP")]
     for key, label, unit in labels:
         if key in report:
-            table.add_row(label, f"{report[key]} {unit}")
+            amount = (i18n.money(report[key]) if unit == "CNY" and i18n.current() == "zh"
+                      else i18n.points(report[key], unit))
+            table.add_row(label, amount)
     console.print(table)
 
 
@@ -177,7 +185,8 @@ def _print_supply(report: dict) -> None:
 @db_option
 @click.option("--no-db", is_flag=True, help="Check the journal alone (no database needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
+@lang_option
+def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool, lang: str | None) -> None:
     """Re-derive everything from the journal alone; exit 1 on any fault, each located."""
     from .audit import record
     from .audit.verify import VERIFIED_OK
@@ -203,15 +212,18 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
         click.echo(f"warning: {warning}")  # one line each, like faults (a warning does not fail verify)
     for fault in report.faults:
         click.echo(f"FAULT {fault}")  # one line each, never wrapped: grep- and click-able
+    _ = i18n.gettext
     if report.supply:
         _print_supply({**report.supply, "date": report.open_day})
-        console.print(f"entries {report.entries} in {report.files} files; holders {report.holders}; "
-                      f"chain head seq {report.head_seq} {report.head_hash}")
-        console.print("rounding residue (control account − Σ holders): "
+        console.print(_("entries %(entries)s in %(files)s files; holders %(holders)s; chain head seq %(seq)s %(hash)s",
+                        entries=report.entries, files=report.files, holders=report.holders, seq=report.head_seq,
+                        hash=report.head_hash))
+        console.print(_("rounding residue (control account − Σ holders): ")
                       + ", ".join(f"{k} {v}" for k, v in report.residue.items()))
-        console.print("database: " + ("agrees with the journal" if report.db_checked and report.ok
-                                      else "checked" if report.db_checked else "not checked (--no-db)"))
-    console.print(f"[green]{VERIFIED_OK}[/green]" if report.ok else f"[red]{plural(len(report.faults), 'fault')}[/red]")
+        console.print(_("database: ") + (_("agrees with the journal") if report.db_checked and report.ok
+                                         else _("checked") if report.db_checked else _("not checked (--no-db)")))
+    console.print(f"[green]{_(VERIFIED_OK)}[/green]" if report.ok
+                  else f"[red]{i18n.ngettext('%(num)d fault', '%(num)d faults', len(report.faults))}[/red]")
     sys.exit(0 if report.ok else 1)
 
 
@@ -228,10 +240,14 @@ def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool) -> None:
 @click.option("--stats", "stats_path", type=click.Path(path_type=Path), default=None,
               help="Also write the figures printed at the end to this JSON file.")
 @db_option
+@click.option("--lang", type=click.Choice(i18n.LANGUAGES), default=None,
+              help="The books' language (Fava's pages; new books: zh).")
 def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: int | None, seed: int,
-         profile: str, batch: int, stats_path: Path | None, db_url: str | None) -> None:
+         profile: str, batch: int, stats_path: Path | None, db_url: str | None, lang: str | None) -> None:
     """Simulate a platform through the engine (initialises the books if needed)."""
     from . import demo as demo_module
+
+    new_books = not Books(books).exists()
 
     started = time.perf_counter()
     with Progress(TextColumn("day {task.fields[day]} {task.fields[phase]:<8}"), BarColumn(), MofNCompleteColumn(),
@@ -248,6 +264,8 @@ def demo(books: Path, members: int, merchants: int, days: int, orders_per_day: i
                                             progress=progress, db_url=db_url, batch=batch)
         except (Refusal, JournalFault, config.ConfigError, FileNotFoundError) as exc:
             _fail(exc)
+    if new_books or lang:
+        i18n.write_books_language(books, lang or i18n.DEFAULT_LANGUAGE)
     seconds = time.perf_counter() - started
     _print_plan(demo_module.PLATFORM, members, merchants, days, orders_per_day)
     console.print(f"booked: {dict(sorted(stats.booked.items()))}")
@@ -585,7 +603,9 @@ def keys_revoke(books: Path, key_id: str, db_url: str | None) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--period", default=None, metavar="YYYY-MM", help="Open one month alone: its opening balances and days.")
 @db_option
-def fava(books: Path, host: str, port: int, period: str | None, db_url: str | None) -> None:
+@click.option("--lang", type=click.Choice(i18n.LANGUAGES), default=None,
+              help="The pages' language, zh or en (default: the books' setting in settings.toml, else en).")
+def fava(books: Path, host: str, port: int, period: str | None, db_url: str | None, lang: str | None) -> None:
     """Browse the ledger tier in Fava, read-only, with the Supply, Holder and Audit pages.
 
     Log in with any user name and an API key of role finance, auditor or admin as the password
@@ -595,7 +615,7 @@ def fava(books: Path, host: str, port: int, period: str | None, db_url: str | No
     if not Books(books).main.is_file():
         _fail(FileNotFoundError(f"no books at {books}: run `ledger-service demo --books {books}` first"))
     try:
-        fava_main(books, host, port, period, db_url=db_url,
+        fava_main(books, host, port, period, db_url=db_url, language=lang,
                   announce=lambda text: click.echo(text, nl=True))  # never wrapped
     except (FileNotFoundError, ValueError, KeyDatabaseError, OSError) as exc:
         _fail(exc)
@@ -624,7 +644,9 @@ def demo_keys(engine) -> tuple[str, str, int]:
 @click.option("--fava-port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
 @db_option
-def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: str | None) -> None:
+@click.option("--lang", type=click.Choice(i18n.LANGUAGES), default=None,
+              help="Fava's language (new books: zh; sets the books' setting).")
+def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: str | None, lang: str | None) -> None:
     """The demo platform: demo books if absent, checked; the API and Fava side by side."""
     from . import demo as demo_module
     from .audit.verify import VERIFIED_OK
@@ -635,6 +657,9 @@ def platform(books: Path, api_port: int, fava_port: int, workers: int, db_url: s
         console.print(f"simulating a platform into {books} …")
         _print_plan(demo_module.PLATFORM, 300, 20, 10, None)
         demo_module.run(books, config.load("seed-a"), 300, 20, 10, 1, db_url=db_url)
+        i18n.write_books_language(books, lang or i18n.DEFAULT_LANGUAGE)
+    elif lang:
+        i18n.write_books_language(books, lang)
     engine = Engine(books, db_url)
     engine.close_days()
     report = run_verify(books, db_url)

@@ -1,4 +1,4 @@
-"""What every command line module shares: one way to fail."""
+"""What every command line module shares: one way to fail, one way to choose a report's language."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ import sys
 
 import click
 
+from . import i18n
 from .errors import Refusal
+
+
+def _use_language(_ctx, _param, value: str | None) -> str:
+    """The report's language: --lang, else zh when $LC_ALL/$LC_MESSAGES/$LANG says zh, else en."""
+    language = i18n.report_language(value)
+    i18n.use(language)
+    return language
+
+
+lang_option = click.option("--lang", type=click.Choice(i18n.LANGUAGES), default=None, callback=_use_language,
+                           help="The report's language, zh or en (default: zh when $LANG is zh_*, else en); "
+                                "JSON and exit codes are the same in every language.")
 
 
 def fail(exc: Exception) -> None:

@@ -18,8 +18,9 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .cli_common import fail
+from .cli_common import fail, lang_option
 from .errors import JournalFault, JournalUnavailable, Refusal
+from .i18n import gettext as _
 
 err = Console(stderr=True)  # the progress bar
 NOT_RECONCILED = 1  # `reconcile`'s exit code when anything is unmatched (2: it could not run)
@@ -59,8 +60,9 @@ def _payers(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Match and report only: settle nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the text.")
 @db_option
+@lang_option
 def reconcile(books: Path, statement: Path, report_path: Path | None, window_days: int, payers: tuple[str, ...],
-              dry_run: bool, as_json: bool, db_url: str | None) -> None:
+              dry_run: bool, as_json: bool, db_url: str | None, lang: str | None) -> None:
     """Match the pool's bank STATEMENT (CSV) to the books and settle the payouts it shows paid.
 
     Prints the report: matched lines, payouts settled now (with --dry-run: those it would
@@ -88,7 +90,8 @@ def reconcile(books: Path, statement: Path, report_path: Path | None, window_day
     else:
         click.echo(report.to_text(), nl=False)
         if report_path is not None:
-            click.echo(f"report written to {report_path} and {report_path.with_suffix('.txt')}")
+            click.echo(_("report written to %(json)s and %(text)s", json=report_path,
+                         text=report_path.with_suffix(".txt")))
     sys.exit(0 if report.ok else NOT_RECONCILED)
 
 

@@ -42,6 +42,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from . import directory, regions
 from .amounts import CNY, SP, ZERO, div, exact_mul, floor, quantize
 from .config import Params
 from .engine import MAX_EVENTS_PER_COMMIT, Booked, Engine
@@ -63,7 +64,42 @@ from .rules.events import (
     Transfer,
 )
 
-REGIONS = ("441900", "440300", "440100", "310000", "110000", "330100", "510100", "420100")
+# The platform's home (issue 16): members, stores and ship-to addresses in 东莞市 (441900, a city
+# with no county-level division) and the districts of 深圳市 (罗湖 福田 南山 宝安 龙岗 龙华 光明);
+# the region partners hold the city-level units of the Pearl River Delta (东莞 深圳 广州 佛山 惠州
+# 珠海 中山 江门): an order in any 深圳 district pays the partner of 440300 (rule region.match "city").
+REGIONS = ("441900", "440303", "440304", "440305", "440306", "440307", "440309", "440311")
+# Display names (`directory`, BOOKS/names.tsv): drawn from the id, never from the simulation's
+# random draws, so that the books are the same with or without them.
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+GIVEN_NAMES = ("伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超",
+               "秀英", "霞", "平", "刚", "桂英", "建华", "志强", "晓东", "海燕", "小红", "丹", "子涵", "浩然")
+GOODS = ("有机草莓 500克", "东莞腊肠 500克", "凤凰单丛茶 250克", "婴儿纸尿裤 L码 52片", "洗衣液 2升", "生蚝 12只",
+         "五常大米 5公斤", "保温杯 500毫升", "充电宝 10000毫安时", "花生油 5升", "荔枝 2公斤", "运动鞋 42码")
+SHOPS = ("鲜果便利店", "茶叶店", "母婴用品店", "美妆店", "五金店", "面包坊", "大药房", "文具店", "粮油店", "生鲜超市")
+
+
+def member_name(member: str) -> str:
+    """m0000042 -> 张超: a surname and a given name chosen by the member's number."""
+    n = int(member.lstrip("m") or 0)
+    return SURNAMES[n % len(SURNAMES)] + GIVEN_NAMES[(n // len(SURNAMES)) % len(GIVEN_NAMES)]
+
+
+def store_name(store: str, region: str) -> str:
+    """s00003 in 440305 -> 南山区美妆店 (the region's name, then a kind of shop by the store's number)."""
+    n = int(store.lstrip("s") or 0)
+    found = regions.division(region)
+    place = found.name if found is not None else region
+    return place + SHOPS[n % len(SHOPS)] + (f"（{n // len(SHOPS) + 1}号店）" if n >= len(SHOPS) else "")
+
+
+def goods_name(order: str) -> str:
+    """o00000004 -> 洗衣液 2升 ×1: what an order bought (goods and quantity by the order's number)."""
+    n = int(order.lstrip("o") or 0)
+    return f"{GOODS[n % len(GOODS)]} ×{n // len(GOODS) % 3 + 1}"
+
+
+PARTNER_CITIES = ("441900", "440300", "440100", "440600", "441300", "440400", "442000", "440700")
 
 
 @dataclass(frozen=True)
@@ -164,6 +200,7 @@ class Demo:
         self.pending_payouts: list[str] = []
         self.orders: list[str] = []
         self.partners: set[str] = set()
+        self.store_regions: dict[str, str] = {}
         self.on_day = on_day
         self.on_commit = on_commit
         self.next_member = 0
@@ -327,6 +364,13 @@ class Demo:
 
     # -- the population ------------------------------------------------------------
 
+    def names(self) -> dict[str, str]:
+        """The display names of the members, stores and orders booked (`directory`)."""
+        out = {member: member_name(member) for member in self.members}
+        out.update({order: goods_name(order) for order in self.orders})
+        out.update({store: store_name(store, self.store_regions.get(store, "")) for store in self.merchants})
+        return out
+
     def register(self, day: date, count: int) -> None:
         for _ in range(count):
             member = f"m{self.next_member:07d}"
@@ -344,7 +388,7 @@ class Demo:
             self.book(SetRole(self.rng.choice(self.active), self.rng.choice(ROLES)), day)
 
     def appoint_partners(self, day: date) -> None:
-        for region in REGIONS:
+        for region in PARTNER_CITIES:
             if region in self.partners or not self.active or self.rng.random() < 0.25:
                 continue
             self.book(BuyPack(self.rng.choice(self.active), "partner", region=region), day,
@@ -359,6 +403,7 @@ class Demo:
             rate = Decimal(self.rng.choice(self.plan.rebate_rates))
             referrer = self.rng.choice(self.members) if channel == "offline" and self.rng.random() < 0.7 else None
             event = OpenStore(merchant, self.rng.choice(self.active), self.rng.choice(REGIONS), channel, rate, referrer)
+            self.store_regions[merchant] = event.region
             if self.book(event, day, apply=partial(self._opened, merchant, rate),
                          undo=partial(_remove, self.merchants, merchant)):
                 self.deposit(merchant, Decimal(self.rng.choice(self.plan.opening_deposits)), day)
@@ -549,4 +594,5 @@ def run(books: Path, params: Params, members: int, merchants: int, days: int, se
         if progress is not None:
             progress(day, "closed", stats)
     phase("close")
+    directory.write(books, demo.names())
     return engine, stats

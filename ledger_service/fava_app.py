@@ -45,7 +45,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import views
+from . import i18n, views
 from .store import keys
 from .store.db import database_url, make_engine, sessions
 from .store.models import ApiKeyRow
@@ -309,14 +309,23 @@ def _client_errors(fava_app) -> None:
 # -- the app and the server -----------------------------------------------------------------------
 
 
+def set_language(app, language: str) -> None:
+    """Fava's `language` option for every page: Flask-Babel's locale is `language` (zh or en),
+    whatever the browser asks; Fava's own pages and the project's (`fava_ext`) follow it."""
+    lang = i18n.normalise(language)
+    app.extensions["babel"].locale_selector = lambda: lang
+
+
 def create_app(ledger_file: Path | str, books_root: Path | str | None = None, db_url: str | None = None, *,
-               key_check: KeyCheck | None = None, load: bool = False):
-    """Fava's Flask app on `ledger_file`, read-only, behind the key gate and the file guard.
+               key_check: KeyCheck | None = None, load: bool = False, language: str | None = None):
+    """Fava's Flask app on `ledger_file`, read-only, behind the key gate and the file guard, in
+    `language` (None: the books' setting, `i18n.resolve`).
 
     Raises KeyDatabaseError when the keys cannot be read (nothing is served then)."""
     root = Path(books_root) if books_root is not None else books_root_of(ledger_file)
     check = key_check or KeyCheck(root, db_url)
     app = fava_create_app([str(ledger_file)], read_only=True, load=load)
+    set_language(app, i18n.resolve(language, root))
     guard_files(app, root)
     _client_errors(app)
     app.wsgi_app = KeyGate(app.wsgi_app, check.role)  # type: ignore[method-assign]  # Flask's middleware idiom
@@ -329,9 +338,10 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(ledger_file: Path, books_root: Path, host: str, port: int, db_url: str | None = None, *,
-          announce: Callable[[str], None] | None = None, key_check: KeyCheck | None = None) -> None:
+          announce: Callable[[str], None] | None = None, key_check: KeyCheck | None = None,
+          language: str | None = None) -> None:
     """Serve the guarded Fava with cheroot until interrupted. Raises KeyDatabaseError before binding."""
-    app = create_app(ledger_file, books_root, db_url, key_check=key_check)
+    app = create_app(ledger_file, books_root, db_url, key_check=key_check, language=language)
     check: KeyCheck = app.extensions["ledger_service_keys"]
     bind = "127.0.0.1" if host == "localhost" else host
     say = announce or (lambda text: print(text, flush=True))
@@ -354,15 +364,18 @@ def serve(ledger_file: Path, books_root: Path, host: str, port: int, db_url: str
 
 
 def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000, period: str | None = None,
-              announce: Callable[[str], None] | None = None, db_url: str | None = None) -> None:
+              announce: Callable[[str], None] | None = None, db_url: str | None = None,
+              language: str | None = None) -> None:
     """Bring the ledger up to date, then serve Fava read-only on it (or on one period), behind
     the API key check and the file guard, until interrupted.
 
     Raises FileNotFoundError (no books, no such period), ValueError (a malformed period) or
     KeyDatabaseError (the API keys cannot be read) before anything is served;
-    `announce(text)` is called with each line to show (the address, how to log in).
+    `announce(text)` is called with each line to show (the address, how to log in); `language`
+    (zh, en; None: the books' setting, else en) is the language of every page.
     """
     root = Path(books_root)
+    language = i18n.resolve(language, root)  # a bad --lang is refused before anything is written
     check = KeyCheck(root, db_url)  # no key check, no Fava: refused before anything is written
     try:
         try:
@@ -373,7 +386,7 @@ def fava_main(books_root: Path | str, host: str = "127.0.0.1", port: int = 5000,
     except BaseException:
         check.dispose()
         raise
-    serve(target, root, host, port, announce=announce, key_check=check)
+    serve(target, root, host, port, announce=announce, key_check=check, language=language)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -382,11 +395,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--period", default=None, help="YYYY-MM: open that month alone")
+    parser.add_argument("--lang", default=None, choices=i18n.LANGUAGES,
+                        help="the pages' language (default: the books' setting, else en)")
     parser.add_argument("--db", default=None, help="the database of the API keys (default: $DATABASE_URL, "
                                                    "else SQLite in the books)")
     args = parser.parse_args(argv)
     try:
-        fava_main(args.books, args.host, args.port, args.period, db_url=args.db)
+        fava_main(args.books, args.host, args.port, args.period, db_url=args.db, language=args.lang)
     except (FileNotFoundError, ValueError, KeyDatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

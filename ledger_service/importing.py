@@ -62,10 +62,11 @@ from . import accounts as A
 from .amounts import fmt
 from .engine import Engine
 from .errors import Refusal
+from .i18n import N_, T_, T_n, Text, ngettext
+from .i18n import gettext as _
 from .journal import entry_meta
 from .rules.events import EventKind, Grant, Order, PayoutSettle
 from .store.models import BalanceRow, DayRow, EventRow, LedgerRow, PayoutRow
-from .text import plural
 
 PAYOUT_ID_RE = re.compile(r"(?<![A-Za-z0-9])E\d{9}(?![0-9])")
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -352,10 +353,14 @@ class Match:
 @dataclass
 class Unmatched:
     line: StatementLine
-    reason: str
+    reason: str  # in English: the JSON's, in every language
+    text: Text | None = field(default=None, compare=False)  # the same, for the text report's language
 
     def to_json(self) -> dict:
         return {**self.line.to_json(), "reason": self.reason}
+
+    def shown(self) -> str:
+        return self.text.translated() if self.text is not None else self.reason
 
 
 @dataclass
@@ -388,6 +393,7 @@ class ReconcileReport:
     matched: list[Match] = field(default_factory=list)
     unmatched_lines: list[Unmatched] = field(default_factory=list)
     unmatched_items: list[dict] = field(default_factory=list)
+    item_texts: list[Text] = field(default_factory=list, compare=False)  # each item's "what", to translate
     balances: list[DayBalance] = field(default_factory=list)
     opening: dict | None = None
 
@@ -427,63 +433,85 @@ class ReconcileReport:
         return [m for m in self.matched if m.status == "to settle"]
 
     def to_text(self) -> str:
+        """The report in words, in the language of `i18n.use` (the JSON stays the same in every language)."""
         s = self.statement
         out = []
-        period = f"{s.first_day} … {s.last_day}" if s.lines else "no lines"
-        out.append(f"Reconciliation of {s.path} ({s.encoding}): {period}, {plural(len(s.lines), 'line')}"
-                   + (f" + {plural(len(s.duplicates), 'duplicate')}" if s.duplicates else "")
-                   + f"; window {plural(self.window_days, 'day')}"
-                   + ("; DRY RUN (nothing booked)" if self.dry_run else ""))
+        period = f"{s.first_day} … {s.last_day}" if s.lines else _("no lines")
+        out.append(_("Reconciliation of %(path)s (%(encoding)s): %(period)s, %(lines)s",
+                     path=s.path, encoding=s.encoding, period=period,
+                     lines=ngettext("%(num)d line", "%(num)d lines", len(s.lines)))
+                   + (" + " + ngettext("%(num)d duplicate", "%(num)d duplicates", len(s.duplicates))
+                      if s.duplicates else "")
+                   + "; " + ngettext("window %(num)d day", "window %(num)d days", self.window_days)
+                   + ("; " + _("DRY RUN (nothing booked)") if self.dry_run else ""))
+        word = {"line": _("line"), "by": _("by"), "serial": _("serial"), "CNY": _("CNY")}  # the rows' words
         out.append("")
-        out.append(f"Matched: {plural(len(self.matched), 'line')}")
+        out.append(_("Matched: %(lines)s", lines=ngettext("%(num)d line", "%(num)d lines", len(self.matched))))
         for m in self.matched:
-            who = f" of {m.holder}" if m.holder else ""
+            who = " " + _("of %(holder)s", holder=m.holder) if m.holder else ""
             extra = f" -> {m.settle_event}" if m.settle_event else ""
-            out.append(f"  line {m.line.line:>4}  {m.line.date}  {_signed(m.line.amount):>14}  {m.kind} {m.item}{who}"
-                       f"  by {m.how}  [{m.status}{extra}]")
+            kind, how, status = _(m.kind), _(m.how), _(m.status)
+            out.append(f"  {word['line']} {m.line.line:>4}  {m.line.date}  {_signed(m.line.amount):>14}  {kind} "
+                       f"{m.item}{who}  {word['by']} {how}  [{status}{extra}]")
+        payouts = ngettext("%(num)d payout", "%(num)d payouts", len(self.to_settle if self.dry_run
+                                                                   else self.settled_now))
         if self.dry_run:  # nothing was settled: say what a real run would settle
-            out.append(f"Would settle: {plural(len(self.to_settle), 'payout')} (a run without --dry-run settles them)")
+            out.append(_("Would settle: %(payouts)s (a run without --dry-run settles them)", payouts=payouts))
             for m in self.to_settle:
-                out.append(f"  payout {m.item}{' of ' + m.holder if m.holder else ''}: {fmt(-m.line.amount)} CNY, "
-                           f"bank serial {m.line.serial}")
+                out.append("  " + _("payout %(item)s%(who)s: %(amount)s CNY, bank serial %(serial)s", item=m.item,
+                                    who=" " + _("of %(holder)s", holder=m.holder) if m.holder else "",
+                                    amount=fmt(-m.line.amount), serial=m.line.serial))
         else:
-            out.append(f"Settled now: {plural(len(self.settled_now), 'payout')}")
+            out.append(_("Settled now: %(payouts)s", payouts=payouts))
         for m in self.settled_now:
-            out.append(f"  payout {m.item}{' of ' + m.holder if m.holder else ''}: {fmt(-m.line.amount)} CNY, "
-                       f"bank serial {m.line.serial}, booked {m.settle_event} on {m.book_day}")
-        out.append(f"Unmatched statement lines: {len(self.unmatched_lines)}")  # a heading: the count alone
+            who = " " + _("of %(holder)s", holder=m.holder) if m.holder else ""
+            out.append("  " + _("payout %(item)s%(who)s: %(amount)s CNY, bank serial %(serial)s, booked %(event)s on "
+                                "%(day)s", item=m.item, who=who, amount=fmt(-m.line.amount), serial=m.line.serial,
+                                event=m.settle_event, day=m.book_day))
+        out.append(_("Unmatched statement lines: %(count)s", count=len(self.unmatched_lines)))  # the count alone
         for u in self.unmatched_lines:
-            out.append(f"  line {u.line.line:>4}  {u.line.date}  {_signed(u.line.amount):>14}  "
-                       f"{u.line.counterparty or '-'}  {u.line.memo!r}  serial {u.line.serial}: {u.reason}")
-        out.append(f"Unmatched book items: {len(self.unmatched_items)}")
-        for item in self.unmatched_items:
-            out.append(f"  {item['kind']} {item['id']}: {item['cny']} CNY, {item['what']}")
+            out.append(f"  {word['line']} {u.line.line:>4}  {u.line.date}  {_signed(u.line.amount):>14}  "
+                       f"{u.line.counterparty or '-'}  {u.line.memo!r}  {word['serial']} {u.line.serial}: {u.shown()}")
+        out.append(_("Unmatched book items: %(count)s", count=len(self.unmatched_items)))
+        for index, item in enumerate(self.unmatched_items):
+            item_kind = _(item["kind"])
+            what = self.item_texts[index].translated() if index < len(self.item_texts) else item["what"]
+            out.append(f"  {item_kind} {item['id']}: {item['cny']} {word['CNY']}, {what}")
         if s.duplicates:
-            out.append(f"Duplicate lines (ignored): {len(s.duplicates)}")  # a heading: the count alone
+            out.append(_("Duplicate lines (ignored): %(count)s", count=len(s.duplicates)))  # the count alone
             for d in s.duplicates:
-                out.append(f"  line {d.line} repeats serial {d.serial} of line {d.first_line}"
-                           + ("" if d.same else " WITH DIFFERENT CONTENT"))
+                out.append("  " + _("line %(line)s repeats serial %(serial)s of line %(first)s", line=d.line,
+                                    serial=d.serial, first=d.first_line)
+                           + ("" if d.same else " " + _("WITH DIFFERENT CONTENT")))
         if s.warnings:
-            out.append(f"Statement warnings: {len(s.warnings)}")
+            out.append(_("Statement warnings: %(count)s", count=len(s.warnings)))
             out += [f"  {w}" for w in s.warnings]
         if self.balances:
             out.append("")
-            out.append("Balance per day: bank 账户余额 at the end of the day vs books Backing + PayoutReserve "
-                       "at the close of the day")
-            out.append(f"  {'date':<10}  {'bank':>14}  {'books':>14}  {'difference':>12}  {'in transit':>12}  "
-                       f"{'unexplained':>12}")
+            out.append(_("Balance per day: bank 账户余额 at the end of the day vs books Backing + PayoutReserve "
+                         "at the close of the day"))
+            head = [_("date"), _("bank"), _("books"), _("difference"), _("in transit"), _("unexplained")]
+            out.append(f"  {head[0]:<10}  {head[1]:>14}  {head[2]:>14}  {head[3]:>12}  {head[4]:>12}  {head[5]:>12}")
             for b in self.balances:
                 out.append(f"  {b.day.isoformat():<10}  {fmt(b.bank):>14}  {fmt(b.books):>14}  "
                            f"{fmt(b.difference):>12}  "
-                           f"{fmt(b.in_transit):>12}  {fmt(b.unexplained):>12}" + ("" if b.closed else "  (day open)"))
+                           f"{fmt(b.in_transit):>12}  {fmt(b.unexplained):>12}"
+                           + ("" if b.closed else "  " + _("(day open)")))
         out.append("")
-        out.append("RESULT: reconciled" if self.ok else "RESULT: NOT reconciled — see the unmatched items and "
-                                                          "unexplained differences above")
+        out.append(_("RESULT: reconciled") if self.ok else _("RESULT: NOT reconciled — see the unmatched items and "
+                                                             "unexplained differences above"))
         return "\n".join(out) + "\n"
 
     def write(self, path: str | Path) -> None:
         """The JSON report at `path` and the text report beside it (`.txt`)."""
         _write_report(path, self.to_json(), self.to_text())
+
+
+# The words of the report taken from the data (a match's kind, how and status, a book item's
+# kind), marked for the catalog; the text report translates them, the JSON keeps them.
+REPORT_WORDS = (N_("requested"), N_("settled"), N_("cancelled"),
+                N_("payout"), N_("deposit"), N_("settled payout"), N_("to settle"), N_("settled before"),
+                N_("settled now"), N_("reference"), N_("amount+payer"), N_("amount"), N_("memo"))
 
 
 def _signed(number: Decimal) -> str:
@@ -527,7 +555,9 @@ def reconcile(engine: Engine, statement_path: str | Path, window_days: int = 3, 
         _settle(engine, matching)
     report.matched.sort(key=lambda m: m.line.line)
     report.unmatched_lines.sort(key=lambda u: u.line.line)
-    report.unmatched_items = _unmatched_book_items(matching, period)
+    items = _unmatched_book_items(matching, period)
+    report.unmatched_items = [{**item, "what": str(what)} for item, what in items]
+    report.item_texts = [what for _item, what in items]
     _balances(engine, statement, period, report)
     return report
 
@@ -644,8 +674,8 @@ class _Matching:
     def window(self) -> timedelta:
         return timedelta(days=self.window_days)
 
-    def unmatched(self, line: StatementLine, reason: str) -> None:
-        self.report.unmatched_lines.append(Unmatched(line, reason))
+    def unmatched(self, line: StatementLine, reason: Text) -> None:
+        self.report.unmatched_lines.append(Unmatched(line, str(reason), reason))
 
     def matched(self, line: StatementLine, payout: BookPayout, how: str) -> None:
         """`line` pays the pending `payout`: to settle."""
@@ -659,8 +689,9 @@ class _Matching:
         memo names. True when the line is dealt with (matched or left unmatched)."""
         by_ref = self.books.by_reference.get(line.serial)
         if by_ref is not None and by_ref.cny != -line.amount:
-            self.unmatched(line, f"payout {by_ref.id} was settled with this serial as reference, but it is "
-                                 f"{fmt(by_ref.cny)} CNY and the line {fmt(-line.amount)} CNY")
+            self.unmatched(line, T_("payout %(payout)s was settled with this serial as reference, but it is "
+                                    "%(amount)s CNY and the line %(line_amount)s CNY", payout=by_ref.id,
+                                    amount=fmt(by_ref.cny), line_amount=fmt(-line.amount)))
             return True
         if by_ref is not None and by_ref.id not in self.matched_payouts:
             self.matched_payouts.add(by_ref.id)
@@ -673,21 +704,25 @@ class _Matching:
             return False
         payout = named[0]
         if payout.id in self.matched_payouts:
-            self.unmatched(line, f"names payout {payout.id}, already matched to another line")
+            self.unmatched(line, T_("names payout %(payout)s, already matched to another line", payout=payout.id))
         elif payout.cny != -line.amount:
-            self.unmatched(line, f"names payout {payout.id} of {fmt(payout.cny)} CNY, but the line is "
-                                 f"{fmt(-line.amount)} CNY")
+            self.unmatched(line, T_("names payout %(payout)s of %(amount)s CNY, but the line is %(line_amount)s CNY",
+                                    payout=payout.id, amount=fmt(payout.cny), line_amount=fmt(-line.amount)))
         elif payout.status == "requested":
             self.matched(line, payout, "memo")
         else:
-            self.unmatched(line, f"names payout {payout.id}, which is already {payout.status}"
-                                 + (f" (bank reference {payout.bank_reference})" if payout.bank_reference else ""))
+            status = Text(payout.status)  # a payout's status: REPORT_WORDS
+            self.unmatched(line, T_("names payout %(payout)s, which is already %(status)s (bank reference "
+                                    "%(reference)s)", payout=payout.id, status=status,
+                                    reference=payout.bank_reference) if payout.bank_reference
+                           else T_("names payout %(payout)s, which is already %(status)s", payout=payout.id,
+                                   status=status))
         return True
 
     def payouts_by_amount(self, waiting: list[StatementLine]) -> None:
         """Stage 3 for money out: a pending payout of the line's amount within the window,
         narrowed by holder; repeated while a match removes a candidate from the others."""
-        reasons: dict[int, str] = {}
+        reasons: dict[int, Text] = {}
         progress = True
         while progress and waiting:
             progress = False
@@ -698,15 +733,18 @@ class _Matching:
                     waiting.remove(line)
                     progress = True
                 elif candidates:
-                    within = plural(self.window_days, "day")
-                    reasons[line.line] = ("ambiguous: pending payouts " + ", ".join(p.id for p in candidates)
-                                          + f" are all {fmt(-line.amount)} CNY within {within}; "
-                                            "put the payout id in the memo or settle by hand")
+                    reasons[line.line] = T_("ambiguous: pending payouts %(payouts)s are all %(amount)s CNY within "
+                                            "%(within)s; put the payout id in the memo or settle by hand",
+                                            payouts=", ".join(p.id for p in candidates), amount=fmt(-line.amount),
+                                            within=self._within())
                 else:
-                    reasons[line.line] = (f"no pending payout of {fmt(-line.amount)} CNY requested within "
-                                          f"{plural(self.window_days, 'day')} before the line")
+                    reasons[line.line] = T_("no pending payout of %(amount)s CNY requested within %(within)s before "
+                                            "the line", amount=fmt(-line.amount), within=self._within())
         for line in waiting:
             self.unmatched(line, reasons[line.line])
+
+    def _within(self) -> Text:
+        return T_n("%(num)d day", "%(num)d days", self.window_days)
 
     def _pending_candidates(self, line: StatementLine) -> list[BookPayout]:
         paid = -line.amount
@@ -726,10 +764,11 @@ class _Matching:
                            and d.cny == line.amount and abs(d.day - line.date) <= self.window]
             candidates = [d for d in same_amount if d.payer in tokens]
             if not candidates:
-                why = (f"no deposit of {fmt(line.amount)} CNY from {payer or '(no name)'} booked within "
-                       f"{plural(self.window_days, 'day')}")
-                if same_amount:
-                    why += " (same amount from " + ", ".join(f"{d.payer} {d.id}" for d in same_amount) + ")"
+                values = {"amount": fmt(line.amount), "payer": payer or T_("(no name)"), "within": self._within()}
+                why = (T_("no deposit of %(amount)s CNY from %(payer)s booked within %(within)s (same amount from "
+                          "%(others)s)", others=", ".join(f"{d.payer} {d.id}" for d in same_amount), **values)
+                       if same_amount else
+                       T_("no deposit of %(amount)s CNY from %(payer)s booked within %(within)s", **values))
                 self.unmatched(line, why)
                 continue
             deposit = min(candidates, key=lambda d: (abs(d.day - line.date), d.id))
@@ -751,8 +790,8 @@ def _settle(engine: Engine, matching: _Matching) -> None:
         except Refusal as refusal:
             matching.report.matched.remove(match)
             matching.matched_payouts.discard(match.item)
-            matching.unmatched(match.line, f"settling payout {match.item} was refused: "
-                                           f"[{refusal.rule}] {refusal.detail}")
+            matching.unmatched(match.line, T_("settling payout %(payout)s was refused: [%(rule)s] %(detail)s",
+                                              payout=match.item, rule=refusal.rule, detail=refusal.detail))
             continue
         match.status, match.settle_event, match.book_day = "settled now", booked.event_id, booked.day
         matching.books.payouts[match.item].status = "settled"
@@ -760,7 +799,7 @@ def _settle(engine: Engine, matching: _Matching) -> None:
 
 # -- reporting ------------------------------------------------------------------------------
 
-def _unmatched_book_items(matching: _Matching, period: _Period) -> list[dict]:
+def _unmatched_book_items(matching: _Matching, period: _Period) -> list[tuple[dict, Text]]:
     """What the books hold that the bank does not show: pending payouts no line pays, payouts
     settled in the period with a reference no line carries, deposits no line brings."""
     books, first, last = matching.books, period.first, period.last
@@ -768,31 +807,29 @@ def _unmatched_book_items(matching: _Matching, period: _Period) -> list[dict]:
     for payout in sorted(books.pending, key=lambda p: (p.requested, p.id)):
         if payout.id in matching.matched_payouts or payout.status != "requested":
             continue
-        items.append({
+        items.append(({
             "kind": "payout", "id": payout.id, "holder": payout.holder, "cny": fmt(payout.cny),
             "requested": payout.requested.isoformat(), "days_outstanding": (last - payout.requested).days,
-            "what": f"of {payout.holder}, requested {payout.requested}, pending: no bank line pays it "
-                    f"({plural((last - payout.requested).days, 'day')} to the statement's end)",
-        })
+        }, T_("of %(holder)s, requested %(day)s, pending: no bank line pays it (%(days)s to the statement's end)",
+              holder=payout.holder, day=payout.requested,
+              days=T_n("%(num)d day", "%(num)d days", (last - payout.requested).days))))
     for payout in books.settled_in_period:
         if payout.id in matching.matched_payouts:
             continue
         assert payout.settled_on is not None
-        items.append({
+        items.append(({
             "kind": "settled payout", "id": payout.id, "holder": payout.holder, "cny": fmt(payout.cny),
             "settled_on": payout.settled_on.isoformat(), "bank_reference": payout.bank_reference,
-            "what": f"of {payout.holder}, settled on {payout.settled_on} with bank reference "
-                    f"{payout.bank_reference!r}, which no line of the statement carries",
-        })
+        }, T_("of %(holder)s, settled on %(day)s with bank reference %(reference)s, which no line of the statement "
+              "carries", holder=payout.holder, day=payout.settled_on, reference=repr(payout.bank_reference))))
     for deposit in books.deposits:
         if deposit.id in matching.matched_deposits or not first <= deposit.day <= last:
             continue
-        items.append({
+        items.append(({
             "kind": "deposit", "id": deposit.id, "payer": deposit.payer, "cny": fmt(deposit.cny),
             "day": deposit.day.isoformat(),
-            "what": f"from {deposit.payer}, booked {deposit.day}: no bank line within "
-                    f"{plural(matching.window_days, 'day')}",
-        })
+        }, T_("from %(payer)s, booked %(day)s: no bank line within %(within)s", payer=deposit.payer, day=deposit.day,
+              within=matching._within())))
     return items
 
 

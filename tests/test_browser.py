@@ -72,14 +72,11 @@ def _finance_key(books: Path) -> str:
 FINANCE_KEY: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(base url, books) of a Fava started on a copy of the demo books (FINANCE_KEY["key"] logs in)."""
-    books = copy_books(demo_books(tmp_path_factory), tmp_path_factory.mktemp("browser") / "books")
-    FINANCE_KEY["key"] = _finance_key(books)
+def _start_fava(books: Path, *extra: str):
+    """(process, base url, log) of a Fava started on `books` with `extra` arguments, once it answers."""
     port = _free_port()
-    log = open(books.parent / "fava.log", "w")
-    proc = subprocess.Popen(_fava_command(books, port), stdout=log, stderr=subprocess.STDOUT)
+    log = open(books.parent / f"fava-{port}.log", "w")
+    proc = subprocess.Popen(_fava_command(books, port) + list(extra), stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -92,15 +89,37 @@ def served(tmp_path_factory):
         except Exception:
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.close()
-                raise AssertionError(f"Fava did not start: {(books.parent / 'fava.log').read_text()}")
+                raise AssertionError(f"Fava did not start: {(books.parent / f'fava-{port}.log').read_text()}")
             time.sleep(0.3)
-    yield base, books
+    return proc, base, log
+
+
+def _stop(proc, log) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(base url, books) of a Fava started on a copy of the demo books (FINANCE_KEY["key"] logs in)."""
+    books = copy_books(demo_books(tmp_path_factory), tmp_path_factory.mktemp("browser") / "books")
+    FINANCE_KEY["key"] = _finance_key(books)
+    proc, base, log = _start_fava(books)
+    yield base, books
+    _stop(proc, log)
+
+
+@pytest.fixture(scope="module")
+def served_zh(served):
+    """The base url of a second Fava on the same books, in Chinese (`ledger-service fava --lang zh`)."""
+    _base, books = served
+    proc, base, log = _start_fava(books, "--lang", "zh")
+    yield base
+    _stop(proc, log)
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +391,48 @@ def test_api_docs_render_offline(browser, api_server):
         _shot(page, "api-docs")
     finally:
         context.close()
+
+
+# English words a Chinese page of the project may show: proper names and standards.
+ALLOWED_IN_CHINESE = {"Ed", "RFC", "Beancount", "Fava", "ASCII", "VIP"}
+PROJECT_PAGES = (("supply", "extension/SupplyPage/", "Supply of SP", "共享积分供应量"),
+                 ("holders", "extension/HolderPage/", "Top holders", "主要持有人"),
+                 ("holder", "extension/HolderPage/?holder=s00001", "can take orders", "可接单"),
+                 ("audit", "extension/AuditPage/", "Chain head", "链头"))
+
+
+def test_each_project_page_in_both_languages(served, served_zh, browser):
+    """Issue 16: each page of the project drawn in English and in Chinese (screenshots
+    fava-en-*.png and fava-zh-*.png, the CJK font in use), the Chinese ones with no English
+    word but proper names, with ¥ amounts and the sidebar's titles in Chinese."""
+    for lang, base in (("en", served[0]), ("zh", served_zh)):
+        context = browser.new_context(viewport={"width": 1360, "height": 1800},
+                                      http_credentials={"username": "finance", "password": FINANCE_KEY["key"]})
+        page = context.new_page()
+        try:
+            root = _slug_url(base, page)
+            sidebar = page.inner_text("aside")
+            assert all(t in sidebar for t in (("Supply", "Holder", "Audit") if lang == "en"
+                                              else ("供应量", "持有人", "审计"))), sidebar
+            for name, path, english, chinese in PROJECT_PAGES:
+                page.goto(f"{root}/{path}")
+                page.wait_for_selector("article h2")
+                for _ in range(100):  # the Holder and Audit pages may answer "building…" first
+                    text = page.inner_text("article")
+                    if "building" not in text and "正在" not in text and "verifying" not in text:
+                        break
+                    time.sleep(0.2)
+                    page.reload()
+                    page.wait_for_selector("article h2")
+                _shot(page, f"{lang}-{name}")
+                assert (english if lang == "en" else chinese) in text, (lang, name)
+                if lang == "zh":
+                    visible = page.evaluate("""() => { const a = document.querySelector('article').cloneNode(true);
+                        a.querySelectorAll('code, pre, script, style').forEach(e => e.remove()); return a.innerText; }""")
+                    assert sorted(set(re.findall(r"[A-Za-z][A-Za-z_'-]+", visible)) - ALLOWED_IN_CHINESE) == [], name
+                    assert english not in text
+            page.goto(f"{root}/extension/SupplyPage/")
+            pool = page.inner_text('[data-figure="pool_cny"]')
+            assert pool.startswith("¥") if lang == "zh" else not pool.startswith("¥")
+        finally:
+            context.close()

@@ -21,20 +21,29 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import cached_property
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlencode
 
+import jinja2
+import jinja2.runtime
+from beancount.core.data import Open
 from fava.core import FavaLedger
 from fava.ext import FavaExtensionBase
-from flask import request
+from flask import current_app, has_request_context, request
+from flask_babel import get_locale  # type: ignore[import-untyped]  # Fava's i18n (no type hints)
+from markupsafe import Markup
 
+from .. import directory, i18n, regions
 from ..audit.verify import VERIFIED_OK
+from ..i18n import gettext as _
 from ..journal import day_file, entry_meta
 from ..journal import head as journal_head
 from ..views import event_log, signed
 from ..views.holder_index import Reader
 from ..views.ledger_tier import books_root_of
-from . import figures, jobs, svg
+from . import figures, jobs, svg, vocabulary  # noqa: F401  (vocabulary: the catalog's words from the data)
 
 PER_PAGE = 50
 TOP_PER_PAGE = 20  # the Holder page's top lists (two side by side)
@@ -66,6 +75,51 @@ def link(**params) -> str:
     return "?" + urlencode(args)
 
 
+def _page_language() -> str | None:
+    """The language of the page being answered: Flask-Babel's locale (Fava's `language` option,
+    set by `fava_app.set_language`); None outside a request."""
+    if not has_request_context() or "babel" not in current_app.extensions:  # not Fava's app (the API's)
+        return None
+    locale = get_locale()
+    return "zh" if locale is not None and locale.language == "zh" else "en"
+
+
+i18n.follow(_page_language)
+
+
+@jinja2.pass_context
+def _page_gettext(context: jinja2.runtime.Context, message: str, **variables: object) -> str:
+    """Jinja's new-style gettext on the project's catalog: `_("page %(n)s", n=1)`, the variables
+    escaped in an autoescaped template."""
+    text = i18n.translations(i18n.current()).gettext(message)
+    if context.eval_ctx.autoescape:
+        return Markup(text) % variables
+    return text % variables
+
+
+@jinja2.pass_context
+def _page_ngettext(context: jinja2.runtime.Context, singular: str, plural: str, num: int, **variables: object) -> str:
+    text = i18n.translations(i18n.current()).ngettext(singular, plural, num)
+    values = {"num": num, **variables}
+    if context.eval_ctx.autoescape:
+        return Markup(text) % values
+    return text % values
+
+
+def _translate_value(value: object) -> str:
+    """A word from the data (a kind, a role: `vocabulary`) in the page's language, as plain text:
+    escaped like any value (never `_()`, whose text is markup)."""
+    return i18n.translations(i18n.current()).gettext(str(value))
+
+
+def account_names(entries) -> dict[str, str]:
+    """Each account's display name in the page's language: the `name_zh` metadata of its Open
+    directive in Chinese (the ledger tier writes it), the account itself in English."""
+    if i18n.current() != "zh":
+        return {}
+    return {e.account: str(e.meta["name_zh"]) for e in entries if isinstance(e, Open) and "name_zh" in e.meta}
+
+
 # A page waits this long for its background work before answering "building…": small books
 # answer with their data, and no page takes more than 2 s to answer.
 FIRST_ANSWER_WAIT_S = 1.5
@@ -87,11 +141,25 @@ class _Books:
     def link(self, **params) -> str:
         return link(**params)
 
+    @cached_property
+    def jinja_env(self) -> jinja2.Environment:
+        """Fava's environment for the extension's templates, with the project's catalog as `_`,
+        `gettext` and `ngettext` (new-style: `_("page %(n)s", n=1)`) and the display filters
+        `money` (¥1,234.56), `points` (1,234.5 共享积分), `grouped` and `day` (2026年11月30日)."""
+        env: jinja2.Environment = super().jinja_env  # type: ignore[misc]  # FavaExtensionBase's, by the MRO
+        # An overlay shares its parent's globals and filters: copied, so that Fava's own `_` stays Fava's.
+        env.globals = {**env.globals, "_": _page_gettext, "gettext": _page_gettext, "ngettext": _page_ngettext}
+        env.filters = {**env.filters, "money": i18n.money, "points": i18n.points, "grouped": i18n.grouped,
+                       "day": i18n.day, "unit": i18n.unit, "tr": _translate_value}
+        return env
+
 
 class SupplyPage(_Books, FavaExtensionBase):
     """Supply of SP, the pool and the value of a point, with charts over time."""
 
-    report_title = "Supply"
+    @property  # Fava reads it at each request: the page's language
+    def report_title(self) -> str:  # type: ignore[override]  # a class attribute in FavaExtensionBase
+        return _("Supply")
 
     def __init__(self, ledger, config=None) -> None:
         super().__init__(ledger, config)
@@ -114,31 +182,32 @@ class SupplyPage(_Books, FavaExtensionBase):
         prices = [(d, v) for d, v in supply.prices if day is None or d <= day]
         charts = []
         if points:
-            charts.append(svg.line_chart("Value of a point (CNY per SP)", [
-                {"label": "value", "color": "#2a7ab0", "unit": "CNY/SP", "axis": "left", "points": prices},
+            charts.append(svg.line_chart(_("Value of a point (CNY per SP)"), [
+                {"label": _("value"), "color": "#2a7ab0", "unit": i18n.unit("CNY/SP"), "axis": "left",
+                 "points": prices},
             ], chart_id="chart-value"))
-            charts.append(svg.line_chart("Circulating supply and pool at each day's close", [
-                {"label": "circulating SP", "color": "#c0392b", "unit": "SP", "axis": "left",
+            charts.append(svg.line_chart(_("Circulating supply and pool at each day's close"), [
+                {"label": _("circulating SP"), "color": "#c0392b", "unit": i18n.unit("SP"), "axis": "left",
                  "points": [(p.day, p.circulating) for p in points]},
-                {"label": "pool CNY", "color": "#27ae60", "unit": "CNY", "axis": "right",
+                {"label": _("pool CNY"), "color": "#27ae60", "unit": i18n.unit("CNY"), "axis": "right",
                  "points": [(p.day, p.pool) for p in points]},
             ], chart_id="chart-supply"))
-            charts.append(svg.bar_chart("SP released vs burned per day", [p.day for p in points], [
-                {"label": "released", "color": "#2a7ab0", "values": [p.released for p in points]},
-                {"label": "burned", "color": "#c0392b", "values": [p.burned for p in points]},
-            ], chart_id="chart-flows", unit="SP"))
+            charts.append(svg.bar_chart(_("SP released vs burned per day"), [p.day for p in points], [
+                {"label": _("released"), "color": "#2a7ab0", "values": [p.released for p in points]},
+                {"label": _("burned"), "color": "#c0392b", "values": [p.burned for p in points]},
+            ], chart_id="chart-flows", unit=i18n.unit("SP")))
         rows = [
-            ("cap", "cap", "SP", "total SP that may ever be issued"),
-            ("issued", "issued", "SP", "released + sold"),
-            ("released", "released", "SP", "daily releases"),
-            ("sold", "sold", "SP", "against merchant deposits"),
-            ("burned", "burned", "SP", "destroyed by orders, net of reversals"),
-            ("redeemed", "redeemed", "SP", "payouts (net of cancellations) and redemptions"),
-            ("circulating", "circulating", "SP", "issued − burned − redeemed = SP held by everyone"),
-            ("pool_cny", "pool", "CNY", "the backing pool"),
-            ("value_cny_per_sp", "value of the day", "CNY/SP",
-             f"the price written for {report.get('value_date') or '—'}"),
-            ("closing_value_cny_per_sp", "pool ÷ circulating at the close", "CNY/SP", "the next day's value"),
+            ("cap", _("cap"), "SP", _("total SP that may ever be issued")),
+            ("issued", _("issued"), "SP", _("released + sold")),
+            ("released", _("released"), "SP", _("daily releases")),
+            ("sold", _("sold"), "SP", _("against merchant deposits")),
+            ("burned", _("burned"), "SP", _("destroyed by orders, net of reversals")),
+            ("redeemed", _("redeemed"), "SP", _("payouts (net of cancellations) and redemptions")),
+            ("circulating", _("circulating"), "SP", _("issued − burned − redeemed = SP held by everyone")),
+            ("pool_cny", _("pool"), "CNY", _("the backing pool")),
+            ("value_cny_per_sp", _("value of the day"), "CNY/SP",
+             _("the price written for %(day)s", day=i18n.day(report.get("value_date")))),
+            ("closing_value_cny_per_sp", _("pool ÷ circulating at the close"), "CNY/SP", _("the next day's value")),
         ]
         flows = figures.day_flows(supply, day)
         flows_pages = max(1, -(-len(flows) // PER_PAGE))
@@ -147,18 +216,26 @@ class SupplyPage(_Books, FavaExtensionBase):
                 "first": supply.points[0].day if supply.points else None, "last": supply.last_day,
                 "days": len(supply.points), "rules": supply.rules,
                 "flows": flows[(flows_page - 1) * PER_PAGE: flows_page * PER_PAGE], "flows_page": flows_page,
-                "flows_pages": flows_pages}
+                "flows_pages": flows_pages, "accounts": self._accounts()}
+
+    def _accounts(self) -> list[tuple[str, str]]:
+        """(account, display name) of every account the ledger opens, in the page's language."""
+        names = account_names(self.ledger.all_entries)
+        opens = cast("list[Open]", [e for e in self.ledger.all_entries if isinstance(e, Open)])
+        return [(e.account, names.get(e.account, str(e.meta.get("purpose", "")))) for e in opens]
 
 
 class HolderPage(_Books, FavaExtensionBase):
     """One holder's balances and events, derived from the journal."""
 
-    report_title = "Holder"
+    @property  # Fava reads it at each request: the page's language
+    def report_title(self) -> str:  # type: ignore[override]  # a class attribute in FavaExtensionBase
+        return _("Holder")
 
     def page(self) -> dict:
         holder_id = request.args.get("holder", "").strip()
         out: dict = {"holder_id": holder_id, "valid": bool(_HOLDER_ID.match(holder_id)),
-                     "has_journal": self.has_journal}
+                     "has_journal": self.has_journal, "names": directory.read(self.books_root)}
         if not self.has_journal:
             return out
         view = jobs.holder_view(self.books_root)
@@ -171,6 +248,9 @@ class HolderPage(_Books, FavaExtensionBase):
         if holder_id and out["valid"] and since is not None:
             params = figures.params_of_entries(self.ledger.all_entries)
             out["holder"] = view.holder(holder_id, params) if params is not None else None
+            if out["holder"] is not None and out["holder"].get("region"):
+                found = regions.division(str(out["holder"]["region"]))
+                out["holder"]["region_name"] = found.name if found is not None else ""
             if out["holder"] is not None:
                 events, pages = view.events(holder_id, _int_arg("page"), PER_PAGE)
                 out.update(events=events, page=min(_int_arg("page"), pages), pages=pages)
@@ -222,7 +302,9 @@ def _checkpoint_row(root: Path, day: date) -> dict:
 class AuditPage(_Books, FavaExtensionBase):
     """Chain head, verification, checkpoints, plugin errors, the journal's days and a drill-down into one."""
 
-    report_title = "Audit"
+    @property  # Fava reads it at each request: the page's language
+    def report_title(self) -> str:  # type: ignore[override]  # a class attribute in FavaExtensionBase
+        return _("Audit")
 
     def __init__(self, ledger, config=None) -> None:
         super().__init__(ledger, config)
@@ -290,6 +372,20 @@ class AuditPage(_Books, FavaExtensionBase):
         pages = max(1, -(-len(entries) // PER_PAGE))
         page = min(page, pages)
         last_hash = entry_meta(entries[-1].text).get("hash", "") if entries else ""
-        return {"day": day, "file": rel, "missing": False, "entries": entries[(page - 1) * PER_PAGE: page * PER_PAGE],
+        shown = entries[(page - 1) * PER_PAGE: page * PER_PAGE]
+        return {"day": day, "file": rel, "missing": False, "entries": shown,
                 "count": len(entries), "page": page, "pages": pages, "event": event, "row": row,
-                "last_hash": last_hash}
+                "last_hash": last_hash, "goods": self._goods(shown)}
+
+    def _goods(self, entries: list) -> dict[str, str]:
+        """event id -> what the order bought, from the books' directory (`names.tsv`), for the orders shown."""
+        names = directory.read(self.books_root)
+        out: dict[str, str] = {}
+        if not names:
+            return out
+        for e in entries:
+            if e.kind == "order" and e.event:
+                found = names.get(entry_meta(e.text).get("order_id", ""))
+                if found:
+                    out[e.event] = found
+        return out

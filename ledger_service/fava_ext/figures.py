@@ -18,6 +18,7 @@ from .. import accounts as A
 from .. import reports
 from ..amounts import CNY, EXACT_CONTEXT, SP, ZERO, fmt, quantize
 from ..config import ConfigError, Params
+from ..i18n import N_
 from ..rules.events import EventKind
 from ..state import supply_numbers
 
@@ -133,11 +134,11 @@ class DayFlow:
         """The day's main push on the value, in words: SP added without CNY (releases) lowers it,
         SP removed by orders (burns) raises it, CNY into the pool raises it."""
         if self.change_pct is None or self.change_pct == 0:
-            return "unchanged"
+            return N_("unchanged")
         sp_in, sp_out = self.released, self.burned
         if self.change_pct < 0:
-            return "releases outweigh burns" if sp_in > sp_out else "pool paid out"
-        return "burns outweigh releases" if sp_out > sp_in else "pool grew"
+            return N_("releases outweigh burns") if sp_in > sp_out else N_("pool paid out")
+        return N_("burns outweigh releases") if sp_out > sp_in else N_("pool grew")
 
 
 def day_flows(supply: Supply, through: date | None = None) -> list[DayFlow]:

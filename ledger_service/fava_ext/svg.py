@@ -9,6 +9,8 @@ from html import escape
 
 from markupsafe import Markup
 
+from ..i18n import day as day_label  # 2026-11-30, or 2026年11月30日 on a Chinese page
+
 WIDTH, HEIGHT = 760, 250
 LEFT, RIGHT, TOP, BOTTOM = 78, 78, 50, 40
 
@@ -82,7 +84,7 @@ class _Frame:
                     picks.add(self.days[round(k * (len(self.days) - 1) / 4)])
             for day in sorted(picks):
                 out.append(f'<text x="{self.x(day):.1f}" y="{self.y0 + 16}" text-anchor="middle" font-size="11">'
-                           f'{day.isoformat()}</text>')
+                           f'{escape(day_label(day))}</text>')
 
 
 def _legend(frame: _Frame, i: int, s: dict) -> str:
@@ -119,7 +121,7 @@ def line_chart(title: str, series: Sequence[dict], *, chart_id: str) -> Markup:
         if len(pts) <= 400:
             for px, py, d, v in pts:
                 out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2.5" fill="{s["color"]}"><title>'
-                           f'{d.isoformat()}: {escape(str(v))} {escape(s["unit"])}</title></circle>')
+                           f'{escape(day_label(d))}: {escape(str(v))} {escape(s["unit"])}</title></circle>')
         out.append(_legend(frame, i, s))
     out.append("</svg>")
     return Markup("".join(out))
@@ -146,7 +148,7 @@ def bar_chart(title: str, days: Sequence[date], series: Sequence[dict], *, chart
             x = frame.x0 + k * slot + slot * 0.1 + i * width
             y = frame.y(fv, top, frame)
             out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{frame.y0 - y:.1f}" '
-                       f'fill="{s["color"]}"><title>{day.isoformat()}: {escape(str(v))} {escape(unit)} '
+                       f'fill="{s["color"]}"><title>{escape(day_label(day))}: {escape(str(v))} {escape(unit)} '
                        f'{escape(s["label"])}</title></rect>')
         out.append("</g>")
         out.append(_legend(frame, i, s))

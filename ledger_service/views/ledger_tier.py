@@ -277,6 +277,12 @@ class Genesis:
 INVERT_OPTION = 'custom "fava-option" "invert-income-liabilities-equity" "true"'
 
 
+# Each Open directive's Chinese display name (issue 16: `accounts.NAME_ZH`), shown by the Fava pages
+# in Chinese. A display line: a ledger tier written before it is not a fault (`_compare_file`).
+NAME_ZH_META = "name_zh"
+OPENING_NAME_ZH = "期初余额"
+
+
 def header_text(genesis: Genesis, title: str) -> str:
     d = genesis.day.isoformat()
     lines = [
@@ -301,9 +307,11 @@ def header_text(genesis: Genesis, title: str) -> str:
         lines += [f"{d} commodity {currency}", f"  name: {_quote(COMMODITY_NAMES[currency])}"]
     lines.append("")
     for account, currency, purpose in accounts.CHART:
-        lines += [f"{d} open {account} {currency}", f"  purpose: {_quote(purpose)}"]
+        lines += [f"{d} open {account} {currency}", f"  purpose: {_quote(purpose)}",
+                  f"  {NAME_ZH_META}: {_quote(accounts.NAME_ZH[account])}"]
     lines += [f"{d} open {OPENING_ACCOUNT} {','.join(COMMODITIES)}",
-              '  purpose: "balances carried into a period: earlier periods\' earnings"', ""]
+              '  purpose: "balances carried into a period: earlier periods\' earnings"',
+              f"  {NAME_ZH_META}: {_quote(OPENING_NAME_ZH)}", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -589,6 +597,8 @@ def _compare_file(path: str, have: str, want: str) -> list[Fault]:
     faults: list[Fault] = []
     if INVERT_OPTION not in have:  # written before the option (a display option, no figure changes)
         want = "".join(line for line in want.splitlines(keepends=True) if not line.endswith(INVERT_OPTION + "\n"))
+    if f"  {NAME_ZH_META}: " not in have:  # written before the Chinese names (display metadata)
+        want = "".join(line for line in want.splitlines(keepends=True) if not line.startswith(f"  {NAME_ZH_META}: "))
     have_units, have_other = text_units(have)
     want_units, want_other = text_units(want)
     if [line for _, line in have_other] != [line for _, line in want_other]:
