@@ -28,7 +28,7 @@ for m in ("owner", *(f"b{i}" for i in range(100))):
     e.submit(Register(m))
 e.submit(BuyPack("owner", "activation"))
 e.submit(OpenStore("shop", "owner", "441900", "online", "0.10"))
-e.submit(Deposit("2000000.00", "shop"))  # 2,000,000 SP: 10 % of 50.00 CNY is 5 SP an order
+e.submit(Deposit("300000.00", "shop"))  # 300,000 SP: 10 % of 10.00 CNY is 1 SP an order
 def sizes():
     db = root / "ledger.sqlite"
     c = sqlite3.connect(db); c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -39,9 +39,9 @@ def sizes():
 db0, j0, t0 = sizes()
 start = time.monotonic()
 for i in range(N):
-    body = {"id": f"o{i}", "buyer": f"b{i % 100}", "merchant": "shop", "amount_cny": "50.00"}
+    body = {"id": f"o{i}", "buyer": f"b{i % 100}", "merchant": "shop", "amount_cny": "10.00"}
     h = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    e.submit(Order(f"o{i}", f"b{i % 100}", "shop", "50.00", None), idempotency=Idempotency(f"key-{i:08d}-{os.getpid()}", h, "a1b2c3d4e5f6"))
+    e.submit(Order(f"o{i}", f"b{i % 100}", "shop", "10.00", None), idempotency=Idempotency(f"key-{i:08d}-{os.getpid()}", h, "a1b2c3d4e5f6"))
 secs = time.monotonic() - start
 db1, j1, t1 = sizes()
 idem = t1.get("idempotency_keys", 0) + t1.get("sqlite_autoindex_idempotency_keys_1", 0) + t1.get("ix_idempotency_keys_created", 0) \
