@@ -276,20 +276,7 @@ def journal_directives(books: Books, progress: Callable[[Path], None] | None = N
     """
     for path in books.journal_files():
         directives, errors, options = parse_file(path)
-        foreign = [f"include {name}" for name in options.get("include", [])]
-        foreign += [f"plugin {name}" for name, _ in options.get("plugin", [])]
-        if foreign:
-            errors = list(errors) + [Foreign({"filename": str(path), "lineno": 0},
-                                             f"a journal file may not hold {', '.join(foreign)}")]
-        for directive in directives:
-            if isinstance(directive, data.Price) and from_beancount(directive) is None:
-                errors = list(errors) + [Foreign(directive.meta, f"a price of {directive.currency} in "
-                                                                 f"{directive.amount.currency}: the journal prices SP "
-                                                                 "in CNY only")]
-            elif not isinstance(directive, (data.Transaction, data.Price)):
-                errors = list(errors) + [Foreign(directive.meta, f"a journal file holds only transactions and "
-                                                                 f"prices, not a {type(directive).__name__}")]
-        yield path, None, errors
+        yield path, None, file_faults(path, directives, errors, options)
         for directive in directives:
             yield path, directive, []
         if progress is not None:
@@ -299,6 +286,26 @@ def journal_directives(books: Books, progress: Callable[[Path], None] | None = N
 # The service's own format, read without a parse: an entry's first line, its string metadata.
 _HEADER = re.compile(r'^(\d{4}-\d\d-\d\d) (?:price |[*!] "([^"\n]*)")', re.M)
 _ENTRY_META = re.compile(r'^  ([a-z][a-zA-Z0-9_-]*): "([^"\n]*)"$', re.M)
+
+
+def file_faults(path: Path | str, directives: list, errors: list, options: dict) -> list:
+    """A parsed journal file's errors, then what it may not hold (`Foreign`): an `include`,
+    `option` or `plugin`, a price other than SP in CNY, a directive other than a transaction
+    or a price."""
+    errors = list(errors)
+    foreign = [f"include {name}" for name in options.get("include", [])]
+    foreign += [f"plugin {name}" for name, _ in options.get("plugin", [])]
+    if foreign:
+        errors.append(Foreign({"filename": str(path), "lineno": 0},
+                              f"a journal file may not hold {', '.join(foreign)}"))
+    for directive in directives:
+        if isinstance(directive, data.Price) and from_beancount(directive) is None:
+            errors.append(Foreign(directive.meta, f"a price of {directive.currency} in {directive.amount.currency}: "
+                                                  "the journal prices SP in CNY only"))
+        elif not isinstance(directive, (data.Transaction, data.Price)):
+            errors.append(Foreign(directive.meta, f"a journal file holds only transactions and prices, not a "
+                                                  f"{type(directive).__name__}"))
+    return errors
 
 
 def entry_meta(text: str) -> dict[str, str]:

@@ -12,9 +12,10 @@ back in one commit.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Protocol
 
@@ -62,6 +63,13 @@ class Holder:
     # the day of its first order under merchant.deposit_rule "sp_held" (when it met the deposit);
     # None before, and always under "cash_paid" (`rules.orders.opening`)
     opened: date | None = None
+
+    def copy(self) -> Holder:
+        """A shallow copy (`dataclasses.replace(self)`, five times faster: read for every holder an event touches)."""
+        return Holder(*_HOLDER_FIELDS(self))
+
+
+_HOLDER_FIELDS = attrgetter(*(f.name for f in fields(Holder)))
 
 
 @dataclass(slots=True)
@@ -128,7 +136,13 @@ class Globals:
         return self.balances.get(account, ZERO)
 
     def copy(self) -> Globals:
-        return replace(self, balances=dict(self.balances))
+        """A copy with its own balances (`replace(self, balances=dict(self.balances))`, faster)."""
+        return Globals(*_GLOBALS_FIELDS(self), dict(self.balances))
+
+
+# Every field of Globals but the last, `balances` (copied by `Globals.copy`).
+_GLOBALS_FIELDS = attrgetter(*(f.name for f in fields(Globals)[:-1]))
+assert fields(Globals)[-1].name == "balances"
 
 
 class Epochs(Protocol):
@@ -284,7 +298,7 @@ class Overlay:
     def holder(self, holder_id: str) -> Holder | None:
         if holder_id not in self._holders:
             found = self.base.holder(holder_id)
-            self._holders[holder_id] = replace(found) if found is not None else None
+            self._holders[holder_id] = found.copy() if found is not None else None
             if found is None:
                 self._new_holders.add(holder_id)
         return self._holders[holder_id]

@@ -47,7 +47,7 @@ from ..errors import Conflict, Refusal
 from ..faults import Fault
 from ..journal import EntryReader
 from ..reports import genesis_globals
-from ..rules.events import EventKind
+from ..rules.events import Event, EventKind
 from ..state import EventRecord, Globals, Indices, MemoryState, Overlay, supply_of
 
 
@@ -66,6 +66,7 @@ class Replay:
         self.entries = 0
         self.rules_ok = True  # false once the position can no longer be trusted
         self._digest = ""  # the SHA-256 of the entry being fed, as computed from its content
+        self._event: Event | None = None  # the event of the entry being fed, parsed by the rules' check
         self.entry: Entry | None = None  # the last directive fed, as an entry (None: not a chained one)
         # The parameters the genesis entry lacks (books made before they existed: config.LEGACY's value).
         self.made_before: frozenset[str] = frozenset()
@@ -88,13 +89,20 @@ class Replay:
 
     # -- the replay ------------------------------------------------------------------
 
-    def feed(self, directive: Any) -> None:
-        entry = self.entry = from_beancount(directive)
+    def feed(self, directive: Any, entry: Entry | None = None, digest: str = "") -> None:
+        """Replay `directive`. A caller that converted it already passes `entry`
+        (`from_beancount(directive)`) and may pass `digest`, `entry_hash(entry, its prev)`
+        computed from that same entry (`audit.stream`); `directive` then only locates it
+        (`meta`: filename, lineno)."""
+        if entry is None:
+            entry = from_beancount(directive)
+        self.entry = entry
         if entry is None:
             return
         self.entries += 1
         self._digest = ""
-        chain_ok = self._check_chain(directive, entry)
+        self._event = None
+        chain_ok = self._check_chain(directive, entry, digest)
         self._check_whole(directive, entry)
         if self.state is None:
             self._genesis(directive, entry)
@@ -106,7 +114,7 @@ class Replay:
         if chain_ok is not None:
             self.seq = chain_ok
 
-    def _check_chain(self, directive: Any, entry: Entry) -> int | None:
+    def _check_chain(self, directive: Any, entry: Entry, digest: str = "") -> int | None:
         seq_text = entry.get("seq")
         try:
             seq = int(seq_text) if seq_text is not None else None
@@ -123,7 +131,7 @@ class Replay:
                        f"prev {prev} is not the hash of the entry before ({self.prev}): an entry was removed, "
                        "inserted or moved")
         recorded = entry.get("hash")
-        computed = self._digest = entry_hash(entry, prev or "")
+        computed = self._digest = digest or entry_hash(entry, prev or "")
         if recorded != computed:
             self.fault(directive, entry, "chain.hash",
                        f"hash {recorded} does not match the entry's content ({computed}): the entry was altered")
@@ -194,6 +202,7 @@ class Replay:
                     expected = rules.release(g, ctx)
                 elif kind in rules.CLIENT_KINDS or kind in rules.ENGINE_KINDS:
                     event = rules.parse(kind, dict(entry.meta), by_meta_key=True)
+                    self._event = event  # applied below without parsing the entry again
                     expected = rules.book(Overlay(state), event, ctx)
                 else:
                     self.fault(directive, entry, "entry.kind", f"unknown event kind {kind!r}")
@@ -220,8 +229,9 @@ class Replay:
             return
         meta = getattr(directive, "meta", None) or {}
         state.source = (meta.get("filename"), meta.get("lineno"), self._digest)
+        event, self._event = self._event, None
         try:
-            apply_entry(state, entry)
+            apply_entry(state, entry, event)
         except (AssertionError, Refusal, KeyError, ValueError, TypeError, AttributeError) as exc:
             self.fault(directive, entry, "apply.failed",
                        f"the entry cannot be applied to the position ({type(exc).__name__}: {exc}); "

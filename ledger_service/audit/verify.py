@@ -26,7 +26,7 @@ from ..amounts import ZERO, fmt
 from ..engine import Booked
 from ..entries import Price, Transaction
 from ..faults import Fault
-from ..journal import Books, Foreign, journal_directives, main_text
+from ..journal import Books, main_text
 from ..rules.events import EventKind
 from ..store.db import NoDatabase, database_url, make_engine, safe_url, sessions
 from ..store.models import Base
@@ -34,6 +34,7 @@ from ..subledger import balance
 from ..text import plural
 from .caches import pickle_cache_warnings
 from .replay import Replay
+from .stream import DayStream
 
 # What every tool says when a verification finds no fault (the CLI, the demo platform, Fava's
 # Audit page): one sentence, the same everywhere (issue 14).
@@ -67,37 +68,42 @@ class Report:
         }
 
 
-def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True, progress=None) -> Report:
+def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True, progress=None,
+           jobs: int = 0) -> Report:
+    """Verify the books. `jobs`: worker processes that parse upcoming journal files while this
+    process replays (`audit.stream`; 0: every file parsed here, when it is reached)."""
     books = Books(books_dir)
     report = Report()
     replay = Replay()
     if not books.exists():
         report.faults.append(Fault(str(books.main), 0, "-", "books.missing", "no main.beancount"))
         return report
-    report.files = len(books.journal_files())
+    files = books.journal_files()
+    report.files = len(files)
     report.warnings = pickle_cache_warnings(books.root)
-    db = _open_database(books, db_url, report) if use_db else None
-    checks = views.checkers(books.root)
+    # The workers start before any database or view file is opened here (they are forked).
+    days = DayStream(books, jobs, progress, report.warnings, files)
+    db = None
     try:
-        for path, directive, errors in journal_directives(books, progress):
-            for error in errors:
-                source = getattr(error, "source", None) or {}
-                rule = "file.foreign" if isinstance(error, Foreign) else "syntax"
-                report.faults.append(Fault(str(source.get("filename", path)), int(source.get("lineno", 0) or 0), "-",
-                                           rule, str(getattr(error, "message", error)).strip()))
-            if directive is None:
-                continue
-            if hasattr(directive, "date") and path.stem != directive.date.isoformat():
-                meta = directive.meta
-                report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
-                                           f"entry dated {directive.date} in the journal file of {path.stem}"))
-            before = replay.entries
-            replay.feed(directive)
-            fed = replay.entries != before
-            for check in checks:
-                check.feed(path, directive, replay.entry if fed else None, replay.state)
-            if fed and db is not None:
-                db.check_entry(directive, replay)
+        db = _open_database(books, db_url, report) if use_db else None
+        checks = views.checkers(books.root)
+        for path, faults, triples in days:
+            for filename, lineno, rule, message in faults:
+                report.faults.append(Fault(filename, lineno, "-", rule, message))
+            stem = path.stem
+            for directive, entry, digest in triples:
+                day = directive.date
+                if day is not None and stem != day.isoformat():
+                    meta = directive.meta
+                    report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
+                                               f"entry dated {day} in the journal file of {stem}"))
+                before = replay.entries
+                replay.feed(directive, entry, digest)
+                fed = replay.entries != before
+                for check in checks:
+                    check.feed(path, directive, replay.entry if fed else None, replay.state)
+                if fed and db is not None:
+                    db.check_entry(directive, replay)
         report.faults += replay.faults
         for check in checks:
             report.faults += check.finish()
@@ -115,6 +121,7 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
         if db is not None:
             db.check_position(replay)
     finally:
+        days.close()  # stops the workers (also on an exception or Ctrl-C)
         if db is not None:
             db.close()
     return report

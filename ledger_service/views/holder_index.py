@@ -196,6 +196,18 @@ def event_rows(entry: Entry, day: date, journal: str, line: int) -> list[tuple]:
     return [(holder, day, event_id, kind, journal, line) for holder in holders_of(entry)]
 
 
+def _seq_of(entry: Entry) -> int:
+    """An entry's `seq` as a number (0: none; a number written otherwise is read as Beancount would)."""
+    text = entry.get("seq") or "0"
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return int(Decimal(text))
+        except (ArithmeticError, ValueError):
+            return 0
+
+
 def row_digest_line(row: tuple) -> bytes:
     holder, day, event_id, kind, journal, line = row
     return f"{holder}|{day.isoformat()}|{event_id}|{kind}|{journal}|{line}\n".encode()
@@ -619,6 +631,8 @@ class IndexCheck:
         self.digest = hashlib.sha256()
         self.compared = False
         self.last_release: int | None = None  # seq of the last release seen
+        self._path: Path | None = None  # the journal file being fed, and its path relative to the books
+        self._journal = ""
         self.engine = open_engine(self.path)
         if self.engine is not None:
             with self.engine.connect() as c:
@@ -635,13 +649,13 @@ class IndexCheck:
         """Called after the fold was fed `directive` (`entry`: its conversion, `state`: the position after it)."""
         if entry is None:  # not an entry of the chain
             return
-        meta = directive.meta
-        if meta.get("kind") == EventKind.RELEASE:
-            self.last_release = int(meta.get("seq") or 0)
+        if isinstance(entry, Transaction) and entry.kind == EventKind.RELEASE:
+            self.last_release = _seq_of(entry)
         if self.target is None or self.compared:
             return
-        journal = relative(self.root, path)
-        for row in event_rows(entry, entry.date, journal, int(meta.get("lineno", 0))):
+        if path != self._path:
+            self._path, self._journal = path, relative(self.root, path)
+        for row in event_rows(entry, entry.date, self._journal, int(directive.meta.get("lineno", 0))):
             self.digest.update(row_digest_line(row))
         if state is not None and state.g.seq == self.target.seq:
             self._compare(state)

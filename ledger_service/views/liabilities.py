@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -125,7 +124,7 @@ def delete_db(books_root: Path | str) -> None:
 
 def leaf_figures(holder: Holder, g: Any, epochs: Any) -> tuple[Decimal, Decimal, Decimal]:
     """(base_sp, shares, sv_locked) of a holder at the position `g` (settled on a copy)."""
-    view = replace(holder)
+    view = holder.copy()
     settle(view, g, epochs)
     return ms.CTX.subtract(view.sp_exact, ms.CTX.multiply(view.shares, view.sp_ckpt)), view.shares, view.sv_locked
 

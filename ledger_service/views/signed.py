@@ -182,7 +182,6 @@ class SignedCheck:
         self.size += 1
         if not isinstance(entry, Transaction):
             return
-        where = f"{relative(self.root, path)}:{directive.meta.get('lineno', 0)}"
         kind = entry.kind
         if kind == EventKind.GENESIS:
             self._genesis(entry)
@@ -191,9 +190,9 @@ class SignedCheck:
                       if state is not None and self.params is not None else None)
             self.closed[entry.date] = (self.size, digest, merkle.frontier_root(self.frontier).hex(), supply)
         elif kind == EventKind.SIGNING_KEY:
-            self._rotation(entry, where)
+            self._rotation(entry, f"{relative(self.root, path)}:{directive.meta.get('lineno', 0)}")
         elif kind == EventKind.CHECKPOINT:
-            self._checkpoint(entry, where)
+            self._checkpoint(entry, f"{relative(self.root, path)}:{directive.meta.get('lineno', 0)}")
 
     def _genesis(self, entry: Transaction) -> None:
         try:
