@@ -76,7 +76,7 @@ def read_day(path: Path | str) -> tuple:
         rule = "file.foreign" if isinstance(error, Foreign) else "syntax"
         faults.append((str(source.get("filename", path)), int(source.get("lineno", 0) or 0), rule,
                        str(getattr(error, "message", error)).strip()))
-    items = []
+    items: list[tuple] = []
     for directive in directives:
         lineno = directive.meta.get("lineno", 0)
         day = directive.date.toordinal() if isinstance(getattr(directive, "date", None), date) else None
@@ -96,16 +96,16 @@ def unpack_day(path: Path, faults: list, items: list) -> tuple[list, list[tuple[
     """`read_day`'s result as (faults, [(directive stand-in, entry or None, digest or "")])."""
     filename = str(path)
     days: dict[int, date] = {}
-    out = []
+    out: list[tuple[Directive, Entry | None, str]] = []
     for item in items:
         tag, lineno, ordinal = item[0], item[1], item[2]
-        day = None
-        if ordinal is not None:
-            day = days.get(ordinal)
-            if day is None:
-                day = days[ordinal] = date.fromordinal(ordinal)
+        day = days.get(ordinal) if ordinal is not None else None
+        if day is None and ordinal is not None:
+            day = days[ordinal] = date.fromordinal(ordinal)
         directive = Directive(day, {"filename": filename, "lineno": lineno})
-        if tag == "T":
+        if day is None:  # a directive without a date is not an entry of the chain
+            out.append((directive, None, ""))
+        elif tag == "T":
             postings = tuple(Posting(account, Decimal(number), currency, meta)
                              for account, number, currency, meta in item[6])
             entry: Entry | None = Transaction(day, item[3], item[4], item[5], postings, item[7], item[8], item[9])

@@ -69,41 +69,29 @@ class Report:
 
 
 def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True, progress=None,
-           jobs: int = 0) -> Report:
+           jobs: int = 0, days: DayStream | None = None) -> Report:
     """Verify the books. `jobs`: worker processes that parse upcoming journal files while this
-    process replays (`audit.stream`; 0: every file parsed here, when it is reached)."""
+    process replays (`audit.stream`; 0: every file parsed here, when it is reached). `days`:
+    the journal's stream, started by the caller (`DayStream(books, jobs)`: its workers then
+    parse while the caller imports this module); it is closed here."""
     books = Books(books_dir)
     report = Report()
     replay = Replay()
     if not books.exists():
+        if days is not None:
+            days.close()
         report.faults.append(Fault(str(books.main), 0, "-", "books.missing", "no main.beancount"))
         return report
-    files = books.journal_files()
-    report.files = len(files)
     report.warnings = pickle_cache_warnings(books.root)
-    # The workers start before any database or view file is opened here (they are forked).
-    days = DayStream(books, jobs, progress, report.warnings, files)
+    if days is None:  # the workers start before any database or view file is opened here (they are forked)
+        days = DayStream(books, jobs)
+    days.progress, days.warnings = progress, report.warnings
+    report.files = len(days.paths)
     db = None
     try:
         db = _open_database(books, db_url, report) if use_db else None
         checks = views.checkers(books.root)
-        for path, faults, triples in days:
-            for filename, lineno, rule, message in faults:
-                report.faults.append(Fault(filename, lineno, "-", rule, message))
-            stem = path.stem
-            for directive, entry, digest in triples:
-                day = directive.date
-                if day is not None and stem != day.isoformat():
-                    meta = directive.meta
-                    report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
-                                               f"entry dated {day} in the journal file of {stem}"))
-                before = replay.entries
-                replay.feed(directive, entry, digest)
-                fed = replay.entries != before
-                for check in checks:
-                    check.feed(path, directive, replay.entry if fed else None, replay.state)
-                if fed and db is not None:
-                    db.check_entry(directive, replay)
+        _replay(days, replay, checks, db, report)
         report.faults += replay.faults
         for check in checks:
             report.faults += check.finish()
@@ -125,6 +113,28 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
         if db is not None:
             db.close()
     return report
+
+
+def _replay(days: DayStream, replay: Replay, checks: list, db: _Database | None, report: Report) -> None:
+    """Every journal file in order: its parse faults, then each directive replayed and fed to
+    every check (and compared with the database)."""
+    for path, faults, triples in days:
+        for filename, lineno, rule, message in faults:
+            report.faults.append(Fault(filename, lineno, "-", rule, message))
+        stem = path.stem
+        for directive, entry, digest in triples:
+            day = directive.date
+            if day is not None and stem != day.isoformat():
+                meta = directive.meta
+                report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
+                                           f"entry dated {day} in the journal file of {stem}"))
+            before = replay.entries
+            replay.feed(directive, entry, digest)
+            fed = replay.entries != before
+            for check in checks:
+                check.feed(path, directive, replay.entry if fed else None, replay.state)
+            if fed and db is not None:
+                db.check_entry(directive, replay)
 
 
 def _check_main(books: Books, genesis_day: date, report: Report) -> None:
