@@ -21,7 +21,7 @@ from typing import Protocol
 
 from . import accounts
 from .amounts import ZERO, exact_add
-from .entries import GENESIS_PREV, Posting
+from .entries import GENESIS_PREV, Entry, Posting, Transaction
 
 MEMBER = "member"
 MERCHANT = "merchant"
@@ -29,6 +29,40 @@ MERCHANT = "merchant"
 # events), in the order the holder index lists them; postings name theirs in `holder`.
 # The events' fields that name a holder are the fields written under these keys.
 HOLDER_KEYS = ("member", "buyer", "merchant", "holder", "from", "to", "owner", "referrer")
+
+
+# -- which holders an entry concerns (the holder index's rows, the liabilities tree's leaves) --------
+
+
+def holders_of(entry: Entry) -> list[str]:
+    """The holders an entry names (metadata, then posting `holder`s), each once, in order."""
+    out: list[str] = []
+    meta = dict(entry.meta)
+    for key in HOLDER_KEYS:
+        value = meta.get(key)
+        if isinstance(value, str) and value not in out:
+            out.append(value)
+    for posting in getattr(entry, "postings", ()):
+        holder = posting.holder
+        if holder is not None and holder not in out:
+            out.append(holder)
+    return out
+
+
+def event_rows(entry: Entry, day: date, journal: str, line: int) -> list[tuple]:
+    """The index rows of one entry: (holder, day, event, kind, file, line) per holder it names.
+
+    Prices and releases name no holder (a release reaches holders through the indices)."""
+    event_id = entry.get("event")
+    if not isinstance(entry, Transaction) or event_id is None:
+        return []
+    kind = entry.kind or ""
+    return [(holder, day, event_id, kind, journal, line) for holder in holders_of(entry)]
+
+
+def row_digest_line(row: tuple) -> bytes:
+    holder, day, event_id, kind, journal, line = row
+    return f"{holder}|{day.isoformat()}|{event_id}|{kind}|{journal}|{line}\n".encode()
 
 
 @dataclass(slots=True)

@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from ..entries import Entry, Posting, Price, Transaction, entry_hash, from_beancount
-from ..journal import Books, Foreign, file_faults, parse_file
+from ..journal import Books, Foreign, file_faults, parse_file, relative
+from ..merkle import hex_leaf
+from ..state import event_rows, holders_of, row_digest_line
 
 # Files a worker parses ahead of the one the caller is replaying (a bound on memory).
 LOOKAHEAD = 2
@@ -47,27 +49,37 @@ _MARSHAL_VERSION = 4
 
 
 class Directive:
-    """A stand-in for a parsed Beancount directive: its date and `meta` (filename, lineno)."""
+    """A stand-in for a parsed Beancount directive: its date and `meta` (filename, lineno), and
+    what the checks compute from its entry alone, computed in the worker (`read_day`):
+    `holders` (`state.holders_of`), `index_lines` (the holder index's row digest lines,
+    `state.row_digest_line` of each of `state.event_rows`) and `leaf` (the event log's leaf
+    hash, None when the entry's `hash` is not 64 lowercase hex digits). A check reads them
+    with getattr(directive, name, None) and computes them itself when they are absent."""
 
-    __slots__ = ("date", "meta")
+    __slots__ = ("date", "holders", "index_lines", "leaf", "meta")
 
-    def __init__(self, day: date | None, meta: dict[str, Any]) -> None:
+    def __init__(self, day: date | None, meta: dict[str, Any], holders: tuple[str, ...] | None = None,
+                 index_lines: bytes | None = None, leaf: bytes | None = None) -> None:
         self.date = day
         self.meta = meta
+        self.holders = holders
+        self.index_lines = index_lines
+        self.leaf = leaf
 
 
 # -- one day file, as plain data ---------------------------------------------------------------------
 
 
-def read_day(path: Path | str) -> tuple:
+def read_day(path: Path | str, journal: str) -> tuple:
     """(faults, items) of one journal file, plain tuples only (what `marshal` carries).
 
     faults: (filename, lineno, rule, message) per parse error or foreign directive, in the
     order `journal.journal_directives` gives them; items: per directive in file order,
-    ("T", lineno, date ordinal, payee, narration, meta, postings, flag, tags, links, digest),
-    ("P", lineno, date ordinal, number text, meta, digest) or ("N", lineno, date ordinal) for
-    a directive that is not an entry of the chain (its fault is in faults), postings as
-    (account, number text, currency, meta).
+    ("T", lineno, date ordinal, payee, narration, meta, postings, flag, tags, links, digest,
+    holders, index lines, leaf), ("P", lineno, date ordinal, number text, meta, digest, leaf)
+    or ("N", lineno, date ordinal) for a directive that is not an entry of the chain (its
+    fault is in faults), postings as (account, number text, currency, meta). `journal`: the
+    file's path relative to the books (what the holder index's rows name).
     """
     directives, errors, options = parse_file(path)
     faults = []
@@ -82,11 +94,14 @@ def read_day(path: Path | str) -> tuple:
         day = directive.date.toordinal() if isinstance(getattr(directive, "date", None), date) else None
         entry = from_beancount(directive)
         if isinstance(entry, Transaction):
+            lines = b"".join(row_digest_line(row) for row in event_rows(entry, entry.date, journal, int(lineno)))
             items.append(("T", lineno, day, entry.payee, entry.narration, entry.meta,
                           tuple((p.account, str(p.number), p.currency, p.meta) for p in entry.postings),
-                          entry.flag, entry.tags, entry.links, entry_hash(entry, entry.get("prev") or "")))
+                          entry.flag, entry.tags, entry.links, entry_hash(entry, entry.get("prev") or ""),
+                          tuple(holders_of(entry)), lines, hex_leaf(entry.get("hash") or "")))
         elif isinstance(entry, Price):
-            items.append(("P", lineno, day, str(entry.number), entry.meta, entry_hash(entry, entry.get("prev") or "")))
+            items.append(("P", lineno, day, str(entry.number), entry.meta, entry_hash(entry, entry.get("prev") or ""),
+                          hex_leaf(entry.get("hash") or "")))
         else:
             items.append(("N", lineno, day))
     return faults, items
@@ -102,19 +117,16 @@ def unpack_day(path: Path, faults: list, items: list) -> tuple[list, list[tuple[
         day = days.get(ordinal) if ordinal is not None else None
         if day is None and ordinal is not None:
             day = days[ordinal] = date.fromordinal(ordinal)
-        directive = Directive(day, {"filename": filename, "lineno": lineno})
-        if day is None:  # a directive without a date is not an entry of the chain
-            out.append((directive, None, ""))
+        meta = {"filename": filename, "lineno": lineno}
+        if day is None or tag not in ("T", "P"):  # a directive without a date is not an entry of the chain
+            out.append((Directive(day, meta), None, ""))
         elif tag == "T":
-            postings = tuple(Posting(account, Decimal(number), currency, meta)
-                             for account, number, currency, meta in item[6])
-            entry: Entry | None = Transaction(day, item[3], item[4], item[5], postings, item[7], item[8], item[9])
-            digest = item[10]
-        elif tag == "P":
-            entry, digest = Price(day, Decimal(item[3]), item[4]), item[5]
+            postings = tuple(Posting(account, Decimal(number), currency, pmeta)
+                             for account, number, currency, pmeta in item[6])
+            out.append((Directive(day, meta, item[11], item[12], item[13]),
+                        Transaction(day, item[3], item[4], item[5], postings, item[7], item[8], item[9]), item[10]))
         else:
-            entry, digest = None, ""
-        out.append((directive, entry, digest))
+            out.append((Directive(day, meta, (), b"", item[6]), Price(day, Decimal(item[3]), item[4]), item[5]))
     return list(faults), out
 
 
@@ -134,9 +146,9 @@ def _worker(requests, results, parent_ends, parent_pid: int) -> None:
             message = requests.recv_bytes()
             if not message:
                 return
-            index, path = marshal.loads(message)
+            index, path, journal = marshal.loads(message)
             try:
-                payload = marshal.dumps((index, "ok", read_day(path)), _MARSHAL_VERSION)
+                payload = marshal.dumps((index, "ok", read_day(path, journal)), _MARSHAL_VERSION)
             except Exception as exc:  # noqa: BLE001 - reported; the parent reads the file itself
                 payload = marshal.dumps((index, "error", f"{type(exc).__name__}: {exc}"), _MARSHAL_VERSION)
             results.send_bytes(payload)
@@ -161,8 +173,8 @@ class _Worker:
         results_send.close()
         self.pending: list[int] = []  # indices asked for, in order
 
-    def ask(self, index: int, path: Path) -> None:
-        self.requests.send_bytes(marshal.dumps((index, str(path)), _MARSHAL_VERSION))
+    def ask(self, index: int, path: Path, journal: str) -> None:
+        self.requests.send_bytes(marshal.dumps((index, str(path), journal), _MARSHAL_VERSION))
         self.pending.append(index)
 
     def take(self, index: int) -> tuple:
@@ -214,6 +226,7 @@ class DayStream:
 
     def __init__(self, books: Books, jobs: int = 0, progress: Callable[[Path], None] | None = None,
                  warnings: list[str] | None = None, files: list[Path] | None = None) -> None:
+        self.root = books.root
         self.paths = list(books.journal_files() if files is None else files)
         self.progress = progress
         self.warnings = warnings
@@ -230,6 +243,10 @@ class DayStream:
                 self.close()
                 raise
 
+    def journal(self, index: int) -> str:
+        """File `index`'s path relative to the books."""
+        return relative(self.root, self.paths[index])
+
     def _ask_ahead(self, upto: int) -> None:
         workers = self.workers
         while self.asked < min(upto, len(self.paths)):
@@ -237,7 +254,7 @@ class DayStream:
             worker = workers[number]
             if worker is not None:
                 try:
-                    worker.ask(self.asked, self.paths[self.asked])
+                    worker.ask(self.asked, self.paths[self.asked], self.journal(self.asked))
                 except OSError as exc:
                     self._fail(number, f"{type(exc).__name__}: {exc}")
             self.asked += 1
@@ -267,7 +284,7 @@ class DayStream:
                             self._fail(number, str(exc))
                     self._ask_ahead(index + 1 + LOOKAHEAD * len(workers))
                 if raw is None:
-                    raw = read_day(path)
+                    raw = read_day(path, self.journal(index))
                 faults, triples = unpack_day(path, *raw)
                 del raw
                 yield path, faults, triples

@@ -68,7 +68,18 @@ from ..faults import Fault
 from ..journal import Books, DayFile, day_files, journal_directives, relative
 from ..reports import genesis_globals
 from ..rules.events import EventKind
-from ..state import HOLDER_KEYS, Epoch, EventRecord, Globals, Holder, MemoryState, Payout, State
+from ..state import (
+    Epoch,
+    EventRecord,
+    Globals,
+    Holder,
+    MemoryState,
+    Payout,
+    State,
+    event_rows,
+    holders_of,
+    row_digest_line,
+)
 from ..store.models import DecimalText
 from ..subledger import balance
 from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
@@ -167,33 +178,7 @@ def _engine(path: Path, create: bool) -> Engine:
     return engine
 
 
-# -- which holders an entry concerns -------------------------------------------------------
-
-
-def holders_of(entry: Entry) -> list[str]:
-    """The holders an entry names (metadata, then posting `holder`s), each once, in order."""
-    out: list[str] = []
-    meta = dict(entry.meta)
-    for key in HOLDER_KEYS:
-        value = meta.get(key)
-        if isinstance(value, str) and value not in out:
-            out.append(value)
-    for posting in getattr(entry, "postings", ()):
-        holder = posting.holder
-        if holder is not None and holder not in out:
-            out.append(holder)
-    return out
-
-
-def event_rows(entry: Entry, day: date, journal: str, line: int) -> list[tuple]:
-    """The index rows of one entry: (holder, day, event, kind, file, line) per holder it names.
-
-    Prices and releases name no holder (a release reaches holders through the indices)."""
-    event_id = entry.get("event")
-    if not isinstance(entry, Transaction) or event_id is None:
-        return []
-    kind = entry.kind or ""
-    return [(holder, day, event_id, kind, journal, line) for holder in holders_of(entry)]
+# -- which holders an entry concerns: `state.holders_of`, `state.event_rows`, `state.row_digest_line`
 
 
 def _seq_of(entry: Entry) -> int:
@@ -206,11 +191,6 @@ def _seq_of(entry: Entry) -> int:
             return int(Decimal(text))
         except (ArithmeticError, ValueError):
             return 0
-
-
-def row_digest_line(row: tuple) -> bytes:
-    holder, day, event_id, kind, journal, line = row
-    return f"{holder}|{day.isoformat()}|{event_id}|{kind}|{journal}|{line}\n".encode()
 
 
 # -- the position, as a `State` ---------------------------------------------------------------
@@ -653,10 +633,13 @@ class IndexCheck:
             self.last_release = _seq_of(entry)
         if self.target is None or self.compared:
             return
-        if path != self._path:
-            self._path, self._journal = path, relative(self.root, path)
-        for row in event_rows(entry, entry.date, self._journal, int(directive.meta.get("lineno", 0))):
-            self.digest.update(row_digest_line(row))
+        lines = getattr(directive, "index_lines", None)  # computed by verify's parse worker, when there
+        if lines is None:
+            if path != self._path:
+                self._path, self._journal = path, relative(self.root, path)
+            lines = b"".join(row_digest_line(row) for row in event_rows(entry, entry.date, self._journal,
+                                                                         int(directive.meta.get("lineno", 0))))
+        self.digest.update(lines)
         if state is not None and state.g.seq == self.target.seq:
             self._compare(state)
             self.compared = True

@@ -277,8 +277,9 @@ class DayFolder:
         self.seen: set[str] = set()
         self.epoch = epoch  # the epoch at the previous close
 
-    def entry(self, entry: Entry, state: Any) -> dict[str, Any] | None:
-        for holder_id in holder_index.holders_of(entry):
+    def entry(self, entry: Entry, state: Any, holders: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """`holders`: `holders_of(entry)`, when the caller has it."""
+        for holder_id in holder_index.holders_of(entry) if holders is None else holders:
             if holder_id not in self.seen:
                 self.seen.add(holder_id)
                 self.touched.append(holder_id)
@@ -468,7 +469,7 @@ class LiabilitiesCheck:
             self.broken = True
             return
         try:
-            obj = self.folder.entry(entry, state)
+            obj = self.folder.entry(entry, state, getattr(directive, "holders", None))  # (from verify's parse worker)
         except (AssertionError, KeyError) as exc:
             self.broken = True
             self._fault(str(db_path(self.root)), "liabilities.fold", f"not recomputed past {entry.date}: {exc}")

@@ -174,8 +174,9 @@ class SignedCheck:
         if entry is None or self.broken:
             return
         digest = entry.get("hash") or ""
-        try:
-            self.frontier, _made = merkle.push(self.frontier, merkle.leaf_hash(bytes.fromhex(digest)))
+        try:  # the leaf computed by verify's parse worker, when there is one (the same hash)
+            leaf = getattr(directive, "leaf", None) or merkle.leaf_hash(bytes.fromhex(digest))
+            self.frontier, _made = merkle.push(self.frontier, leaf)
         except ValueError:
             self.broken = True  # the replay and the event log's check name the broken hash
             return
