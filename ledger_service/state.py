@@ -451,6 +451,11 @@ def supply_of(g: Globals, cap: Decimal) -> dict[str, Decimal]:
     return supply_numbers(g.balances, cap)
 
 
+def issued_of(balances: Mapping[str, Decimal]) -> Decimal:
+    """SP issued: released + sold (`supply_numbers(...)["issued"]`, alone: the replay checks it after every entry)."""
+    return balances.get(accounts.SP_RELEASED, ZERO) + balances.get(accounts.SP_SOLD, ZERO)
+
+
 def supply_numbers(balances: Mapping[str, Decimal], cap: Decimal) -> dict[str, Decimal]:
     """The supply report's numbers from the control balances (SPEC §3, §7), unrounded.
 
@@ -460,7 +465,7 @@ def supply_numbers(balances: Mapping[str, Decimal], cap: Decimal) -> dict[str, D
     sold = balances.get(accounts.SP_SOLD, ZERO)
     burned = -balances.get(accounts.SP_BURNED, ZERO)
     redeemed = -balances.get(accounts.SP_REDEEMED, ZERO)
-    issued = released + sold
+    issued = issued_of(balances)
     return {
         "cap": cap,
         "issued": issued,

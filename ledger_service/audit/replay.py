@@ -48,7 +48,7 @@ from ..faults import Fault
 from ..journal import EntryReader
 from ..reports import genesis_globals
 from ..rules.events import Event, EventKind
-from ..state import EventRecord, Globals, Indices, MemoryState, Overlay, supply_of
+from ..state import EventRecord, Globals, Indices, MemoryState, Overlay, issued_of
 
 
 class Replay:
@@ -240,10 +240,10 @@ class Replay:
             return
         finally:
             state.source = None
-        supply = supply_of(state.g, params.sp_cap)
-        if supply["issued"] > params.sp_cap:
+        issued = issued_of(state.g.balances)
+        if issued > params.sp_cap:
             self.fault(directive, entry, "sp.cap_exceeded",
-                       f"issued {fmt(supply['issued'])} SP exceeds the cap of {fmt(params.sp_cap)}")
+                       f"issued {fmt(issued)} SP exceeds the cap of {fmt(params.sp_cap)}")
         for account in ("Liabilities:Holders:SP", "Liabilities:Holders:SV:Active", "Liabilities:Holders:SV:Locked"):
             if state.g.balance(account) > 0:
                 self.fault(directive, entry, "holders.negative", f"{account} is below zero")
