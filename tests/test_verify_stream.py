@@ -17,11 +17,14 @@ import pytest
 
 from ledger_books import copy_books, demo_books
 from ledger_service.audit import stream
+from ledger_service.audit.replay import whole_faults
 from ledger_service.audit.stream import LOOKAHEAD, DayStream, read_day, unpack_day
 from ledger_service.audit.verify import verify
 from ledger_service.entries import Price, Transaction, entry_hash, from_beancount
 from ledger_service.journal import Books, parse_file, relative
 from ledger_service.merkle import leaf_hash
+from ledger_service.rules.events import EVENT_TYPES
+from ledger_service.rules.events import parse as parse_event
 from ledger_service.state import event_rows, holders_of, row_digest_line
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,8 +77,11 @@ def test_a_day_file_reads_back_field_for_field(books: Path):
                                                                          "lineno": directive.meta["lineno"]}
             assert digest == entry_hash(want, want.get("prev") or "")
             assert stand_in.leaf == leaf_hash(bytes.fromhex(want.get("hash")))
+            assert stand_in.whole == whole_faults(want)
             if isinstance(want, Transaction):
                 assert [str(p.number) for p in entry.postings] == [str(p.units.number) for p in directive.postings]
+                if want.kind in EVENT_TYPES:
+                    assert stand_in.event == parse_event(want.kind, dict(want.meta), by_meta_key=True)
                 assert stand_in.holders == tuple(holders_of(want))
                 assert stand_in.index_lines == b"".join(
                     row_digest_line(row) for row in event_rows(want, want.date, relative(root, path),

@@ -138,21 +138,9 @@ class Replay:
         return seq
 
     def _check_whole(self, directive: Any, entry: Entry) -> None:
-        if not isinstance(entry, Transaction):
-            return
-        declared = entry.get("postings")
-        if declared != str(len(entry.postings)):
-            self.fault(directive, entry, "entry.torn",
-                       f"declares {declared} postings, has {len(entry.postings)}: the entry is cut or was altered")
-        sums: dict[str, Decimal] = {}
-        for p in entry.postings:
-            if not p.number.is_finite():
-                self.fault(directive, entry, "entry.amount", f"{p.account}: posting without an explicit amount")
-                continue
-            sums[p.currency] = sums.get(p.currency, ZERO) + p.number
-        for currency, total in sums.items():
-            if total != 0:
-                self.fault(directive, entry, "entry.unbalanced", f"{currency} postings sum to {fmt(total)}, not zero")
+        found = getattr(directive, "whole", None)  # computed by verify's parse worker, when there
+        for rule, message in whole_faults(entry) if found is None else found:
+            self.fault(directive, entry, rule, message)
 
     def _genesis(self, directive: Any, entry: Entry) -> None:
         if not isinstance(entry, Transaction) or entry.kind != EventKind.GENESIS:
@@ -201,7 +189,9 @@ class Replay:
                 if kind == EventKind.RELEASE:
                     expected = rules.release(g, ctx)
                 elif kind in rules.CLIENT_KINDS or kind in rules.ENGINE_KINDS:
-                    event = rules.parse(kind, dict(entry.meta), by_meta_key=True)
+                    event = getattr(directive, "event", None)  # parsed by verify's parse worker, when there
+                    if event is None or event.kind != kind:
+                        event = rules.parse(kind, dict(entry.meta), by_meta_key=True)
                     self._event = event  # applied below without parsing the entry again
                     expected = rules.book(Overlay(state), event, ctx)
                 else:
@@ -247,6 +237,28 @@ class Replay:
         for account in ("Liabilities:Holders:SP", "Liabilities:Holders:SV:Active", "Liabilities:Holders:SV:Locked"):
             if state.g.balance(account) > 0:
                 self.fault(directive, entry, "holders.negative", f"{account} is below zero")
+
+
+def whole_faults(entry: Entry) -> list[tuple[str, str]]:
+    """(rule, message) per way a transaction is not whole: its `postings` count differs from the
+    postings read, a posting has no explicit amount, a commodity does not sum to zero."""
+    if not isinstance(entry, Transaction):
+        return []
+    out = []
+    declared = entry.get("postings")
+    if declared != str(len(entry.postings)):
+        out.append(("entry.torn", f"declares {declared} postings, has {len(entry.postings)}: the entry is cut or "
+                                  "was altered"))
+    sums: dict[str, Decimal] = {}
+    for p in entry.postings:
+        if not p.number.is_finite():
+            out.append(("entry.amount", f"{p.account}: posting without an explicit amount"))
+            continue
+        sums[p.currency] = sums.get(p.currency, ZERO) + p.number
+    for currency, total in sums.items():
+        if total != 0:
+            out.append(("entry.unbalanced", f"{currency} postings sum to {fmt(total)}, not zero"))
+    return out
 
 
 def _same(expected: Entry, found: Entry) -> bool:

@@ -38,7 +38,10 @@ from typing import Any
 from ..entries import Entry, Posting, Price, Transaction, entry_hash, from_beancount
 from ..journal import Books, Foreign, file_faults, parse_file, relative
 from ..merkle import hex_leaf
+from ..rules.events import EVENT_TYPES, Event
+from ..rules.events import parse as parse_event
 from ..state import event_rows, holders_of, row_digest_line
+from .replay import whole_faults
 
 # Files a worker parses ahead of the one the caller is replaying (a bound on memory).
 LOOKAHEAD = 2
@@ -52,19 +55,54 @@ class Directive:
     """A stand-in for a parsed Beancount directive: its date and `meta` (filename, lineno), and
     what the checks compute from its entry alone, computed in the worker (`read_day`):
     `holders` (`state.holders_of`), `index_lines` (the holder index's row digest lines,
-    `state.row_digest_line` of each of `state.event_rows`) and `leaf` (the event log's leaf
-    hash, None when the entry's `hash` is not 64 lowercase hex digits). A check reads them
-    with getattr(directive, name, None) and computes them itself when they are absent."""
+    `state.row_digest_line` of each of `state.event_rows`), `leaf` (the event log's leaf
+    hash, None when the entry's `hash` is not 64 lowercase hex digits), `whole` (the replay's
+    `replay.whole_faults`) and `event` (the entry's event as the replay's rules check parses it,
+    None when it does not parse). The replay and the checks read them with
+    getattr(directive, name, None) and compute them themselves when they are absent."""
 
-    __slots__ = ("date", "holders", "index_lines", "leaf", "meta")
+    __slots__ = ("date", "event", "holders", "index_lines", "leaf", "meta", "whole")
 
     def __init__(self, day: date | None, meta: dict[str, Any], holders: tuple[str, ...] | None = None,
-                 index_lines: bytes | None = None, leaf: bytes | None = None) -> None:
+                 index_lines: bytes | None = None, leaf: bytes | None = None,
+                 whole: list[tuple[str, str]] | None = None, event: Event | None = None) -> None:
         self.date = day
         self.meta = meta
         self.holders = holders
         self.index_lines = index_lines
         self.leaf = leaf
+        self.whole = whole
+        self.event = event
+
+
+def _event_of(entry: Transaction) -> tuple | None:
+    """The entry's event as the replay's rules check parses it (`rules.parse(kind, meta)`), as plain
+    data: (kind, ((field, value), ...)), a Decimal value as the 1-tuple of its text; None when it
+    does not parse (the replay parses it again and reports why) or holds another type."""
+    kind = entry.kind
+    if kind not in EVENT_TYPES:
+        return None
+    try:
+        event = parse_event(kind, dict(entry.meta), by_meta_key=True)
+    except Exception:  # noqa: BLE001 - the replay parses it again and reports the fault
+        return None
+    values = []
+    for name in event.FIELDS:
+        value = getattr(event, name)
+        if isinstance(value, Decimal):
+            value = (str(value),)
+        elif value is not None and type(value) not in (str, int, bool):
+            return None
+        values.append((name, value))
+    return kind, tuple(values)
+
+
+def _event_from(data: tuple | None) -> Event | None:
+    if data is None:
+        return None
+    kind, values = data
+    return EVENT_TYPES[kind](**{name: Decimal(value[0]) if type(value) is tuple else value
+                                for name, value in values})
 
 
 # -- one day file, as plain data ---------------------------------------------------------------------
@@ -76,7 +114,8 @@ def read_day(path: Path | str, journal: str) -> tuple:
     faults: (filename, lineno, rule, message) per parse error or foreign directive, in the
     order `journal.journal_directives` gives them; items: per directive in file order,
     ("T", lineno, date ordinal, payee, narration, meta, postings, flag, tags, links, digest,
-    holders, index lines, leaf), ("P", lineno, date ordinal, number text, meta, digest, leaf)
+    holders, index lines, leaf, whole faults, event), ("P", lineno, date ordinal, number text,
+    meta, digest, leaf)
     or ("N", lineno, date ordinal) for a directive that is not an entry of the chain (its
     fault is in faults), postings as (account, number text, currency, meta). `journal`: the
     file's path relative to the books (what the holder index's rows name).
@@ -98,7 +137,8 @@ def read_day(path: Path | str, journal: str) -> tuple:
             items.append(("T", lineno, day, entry.payee, entry.narration, entry.meta,
                           tuple((p.account, str(p.number), p.currency, p.meta) for p in entry.postings),
                           entry.flag, entry.tags, entry.links, entry_hash(entry, entry.get("prev") or ""),
-                          tuple(holders_of(entry)), lines, hex_leaf(entry.get("hash") or "")))
+                          tuple(holders_of(entry)), lines, hex_leaf(entry.get("hash") or ""), whole_faults(entry),
+                          _event_of(entry)))
         elif isinstance(entry, Price):
             items.append(("P", lineno, day, str(entry.number), entry.meta, entry_hash(entry, entry.get("prev") or ""),
                           hex_leaf(entry.get("hash") or "")))
@@ -123,10 +163,10 @@ def unpack_day(path: Path, faults: list, items: list) -> tuple[list, list[tuple[
         elif tag == "T":
             postings = tuple(Posting(account, Decimal(number), currency, pmeta)
                              for account, number, currency, pmeta in item[6])
-            out.append((Directive(day, meta, item[11], item[12], item[13]),
+            out.append((Directive(day, meta, item[11], item[12], item[13], item[14], _event_from(item[15])),
                         Transaction(day, item[3], item[4], item[5], postings, item[7], item[8], item[9]), item[10]))
         else:
-            out.append((Directive(day, meta, (), b"", item[6]), Price(day, Decimal(item[3]), item[4]), item[5]))
+            out.append((Directive(day, meta, (), b"", item[6], []), Price(day, Decimal(item[3]), item[4]), item[5]))
     return list(faults), out
 
 
