@@ -49,15 +49,17 @@ def holders_of(entry: Entry) -> list[str]:
     return out
 
 
-def event_rows(entry: Entry, day: date, journal: str, line: int) -> list[tuple]:
-    """The index rows of one entry: (holder, day, event, kind, file, line) per holder it names.
+def event_rows(entry: Entry, day: date, journal: str, line: int, holders: list[str] | None = None) -> list[tuple]:
+    """The index rows of one entry: (holder, day, event, kind, file, line) per holder it names
+    (`holders`: `holders_of(entry)`, when the caller has it).
 
     Prices and releases name no holder (a release reaches holders through the indices)."""
     event_id = entry.get("event")
     if not isinstance(entry, Transaction) or event_id is None:
         return []
     kind = entry.kind or ""
-    return [(holder, day, event_id, kind, journal, line) for holder in holders_of(entry)]
+    return [(holder, day, event_id, kind, journal, line) for holder in (holders_of(entry) if holders is None
+                                                                         else holders)]
 
 
 def row_digest_line(row: tuple) -> bytes:

@@ -120,7 +120,7 @@ def read_day(path: Path | str, journal: str) -> tuple:
     fault is in faults), postings as (account, number text, currency, meta). `journal`: the
     file's path relative to the books (what the holder index's rows name).
     """
-    directives, errors, options = parse_file(path)
+    directives, errors, options = parse_file(path, display=False)
     faults = []
     for error in file_faults(path, directives, errors, options):
         source = getattr(error, "source", None) or {}
@@ -133,11 +133,13 @@ def read_day(path: Path | str, journal: str) -> tuple:
         day = directive.date.toordinal() if isinstance(getattr(directive, "date", None), date) else None
         entry = from_beancount(directive)
         if isinstance(entry, Transaction):
-            lines = b"".join(row_digest_line(row) for row in event_rows(entry, entry.date, journal, int(lineno)))
+            holders = holders_of(entry)
+            lines = b"".join(row_digest_line(row) for row in event_rows(entry, entry.date, journal, int(lineno),
+                                                                        holders))
             items.append(("T", lineno, day, entry.payee, entry.narration, entry.meta,
                           tuple((p.account, str(p.number), p.currency, p.meta) for p in entry.postings),
                           entry.flag, entry.tags, entry.links, entry_hash(entry, entry.get("prev") or ""),
-                          tuple(holders_of(entry)), lines, hex_leaf(entry.get("hash") or ""), whole_faults(entry),
+                          tuple(holders), lines, hex_leaf(entry.get("hash") or ""), whole_faults(entry),
                           _event_of(entry)))
         elif isinstance(entry, Price):
             items.append(("P", lineno, day, str(entry.number), entry.meta, entry_hash(entry, entry.get("prev") or ""),
