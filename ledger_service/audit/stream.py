@@ -29,7 +29,7 @@ import marshal
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -203,13 +203,17 @@ class WorkerFailed(Exception):
 
 
 class _Worker:
-    def __init__(self, context, number: int) -> None:
+    def __init__(self, context, number: int, others: Sequence[_Worker | None] = ()) -> None:
+        """Start worker `number`; `others`: the workers started before it, whose pipe ends this
+        process holds (the new worker closes its copies: a worker's pipe then closes when this
+        process closes it, whatever other workers hold)."""
         self.number = number
         requests_recv, self.requests = context.Pipe(duplex=False)
         self.results, results_send = context.Pipe(duplex=False)
+        ends = [self.requests, self.results]
+        ends += [end for other in others if other is not None for end in (other.requests, other.results)]
         self.process = context.Process(target=_worker, name=f"verify-parse-{number}", daemon=True,
-                                       args=(requests_recv, results_send, (self.requests, self.results),
-                                             os.getpid()))
+                                       args=(requests_recv, results_send, tuple(ends), os.getpid()))
         self.process.start()
         requests_recv.close()
         results_send.close()
@@ -228,14 +232,16 @@ class _Worker:
                 raise WorkerFailed(f"worker {self.number} exited ({self.process.exitcode})")
         try:
             got_index, status, payload = marshal.loads(self.results.recv_bytes())
-        except (EOFError, OSError, ValueError, TypeError) as exc:
+            self.pending.pop(0)
+            if got_index != index:
+                raise WorkerFailed(f"worker {self.number} answered file {got_index} for file {index}")
+            if status != "ok":
+                raise WorkerFailed(f"worker {self.number}: {payload}")
+            faults, items = payload
+        except (EOFError, OSError, ValueError, TypeError) as exc:  # (a broken pipe, a torn or odd answer)
             raise WorkerFailed(f"worker {self.number}: {type(exc).__name__}: {exc}") from exc
-        self.pending.pop(0)
-        if got_index != index:
-            raise WorkerFailed(f"worker {self.number} answered file {got_index} for file {index}")
-        if status != "ok":
-            raise WorkerFailed(f"worker {self.number}: {payload}")
-        faults, items = payload
+        if not (isinstance(faults, list) and isinstance(items, list)):
+            raise WorkerFailed(f"worker {self.number} answered something else than a day file")
         return faults, items
 
     def stop(self) -> None:
@@ -279,7 +285,7 @@ class DayStream:
             context = multiprocessing.get_context(method)
             try:
                 for number in range(min(jobs, len(self.paths))):
-                    self.workers.append(_Worker(context, number))
+                    self.workers.append(_Worker(context, number, self.workers))
                 self._ask_ahead(LOOKAHEAD * len(self.workers))
             except BaseException:
                 self.close()
