@@ -36,10 +36,11 @@ from .state import MEMBER, MERCHANT, EventRecord, Holder, Indices, Payout, State
 from .subledger import after_release, grant_active, settle, take_sp
 
 
-def apply_entry(state: State, entry: Entry) -> None:
+def apply_entry(state: State, entry: Entry, event: Event | None = None) -> None:
     """Fold one chained entry into `state`: a price sets the value; the genesis and the daily
     release move the control balances (the release also the indices and the open day); an
-    event's own effects are dispatched on its parsed type."""
+    event's own effects are dispatched on its parsed type. `event`: the entry's event, when the
+    caller parsed it already (`parse(entry.kind, dict(entry.meta), by_meta_key=True)`)."""
     if isinstance(entry, Price):
         state.g.value = entry.number
         _chain(state, entry)
@@ -52,7 +53,7 @@ def apply_entry(state: State, entry: Entry) -> None:
         _chain(state, entry)
         return
 
-    ev = parse(kind, dict(entry.meta), by_meta_key=True)
+    ev = event if event is not None and event.kind == kind else parse(kind, dict(entry.meta), by_meta_key=True)
     event_id = entry.get("event")
     assert event_id is not None
     _open_holder(state, ev, entry)

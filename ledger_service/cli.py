@@ -185,24 +185,36 @@ def _print_supply(report: dict) -> None:
 @db_option
 @click.option("--no-db", is_flag=True, help="Check the journal alone (no database needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--jobs", type=click.IntRange(0, 64), default=None,
+              help="Worker processes that parse upcoming journal files while verify replays "
+                   "(0: parse in verify's own process). Default: 1 when 2 or more CPUs are available, else 0.")
 @lang_option
-def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool, lang: str | None) -> None:
+def verify(books: Path, db_url: str | None, no_db: bool, as_json: bool, jobs: int | None, lang: str | None) -> None:
     """Re-derive everything from the journal alone; exit 1 on any fault, each located."""
-    from .audit import record
-    from .audit.verify import VERIFIED_OK
-    from .audit.verify import verify as run_verify
-    from .store.db import NoDatabase, database_url, sqlite_file
+    from .audit.stream import DayStream, default_jobs
 
-    stray = None if no_db else sqlite_file(database_url(books, db_url))
-    if stray is not None and not stray.exists() and Books(books).exists():  # never create an empty one
-        _fail(NoDatabase(f"no database found ({stray} is absent): name the books' database with --db URL "
-                         "or $DATABASE_URL (books on PostgreSQL), or check the journal alone with --no-db"))
-    files = len(Books(books).journal_files())
-    fingerprint, started = record.fingerprint(books), time.monotonic()
-    with Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True, disable=as_json) as bar:
-        task = bar.add_task("files", total=files)
-        report = run_verify(books, db_url, use_db=not no_db, progress=lambda _p: bar.advance(task))
+    # The parse workers start first (forked before any thread or file of verify's exists) and
+    # parse the first day files while the rest of verify is imported.
+    days = DayStream(Books(books), default_jobs() if jobs is None else jobs) if Books(books).exists() else None
+    try:  # the workers stop whatever happens (an error, Ctrl-C, a failed check below)
+        from .audit import record
+        from .audit.verify import VERIFIED_OK
+        from .audit.verify import verify as run_verify
+        from .store.db import NoDatabase, database_url, sqlite_file
+
+        stray = None if no_db else sqlite_file(database_url(books, db_url))
+        if stray is not None and not stray.exists() and Books(books).exists():  # never create an empty one
+            _fail(NoDatabase(f"no database found ({stray} is absent): name the books' database with --db URL "
+                             "or $DATABASE_URL (books on PostgreSQL), or check the journal alone with --no-db"))
+        files = len(days.paths) if days is not None else 0
+        fingerprint, started = record.fingerprint(books), time.monotonic()
+        with Progress(TextColumn("verify"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, transient=True, disable=as_json) as bar:
+            task = bar.add_task("files", total=files)
+            report = run_verify(books, db_url, use_db=not no_db, progress=lambda _p: bar.advance(task), days=days)
+    finally:
+        if days is not None:
+            days.close()  # (verify closed it already, unless it never ran)
     if files:  # the Audit page shows this record until the books change (ledger/verified.json)
         record.write(books, record.result_of(report, fingerprint, time.monotonic() - started, "ledger-service verify"))
     if as_json:

@@ -237,6 +237,9 @@ def _meta_from(raw: dict[str, Any] | None) -> Meta:
     for key, value in raw.items():
         if key in ("filename", "lineno") or key.startswith("__"):
             continue
+        if value.__class__ is str:  # the usual case (the service writes every value quoted)
+            out.append((key, value))
+            continue
         if isinstance(value, Decimal):
             value = fmt(value)
         elif isinstance(value, date):

@@ -19,6 +19,7 @@ All hashes are raw 32-byte digests here; callers convert to and from hex.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 
 HASH_SIZE = 32
@@ -30,6 +31,17 @@ Nodes = Callable[[int, int], bytes]
 
 def leaf_hash(data: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + data).digest()
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def hex_leaf(digest: str) -> bytes | None:
+    """leaf_hash of the 32 bytes a text of 64 lowercase hex digits names (an entry's `hash`); None
+    for any other text."""
+    if not _HEX64.fullmatch(digest):
+        return None
+    return leaf_hash(bytes.fromhex(digest))
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:

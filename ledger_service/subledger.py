@@ -24,7 +24,7 @@ than the control accounts; the difference is the rounding residue `verify` shows
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from .amounts import INDEX_CONTEXT, SP, SV, ZERO, add, div, floor, mul, sub
@@ -66,7 +66,7 @@ class Balance:
 
 def balance(holder: Holder, g: Globals, epochs: Epochs) -> Balance:
     """The holder's balances rounded down to the commodity quantum, without changing them."""
-    view = replace(holder)
+    view = holder.copy()
     settle(view, g, epochs)
     return Balance(floor(view.sv_locked, SV), spendable(sv_active(view, g), SV), spendable(view.sp_exact, SP))
 

@@ -47,8 +47,8 @@ from ..errors import Conflict, Refusal
 from ..faults import Fault
 from ..journal import EntryReader
 from ..reports import genesis_globals
-from ..rules.events import EventKind
-from ..state import EventRecord, Globals, Indices, MemoryState, Overlay, supply_of
+from ..rules.events import Event, EventKind
+from ..state import EventRecord, Globals, Indices, MemoryState, Overlay, issued_of
 
 
 class Replay:
@@ -66,6 +66,7 @@ class Replay:
         self.entries = 0
         self.rules_ok = True  # false once the position can no longer be trusted
         self._digest = ""  # the SHA-256 of the entry being fed, as computed from its content
+        self._event: Event | None = None  # the event of the entry being fed, parsed by the rules' check
         self.entry: Entry | None = None  # the last directive fed, as an entry (None: not a chained one)
         # The parameters the genesis entry lacks (books made before they existed: config.LEGACY's value).
         self.made_before: frozenset[str] = frozenset()
@@ -88,13 +89,20 @@ class Replay:
 
     # -- the replay ------------------------------------------------------------------
 
-    def feed(self, directive: Any) -> None:
-        entry = self.entry = from_beancount(directive)
+    def feed(self, directive: Any, entry: Entry | None = None, digest: str = "") -> None:
+        """Replay `directive`. A caller that converted it already passes `entry`
+        (`from_beancount(directive)`) and may pass `digest`, `entry_hash(entry, its prev)`
+        computed from that same entry (`audit.stream`); `directive` then only locates it
+        (`meta`: filename, lineno)."""
+        if entry is None:
+            entry = from_beancount(directive)
+        self.entry = entry
         if entry is None:
             return
         self.entries += 1
         self._digest = ""
-        chain_ok = self._check_chain(directive, entry)
+        self._event = None
+        chain_ok = self._check_chain(directive, entry, digest)
         self._check_whole(directive, entry)
         if self.state is None:
             self._genesis(directive, entry)
@@ -106,7 +114,7 @@ class Replay:
         if chain_ok is not None:
             self.seq = chain_ok
 
-    def _check_chain(self, directive: Any, entry: Entry) -> int | None:
+    def _check_chain(self, directive: Any, entry: Entry, digest: str = "") -> int | None:
         seq_text = entry.get("seq")
         try:
             seq = int(seq_text) if seq_text is not None else None
@@ -123,28 +131,16 @@ class Replay:
                        f"prev {prev} is not the hash of the entry before ({self.prev}): an entry was removed, "
                        "inserted or moved")
         recorded = entry.get("hash")
-        computed = self._digest = entry_hash(entry, prev or "")
+        computed = self._digest = digest or entry_hash(entry, prev or "")
         if recorded != computed:
             self.fault(directive, entry, "chain.hash",
                        f"hash {recorded} does not match the entry's content ({computed}): the entry was altered")
         return seq
 
     def _check_whole(self, directive: Any, entry: Entry) -> None:
-        if not isinstance(entry, Transaction):
-            return
-        declared = entry.get("postings")
-        if declared != str(len(entry.postings)):
-            self.fault(directive, entry, "entry.torn",
-                       f"declares {declared} postings, has {len(entry.postings)}: the entry is cut or was altered")
-        sums: dict[str, Decimal] = {}
-        for p in entry.postings:
-            if not p.number.is_finite():
-                self.fault(directive, entry, "entry.amount", f"{p.account}: posting without an explicit amount")
-                continue
-            sums[p.currency] = sums.get(p.currency, ZERO) + p.number
-        for currency, total in sums.items():
-            if total != 0:
-                self.fault(directive, entry, "entry.unbalanced", f"{currency} postings sum to {fmt(total)}, not zero")
+        found = getattr(directive, "whole", None)  # computed by verify's parse worker, when there
+        for rule, message in whole_faults(entry) if found is None else found:
+            self.fault(directive, entry, rule, message)
 
     def _genesis(self, directive: Any, entry: Entry) -> None:
         if not isinstance(entry, Transaction) or entry.kind != EventKind.GENESIS:
@@ -193,7 +189,10 @@ class Replay:
                 if kind == EventKind.RELEASE:
                     expected = rules.release(g, ctx)
                 elif kind in rules.CLIENT_KINDS or kind in rules.ENGINE_KINDS:
-                    event = rules.parse(kind, dict(entry.meta), by_meta_key=True)
+                    event = getattr(directive, "event", None)  # parsed by verify's parse worker, when there
+                    if event is None or event.kind != kind:
+                        event = rules.parse(kind, dict(entry.meta), by_meta_key=True)
+                    self._event = event  # applied below without parsing the entry again
                     expected = rules.book(Overlay(state), event, ctx)
                 else:
                     self.fault(directive, entry, "entry.kind", f"unknown event kind {kind!r}")
@@ -220,8 +219,9 @@ class Replay:
             return
         meta = getattr(directive, "meta", None) or {}
         state.source = (meta.get("filename"), meta.get("lineno"), self._digest)
+        event, self._event = self._event, None
         try:
-            apply_entry(state, entry)
+            apply_entry(state, entry, event)
         except (AssertionError, Refusal, KeyError, ValueError, TypeError, AttributeError) as exc:
             self.fault(directive, entry, "apply.failed",
                        f"the entry cannot be applied to the position ({type(exc).__name__}: {exc}); "
@@ -230,13 +230,35 @@ class Replay:
             return
         finally:
             state.source = None
-        supply = supply_of(state.g, params.sp_cap)
-        if supply["issued"] > params.sp_cap:
+        issued = issued_of(state.g.balances)
+        if issued > params.sp_cap:
             self.fault(directive, entry, "sp.cap_exceeded",
-                       f"issued {fmt(supply['issued'])} SP exceeds the cap of {fmt(params.sp_cap)}")
+                       f"issued {fmt(issued)} SP exceeds the cap of {fmt(params.sp_cap)}")
         for account in ("Liabilities:Holders:SP", "Liabilities:Holders:SV:Active", "Liabilities:Holders:SV:Locked"):
             if state.g.balance(account) > 0:
                 self.fault(directive, entry, "holders.negative", f"{account} is below zero")
+
+
+def whole_faults(entry: Entry) -> list[tuple[str, str]]:
+    """(rule, message) per way a transaction is not whole: its `postings` count differs from the
+    postings read, a posting has no explicit amount, a commodity does not sum to zero."""
+    if not isinstance(entry, Transaction):
+        return []
+    out = []
+    declared = entry.get("postings")
+    if declared != str(len(entry.postings)):
+        out.append(("entry.torn", f"declares {declared} postings, has {len(entry.postings)}: the entry is cut or "
+                                  "was altered"))
+    sums: dict[str, Decimal] = {}
+    for p in entry.postings:
+        if not p.number.is_finite():
+            out.append(("entry.amount", f"{p.account}: posting without an explicit amount"))
+            continue
+        sums[p.currency] = sums.get(p.currency, ZERO) + p.number
+    for currency, total in sums.items():
+        if total != 0:
+            out.append(("entry.unbalanced", f"{currency} postings sum to {fmt(total)}, not zero"))
+    return out
 
 
 def _same(expected: Entry, found: Entry) -> bool:

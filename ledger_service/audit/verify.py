@@ -23,10 +23,9 @@ from sqlalchemy import inspect, select, tuple_
 from .. import accounts as A
 from .. import reports, views
 from ..amounts import ZERO, fmt
-from ..engine import Booked
 from ..entries import Price, Transaction
 from ..faults import Fault
-from ..journal import Books, Foreign, journal_directives, main_text
+from ..journal import Books, day_of, main_text
 from ..rules.events import EventKind
 from ..store.db import NoDatabase, database_url, make_engine, safe_url, sessions
 from ..store.models import Base
@@ -34,6 +33,7 @@ from ..subledger import balance
 from ..text import plural
 from .caches import pickle_cache_warnings
 from .replay import Replay
+from .stream import DayStream
 
 # What every tool says when a verification finds no fault (the CLI, the demo platform, Fava's
 # Audit page): one sentence, the same everywhere (issue 14).
@@ -67,37 +67,30 @@ class Report:
         }
 
 
-def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True, progress=None) -> Report:
+def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True, progress=None,
+           jobs: int = 0, days: DayStream | None = None) -> Report:
+    """Verify the books. `jobs`: worker processes that parse upcoming journal files while this
+    process replays (`audit.stream`; 0: every file parsed here, when it is reached). `days`:
+    the journal's stream, started by the caller (`DayStream(books, jobs)`: its workers then
+    parse while the caller imports this module); it is closed here."""
     books = Books(books_dir)
     report = Report()
     replay = Replay()
     if not books.exists():
+        if days is not None:
+            days.close()
         report.faults.append(Fault(str(books.main), 0, "-", "books.missing", "no main.beancount"))
         return report
-    report.files = len(books.journal_files())
     report.warnings = pickle_cache_warnings(books.root)
-    db = _open_database(books, db_url, report) if use_db else None
-    checks = views.checkers(books.root)
+    if days is None:  # the workers start before any database or view file is opened here (they are forked)
+        days = DayStream(books, jobs)
+    days.progress, days.warnings = progress, report.warnings
+    report.files = len(days.paths)
+    db = None
     try:
-        for path, directive, errors in journal_directives(books, progress):
-            for error in errors:
-                source = getattr(error, "source", None) or {}
-                rule = "file.foreign" if isinstance(error, Foreign) else "syntax"
-                report.faults.append(Fault(str(source.get("filename", path)), int(source.get("lineno", 0) or 0), "-",
-                                           rule, str(getattr(error, "message", error)).strip()))
-            if directive is None:
-                continue
-            if hasattr(directive, "date") and path.stem != directive.date.isoformat():
-                meta = directive.meta
-                report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
-                                           f"entry dated {directive.date} in the journal file of {path.stem}"))
-            before = replay.entries
-            replay.feed(directive)
-            fed = replay.entries != before
-            for check in checks:
-                check.feed(path, directive, replay.entry if fed else None, replay.state)
-            if fed and db is not None:
-                db.check_entry(directive, replay)
+        db = _open_database(books, db_url, report) if use_db else None
+        checks = views.checkers(books.root)
+        _replay(days, replay, checks, db, report)
         report.faults += replay.faults
         for check in checks:
             report.faults += check.finish()
@@ -115,9 +108,35 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
         if db is not None:
             db.check_position(replay)
     finally:
+        days.close()  # stops the workers (also on an exception or Ctrl-C)
         if db is not None:
             db.close()
     return report
+
+
+def _replay(days: DayStream, replay: Replay, checks: list, db: _Database | None, report: Report) -> None:
+    """Every journal file in order: its parse faults, then each directive replayed and fed to
+    every check (and compared with the database)."""
+    for path, faults, triples in days:
+        for filename, lineno, rule, message in faults:
+            report.faults.append(Fault(filename, lineno, "-", rule, message))
+        stem = path.stem
+        named = day_of(path)  # the day the file's name gives (a name that is not one: every entry differs)
+        if named is not None and named.isoformat() != stem:
+            named = None
+        for directive, entry, digest in triples:
+            day = directive.date
+            if day is not None and day != named:
+                meta = directive.meta
+                report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
+                                           f"entry dated {day} in the journal file of {stem}"))
+            before = replay.entries
+            replay.feed(directive, entry, digest)
+            fed = replay.entries != before
+            for check in checks:
+                check.feed(path, directive, replay.entry if fed else None, replay.state)
+            if fed and db is not None:
+                db.check_entry(directive, replay)
 
 
 def _check_main(books: Books, genesis_day: date, report: Report) -> None:
@@ -609,6 +628,8 @@ class _Responses:
         if part >= 0:  # a day close: its release
             return {"date": entry.date.isoformat(), "id": expected["id"], "released_sp": entry.get("released_sp"),
                     "value_cny_per_sp": entry.get("value"), "hash": expected["hash"]}
+        from ..engine import Booked  # (here: `verify --no-db` never imports the engine and alembic)
+
         return Booked(expected["seq"], expected["id"] if expected["kind"] != EventKind.PRICE else None,
                       expected["kind"], entry.date, expected["hash"], expected["prev"], entry, "",
                       expected["file"]).to_json()

@@ -32,7 +32,6 @@ from ..state import (
     Indices,
     Payout,
 )
-from .migrate import upgrade
 from .models import (
     BalanceRow,
     Base,
@@ -195,6 +194,8 @@ def make_engine(url: str, create: bool = False) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     """Create the tables at the newest Alembic revision and stamp it."""
+    from .migrate import upgrade  # Alembic, imported by the commands that create or upgrade a schema only
+
     upgrade(engine)
 
 

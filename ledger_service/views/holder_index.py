@@ -68,7 +68,18 @@ from ..faults import Fault
 from ..journal import Books, DayFile, day_files, journal_directives, relative
 from ..reports import genesis_globals
 from ..rules.events import EventKind
-from ..state import HOLDER_KEYS, Epoch, EventRecord, Globals, Holder, MemoryState, Payout, State
+from ..state import (
+    Epoch,
+    EventRecord,
+    Globals,
+    Holder,
+    MemoryState,
+    Payout,
+    State,
+    event_rows,
+    holders_of,
+    row_digest_line,
+)
 from ..store.models import DecimalText
 from ..subledger import balance
 from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
@@ -167,38 +178,19 @@ def _engine(path: Path, create: bool) -> Engine:
     return engine
 
 
-# -- which holders an entry concerns -------------------------------------------------------
+# -- which holders an entry concerns: `state.holders_of`, `state.event_rows`, `state.row_digest_line`
 
 
-def holders_of(entry: Entry) -> list[str]:
-    """The holders an entry names (metadata, then posting `holder`s), each once, in order."""
-    out: list[str] = []
-    meta = dict(entry.meta)
-    for key in HOLDER_KEYS:
-        value = meta.get(key)
-        if isinstance(value, str) and value not in out:
-            out.append(value)
-    for posting in getattr(entry, "postings", ()):
-        holder = posting.holder
-        if holder is not None and holder not in out:
-            out.append(holder)
-    return out
-
-
-def event_rows(entry: Entry, day: date, journal: str, line: int) -> list[tuple]:
-    """The index rows of one entry: (holder, day, event, kind, file, line) per holder it names.
-
-    Prices and releases name no holder (a release reaches holders through the indices)."""
-    event_id = entry.get("event")
-    if not isinstance(entry, Transaction) or event_id is None:
-        return []
-    kind = entry.kind or ""
-    return [(holder, day, event_id, kind, journal, line) for holder in holders_of(entry)]
-
-
-def row_digest_line(row: tuple) -> bytes:
-    holder, day, event_id, kind, journal, line = row
-    return f"{holder}|{day.isoformat()}|{event_id}|{kind}|{journal}|{line}\n".encode()
+def _seq_of(entry: Entry) -> int:
+    """An entry's `seq` as a number (0: none; a number written otherwise is read as Beancount would)."""
+    text = entry.get("seq") or "0"
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return int(Decimal(text))
+        except (ArithmeticError, ValueError):
+            return 0
 
 
 # -- the position, as a `State` ---------------------------------------------------------------
@@ -619,6 +611,8 @@ class IndexCheck:
         self.digest = hashlib.sha256()
         self.compared = False
         self.last_release: int | None = None  # seq of the last release seen
+        self._path: Path | None = None  # the journal file being fed, and its path relative to the books
+        self._journal = ""
         self.engine = open_engine(self.path)
         if self.engine is not None:
             with self.engine.connect() as c:
@@ -635,14 +629,17 @@ class IndexCheck:
         """Called after the fold was fed `directive` (`entry`: its conversion, `state`: the position after it)."""
         if entry is None:  # not an entry of the chain
             return
-        meta = directive.meta
-        if meta.get("kind") == EventKind.RELEASE:
-            self.last_release = int(meta.get("seq") or 0)
+        if isinstance(entry, Transaction) and entry.kind == EventKind.RELEASE:
+            self.last_release = _seq_of(entry)
         if self.target is None or self.compared:
             return
-        journal = relative(self.root, path)
-        for row in event_rows(entry, entry.date, journal, int(meta.get("lineno", 0))):
-            self.digest.update(row_digest_line(row))
+        lines = getattr(directive, "index_lines", None)  # computed by verify's parse worker, when there
+        if lines is None:
+            if path != self._path:
+                self._path, self._journal = path, relative(self.root, path)
+            lines = b"".join(row_digest_line(row) for row in event_rows(entry, entry.date, self._journal,
+                                                                         int(directive.meta.get("lineno", 0))))
+        self.digest.update(lines)
         if state is not None and state.g.seq == self.target.seq:
             self._compare(state)
             self.compared = True

@@ -517,7 +517,10 @@ class LedgerRebuild:
             self._path = path
             rel = relative(self.root, Path(path))
             agg = self._agg = self.days.setdefault(Path(path), DayAggregator(rel, day_of(rel)))
-        agg.feed(directive)
+        if entry is not None:  # converted once by the caller (`verify`): the same sums as `feed`
+            agg.feed_entry(entry)
+        else:
+            agg.feed(directive)
         if self.genesis is None and agg.genesis is not None:
             self.genesis = Genesis.of(agg.genesis, agg.journal)
 

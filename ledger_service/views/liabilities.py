@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -125,7 +124,7 @@ def delete_db(books_root: Path | str) -> None:
 
 def leaf_figures(holder: Holder, g: Any, epochs: Any) -> tuple[Decimal, Decimal, Decimal]:
     """(base_sp, shares, sv_locked) of a holder at the position `g` (settled on a copy)."""
-    view = replace(holder)
+    view = holder.copy()
     settle(view, g, epochs)
     return ms.CTX.subtract(view.sp_exact, ms.CTX.multiply(view.shares, view.sp_ckpt)), view.shares, view.sv_locked
 
@@ -278,8 +277,9 @@ class DayFolder:
         self.seen: set[str] = set()
         self.epoch = epoch  # the epoch at the previous close
 
-    def entry(self, entry: Entry, state: Any) -> dict[str, Any] | None:
-        for holder_id in holder_index.holders_of(entry):
+    def entry(self, entry: Entry, state: Any, holders: Sequence[str] | None = None) -> dict[str, Any] | None:
+        """`holders`: `holders_of(entry)`, when the caller has it."""
+        for holder_id in holder_index.holders_of(entry) if holders is None else holders:
             if holder_id not in self.seen:
                 self.seen.add(holder_id)
                 self.touched.append(holder_id)
@@ -469,7 +469,7 @@ class LiabilitiesCheck:
             self.broken = True
             return
         try:
-            obj = self.folder.entry(entry, state)
+            obj = self.folder.entry(entry, state, getattr(directive, "holders", None))  # (from verify's parse worker)
         except (AssertionError, KeyError) as exc:
             self.broken = True
             self._fault(str(db_path(self.root)), "liabilities.fold", f"not recomputed past {entry.date}: {exc}")

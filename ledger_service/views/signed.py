@@ -174,15 +174,15 @@ class SignedCheck:
         if entry is None or self.broken:
             return
         digest = entry.get("hash") or ""
-        try:
-            self.frontier, _made = merkle.push(self.frontier, merkle.leaf_hash(bytes.fromhex(digest)))
+        try:  # the leaf computed by verify's parse worker, when there is one (the same hash)
+            leaf = getattr(directive, "leaf", None) or merkle.leaf_hash(bytes.fromhex(digest))
+            self.frontier, _made = merkle.push(self.frontier, leaf)
         except ValueError:
             self.broken = True  # the replay and the event log's check name the broken hash
             return
         self.size += 1
         if not isinstance(entry, Transaction):
             return
-        where = f"{relative(self.root, path)}:{directive.meta.get('lineno', 0)}"
         kind = entry.kind
         if kind == EventKind.GENESIS:
             self._genesis(entry)
@@ -191,9 +191,9 @@ class SignedCheck:
                       if state is not None and self.params is not None else None)
             self.closed[entry.date] = (self.size, digest, merkle.frontier_root(self.frontier).hex(), supply)
         elif kind == EventKind.SIGNING_KEY:
-            self._rotation(entry, where)
+            self._rotation(entry, f"{relative(self.root, path)}:{directive.meta.get('lineno', 0)}")
         elif kind == EventKind.CHECKPOINT:
-            self._checkpoint(entry, where)
+            self._checkpoint(entry, f"{relative(self.root, path)}:{directive.meta.get('lineno', 0)}")
 
     def _genesis(self, entry: Transaction) -> None:
         try:
