@@ -341,8 +341,9 @@ def _print_demo_figures(figures: dict) -> None:
                   f"SQLite {figures['sqlite_bytes'] / mib:,.1f} MiB")
 
 
-# Request threads per gunicorn worker (README "Group commit": measured against 1, the sync worker).
-SERVE_THREADS = 1
+# Request threads per gunicorn worker: above 1, gthread with group commit (README "Throughput: group
+# commit across requests": measured against 1, the sync worker, in BENCHMARKS.md).
+SERVE_THREADS = 8
 
 
 @main.command()
