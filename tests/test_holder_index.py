@@ -189,7 +189,7 @@ def test_the_audit_page_shows_the_recorded_verification_at_once(books: Path, tmp
     assert found["ok"] and found["by"] == "ledger-service verify" and found["fingerprint"] == record.fingerprint(copy)
     fava = Fava(copy / ledger_tier.LEDGER_MAIN)
     html = fava.get("extension/AuditPage/")
-    assert 'id="verify-status" data-ok="true"' in html and "by ledger-service verify" in html
+    assert 'id="verify-status" data-ok="true"' in html and "by <code>ledger-service verify</code>" in html
     job = jobs.verify_job(copy)
     assert job.thread is None  # nothing re-verified: the record covers the books as they are
     # a changed journal file makes the record stale: verified again, the new result recorded
