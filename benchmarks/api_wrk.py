@@ -2,7 +2,7 @@
 """Orders per second through the real API, loaded by a C load generator (issue 15 §1, §2).
 
 The load comes from `wrk` (Debian's package; installed with apt-get when missing and the
-script runs as root), scripted in Lua (`benchmarks/wrk/orders.lua`): each wrk thread posts
+script runs as root), scripted in Lua (`benchmarks/wrk/load.lua`): each wrk thread posts
 the lines of its own request file, each with its own order id and Idempotency-Key. No Python
 client competes for the two cores (`api_orders.py` stays as a cross-check).
 
@@ -18,7 +18,7 @@ For each database (`--db sqlite,postgresql`), each server mode (`--modes`: `sync
 `serve --workers 2` with gunicorn's sync worker, one request at a time per process;
 `threadsN` = `serve --workers 2 --threads N`, request threads whose bookings share commits)
 and each client count (`--clients 8,64`), `--runs` times, in this order within a run:
-1. `GET /health` of the same server (wrk, get.lua) — the server's own baseline;
+1. `GET /health` of the same server (wrk, the same script without a request file) — the server's own baseline;
 2. the stack's ceiling: `benchmarks/wrk/ceiling_app.py` (APIFlask, the same `OrderIn`
    schema, an order-shaped endpoint that validates and books nothing) on gunicorn with the
    same worker class, workers and threads;
@@ -71,6 +71,7 @@ sys.path.insert(0, str(REPO))
 import seeding  # noqa: E402
 
 BIN = Path(sys.executable).parent
+SCRIPT = str(HERE / "wrk" / "load.lua")
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -303,9 +304,9 @@ def measure(args: Namespace, binary: str, db: str, mode: str, clients: int, book
     api = api_server(root, db_url, threads, args.workers, work)
     try:
         get_env = {"WRK_API_KEY": books["key"], "WRK_PATH": "/health"}
-        wrk(binary, api.port, str(HERE / "wrk/get.lua"), clients, 2, get_env)
+        wrk(binary, api.port, SCRIPT, clients, 2, get_env)
         with OthersCpu() as others:
-            row["health"] = wrk(binary, api.port, str(HERE / "wrk/get.lua"), clients, args.duration, get_env)
+            row["health"] = wrk(binary, api.port, SCRIPT, clients, args.duration, get_env)
         row["health"]["others_cores"] = others.cores
         loads.append(load1())
         ceiling = ceiling_server(threads, args.workers, work)
@@ -313,9 +314,9 @@ def measure(args: Namespace, binary: str, db: str, mode: str, clients: int, book
             tag = f"c{run_no}{db[0]}{mode}{clients}{uuid.uuid4().hex[:4]}"
             prefix = request_files(work, books, tag, 2, args.per_thread, args)
             env = {"WRK_API_KEY": books["key"], "WRK_REQUESTS_PREFIX": prefix}
-            wrk(binary, ceiling.port, str(HERE / "wrk/orders.lua"), clients, 2, env)
+            wrk(binary, ceiling.port, SCRIPT, clients, 2, env)
             with OthersCpu() as others:
-                row["ceiling"] = wrk(binary, ceiling.port, str(HERE / "wrk/orders.lua"), clients, args.duration, env)
+                row["ceiling"] = wrk(binary, ceiling.port, SCRIPT, clients, args.duration, env)
             row["ceiling"]["others_cores"] = others.cores
         finally:
             ceiling.stop()
@@ -323,12 +324,12 @@ def measure(args: Namespace, binary: str, db: str, mode: str, clients: int, book
         tag = f"r{run_no}{db[0]}{mode}{clients}{uuid.uuid4().hex[:4]}"
         prefix = request_files(work, books, tag, 2, args.per_thread, args)
         env = {"WRK_API_KEY": books["key"], "WRK_REQUESTS_PREFIX": prefix}
-        wrk(binary, api.port, str(HERE / "wrk/orders.lua"), clients, 2, env)  # warm-up: its own orders
+        wrk(binary, api.port, SCRIPT, clients, 2, env)  # warm-up: its own orders
         tag = f"m{run_no}{db[0]}{mode}{clients}{uuid.uuid4().hex[:4]}"
         prefix = request_files(work, books, tag, 2, args.per_thread, args)
         env["WRK_REQUESTS_PREFIX"] = prefix
         with OthersCpu() as others:
-            orders = wrk(binary, api.port, str(HERE / "wrk/orders.lua"), clients, args.duration, env)
+            orders = wrk(binary, api.port, SCRIPT, clients, args.duration, env)
         orders["others_cores"] = others.cores
         loads.append(load1())
     finally:

@@ -35,7 +35,7 @@ from beancount.parser.grammar import ValueType
 from ledger_service.errors import Invalid, Refusal
 from ledger_service.rules.events import Grant, parse
 
-from .common import CsvFile, CsvRow, CsvShape, FormatError, NamedImporter, extra_cells, row_day
+from .common import CsvRow, CsvShape, FormatError, NamedImporter, extra_cells, row_day
 
 COLUMNS = ("ref", "date", "holder", "sv", "reason", "campaign")
 REQUIRED = ("ref", "holder", "sv")
@@ -50,9 +50,6 @@ class GrantRow(CsvRow):
 
 
 SHAPE = CsvShape("a task-completion", COLUMNS, REQUIRED, GrantRow)
-GrantFile = CsvFile
-header_ok = SHAPE.header_ok
-looks_like_grants = SHAPE.looks_like
 read_grants = SHAPE.read
 
 
@@ -85,7 +82,7 @@ class TaskGrantImporter(NamedImporter, beangulp.Importer):
         self._filename = filename
 
     def identify(self, filepath: str) -> bool:
-        return looks_like_grants(filepath)
+        return SHAPE.looks_like(filepath)
 
     def account(self, filepath: str) -> data.Account:
         return self._account

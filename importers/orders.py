@@ -35,7 +35,7 @@ from beancount.parser.grammar import ValueType
 from ledger_service.errors import Invalid, Refusal
 from ledger_service.rules.events import parse
 
-from .common import CsvFile, CsvRow, CsvShape, FormatError, NamedImporter, extra_cells, row_day
+from .common import CsvRow, CsvShape, FormatError, NamedImporter, extra_cells, row_day
 
 COLUMNS = ("order_id", "date", "buyer", "merchant", "amount_cny", "ship_region")
 REQUIRED = ("order_id", "buyer", "merchant", "amount_cny")
@@ -49,9 +49,6 @@ class OrderRow(CsvRow):
 
 
 SHAPE = CsvShape("an order export", COLUMNS, REQUIRED, OrderRow)
-OrderFile = CsvFile
-header_ok = SHAPE.header_ok
-looks_like_orders = SHAPE.looks_like
 read_orders = SHAPE.read
 
 
@@ -82,7 +79,7 @@ class OrderExportImporter(NamedImporter, beangulp.Importer):
         self._filename = filename
 
     def identify(self, filepath: str) -> bool:
-        return looks_like_orders(filepath)
+        return SHAPE.looks_like(filepath)
 
     def account(self, filepath: str) -> data.Account:
         return self._account

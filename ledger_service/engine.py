@@ -320,14 +320,12 @@ class Engine:
 
     def _book_group_locked(self, batch: list[Request]) -> list[Request]:
         """`book_group` with the writer lock held (the group commit's leader took it)."""
+        assert batch
         today = self.today()
-        live = _not_in_future(batch, today)
-        if not live:
-            return []
-        first_day = min(day or today for _e, day, _i in (r.payload for r in live))
+        first_day = min(min(day or today for _e, day, _i in (r.payload for r in batch)), today)
         retry: list[Request] = []
         answered: list[tuple[Request, Booked]] = []
-        with _gc_paused(len(live) >= GC_PAUSE_FROM):
+        with _gc_paused(len(batch) >= GC_PAUSE_FROM):
             if (first_day - self._open_day()).days > MAX_DAYS_PER_COMMIT:
                 self._catch_up(first_day - timedelta(days=MAX_DAYS_PER_COMMIT))
             with self.Session() as session:
@@ -335,11 +333,11 @@ class Engine:
                     try:
                         self._repair(session)
                     except JournalUnavailable as exc:
-                        for request in live:
+                        for request in batch:
                             request.fail(JournalUnavailable(exc.lag_entries, exc.cause,
                                                             _booked_under(request.payload[2], session)))
                         return []
-                    overlay, booked, answered, retry = self._plan_group(session, live, today)
+                    overlay, booked, answered, retry = self._plan_group(session, batch, today)
                     if not answered:
                         return retry
                     rows = self._persist(session, overlay, booked)
@@ -359,17 +357,17 @@ class Engine:
         self._group_booked = booked
         return retry
 
-    def _plan_group(self, session, live: list[Request], today: date):
+    def _plan_group(self, session, batch: list[Request], today: date):
         """The batch's overlay and entries, the requests booked with their entry, those to retry."""
         g = load_globals(session)
         reader = DbReader(session, g)
-        reader.prefetch([r.payload[0] for r in live])
+        reader.prefetch([r.payload[0] for r in batch])
         overlay = Overlay(reader)
         booked: list[Booked] = []
         answered: list[tuple[Request, Booked]] = []
         retry: list[Request] = []
         keys: set[tuple[str, str]] = set()
-        for request in live:
+        for request in batch:
             event, day, idempotency = request.payload
             if idempotency is not None:
                 key = (idempotency.scope, idempotency.key)
@@ -381,20 +379,13 @@ class Engine:
             try:
                 if idempotency is not None:
                     idempotency.check(session)
-                event = rules.parse(event.kind, dict(event.to_meta()), by_meta_key=True)
-                day = self._check_day(child.g, day or today, event)
-                closes: list[Booked] = []
-                while child.g.open_day < day:
-                    closes += self._close(child)
-                seq = child.g.seq + 1
-                one = _chain(child, rules.book(child, event, rules.Ctx(event_id_for(seq), seq, day, self.params)),
-                             self.params)
+                mine = self._plan_one(child, event, day or today)  # a day in the future is refused here
             except (Refusal, IdempotentReplay) as exc:
                 request.fail(exc)
                 continue
             overlay.absorb(child)
-            booked += [*closes, one]
-            answered.append((request, one))
+            booked += mine
+            answered.append((request, mine[-1]))
         return overlay, booked, answered, retry
 
     def submit_many(self, events: Iterable[tuple[Event, date | None]],
@@ -483,15 +474,21 @@ class Engine:
         overlay = Overlay(reader)
         booked: list[Booked] = []
         for event, day in events:
-            # Validated and normalised exactly as a verifier will read it back from the journal.
-            event = rules.parse(event.kind, dict(event.to_meta()), by_meta_key=True)
-            day = self._check_day(overlay.g, day or self.today(), event)
-            while overlay.g.open_day < day:
-                booked += self._close(overlay)
-            seq = overlay.g.seq + 1
-            ctx = rules.Ctx(event_id_for(seq), seq, day, self.params)
-            booked.append(_chain(overlay, rules.book(overlay, event, ctx), self.params))
+            booked += self._plan_one(overlay, event, day or self.today())
         return overlay, booked
+
+    def _plan_one(self, overlay: Overlay, event: Event, day: date) -> list[Booked]:
+        """Book one event on `overlay` on `day`: the closes of the days before it, then its entry (last)."""
+        # Validated and normalised exactly as a verifier will read it back from the journal.
+        event = rules.parse(event.kind, dict(event.to_meta()), by_meta_key=True)
+        day = self._check_day(overlay.g, day, event)
+        booked: list[Booked] = []
+        while overlay.g.open_day < day:
+            booked += self._close(overlay)
+        seq = overlay.g.seq + 1
+        ctx = rules.Ctx(event_id_for(seq), seq, day, self.params)
+        booked.append(_chain(overlay, rules.book(overlay, event, ctx), self.params))
+        return booked
 
     def quote(self, event: Event, day: date | None = None) -> Booked:
         """What `event` would book now, booking nothing."""
@@ -891,18 +888,6 @@ def _cause(exc: OSError, root: Path) -> str:
         except ValueError:
             return f"{Path(exc.filename).name}: {reason}"
     return reason
-
-
-def _not_in_future(batch: list[Request], today: date) -> list[Request]:
-    """The requests of a group commit whose day is not after today; the others are answered."""
-    live: list[Request] = []
-    for request in batch:
-        day = request.payload[1]
-        if day is not None and day > today:
-            request.fail(Invalid("date.future", f"date: {day} is in the future (today is {today})", "date"))
-        else:
-            live.append(request)
-    return live
 
 
 def _booked_under(idempotency: Idempotency | None, session) -> str | None:

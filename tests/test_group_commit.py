@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -182,7 +183,9 @@ def test_a_group_books_what_one_by_one_books_and_a_refusal_leaves_no_trace(make_
         (Order("o5", "other", "shop", Decimal("20.00")), None, None),
     ]
     batch = [Request((event, None, key)) for event, key, _want in plan]
-    retry = grouped.book_group(batch)
+    future = Request((Register("tomorrow"), grouped.today() + timedelta(days=1), None))
+    retry = grouped.book_group([*batch, future])
+    assert isinstance(future.error, Refusal) and future.error.rule == "date.future", future.error
     assert retry == [batch[5], batch[7]]  # each with the key of an earlier request of the batch
     for request, (_event, _key_, want) in zip(batch, plan, strict=True):
         if want is None:

@@ -119,13 +119,14 @@ class BooksCollector(Collector):
             yield _gauge("ledger_last_verify_age_seconds", "Seconds since the last recorded verify finished",
                          time.time() - finished)
         yield _gauge("ledger_value_cny_per_sp", "Value of a point (CNY per SP) on the open day",
-                     float(Decimal(head["value_cny_per_sp"])))
+                     Decimal(head["value_cny_per_sp"]))
         if "circulating" in supply:
-            yield _gauge("ledger_circulating_sp", "SP circulating now", float(Decimal(str(supply["circulating"]))))
+            yield _gauge("ledger_circulating_sp", "SP circulating now", Decimal(str(supply["circulating"])))
 
 
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=float(value))
+def _gauge(name: str, documentation: str, value: float | Decimal) -> GaugeMetricFamily:
+    """A gauge; Prometheus samples are doubles, so a Decimal figure is shown rounded to one."""
+    return GaugeMetricFamily(name, documentation, value=float(value))  # float ok: the exposition format's double
 
 
 def _parse_time(text: str | None) -> float | None:

@@ -241,7 +241,7 @@ class HolderPage(_Books, FavaExtensionBase):
         view = jobs.holder_view(self.books_root)
         view.ensure(wait=FIRST_ANSWER_WAIT_S)
         since = view.since
-        out.update(building=view.building, error=view.error, ready=since is not None)
+        out.update(building=view.running, error=view.error, ready=since is not None)
         if since is not None:
             out.update(head=since.head, index_seq=since.index_seq, index_day=since.index_day,
                        since_entries=since.entries, built_s=since.built_s)
@@ -279,7 +279,7 @@ class HolderPage(_Books, FavaExtensionBase):
                 out.update(found=found, found_total=total, found_page=page, found_pages=pages)
         rank = jobs.ranking(self.books_root)
         rank.ensure(wait=FIRST_ANSWER_WAIT_S)
-        out.update(ranking_building=rank.building, ranking_error=rank.error, ranking_day=rank.day)
+        out.update(ranking_building=rank.running, ranking_error=rank.error, ranking_day=rank.day)
         for name, rows in (("sp", rank.by_sp), ("sv", rank.by_sv)):
             pages = max(1, -(-len(rows) // TOP_PER_PAGE))
             page = min(_int_arg(f"top_{name}_page"), pages)

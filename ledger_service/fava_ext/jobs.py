@@ -80,7 +80,6 @@ class BackgroundJob:
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    building = running
 
     def start(self, name: str, *args: Any, wait: float = 0.0) -> None:
         """Run `self.work(*args)` in the background unless a run is under way; wait up to `wait` s."""

@@ -75,12 +75,10 @@ def touch(session: Session, key_id: str) -> bool:
     """Record that the key was used today (the API calls it after a key is accepted): written at
     most once a day per key, so a busy client costs one read, not a write, per request.
     True when the row was written (the caller commits)."""
-    table = ApiKeyRow.__table__
-    now = _utcnow()
-    last = session.connection().execute(select(table.c.last_used).where(table.c.id == key_id)).scalar()
-    if last is not None and last.date() >= now.date():
+    last = session.connection().execute(select(_TABLE.c.last_used).where(_TABLE.c.id == key_id)).scalar()
+    if used_today(last):
         return False
-    session.connection().execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used=now))
+    session.connection().execute(update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(last_used=_utcnow()))
     return True
 
 

@@ -193,13 +193,8 @@ class Tree:
         self.dirty_nodes.add((level, idx))
 
     def leaf_index(self, holder_id: str) -> int | None:
-        found = self.index.get(holder_id)
-        if found is None and self.connection is not None:
-            found = self.connection.execute(select(LEAVES.c.leaf_index)
-                                            .where(LEAVES.c.holder_id == holder_id)).scalar()
-            if found is not None:
-                self.index[holder_id] = found
-        return found
+        self._read_indices([holder_id])
+        return self.index.get(holder_id)
 
     def with_shares(self) -> list[str]:
         """Every holder whose leaf holds shares (an epoch's end rebases them)."""

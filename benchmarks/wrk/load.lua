@@ -1,8 +1,10 @@
--- wrk script: each thread posts the requests of its own file, one per line:
+-- wrk script of benchmarks/api_wrk.py. With WRK_REQUESTS_PREFIX set, each thread posts the
+-- requests of its own file (WRK_REQUESTS_PREFIX .. thread number), one per line:
 --   <Idempotency-Key> TAB <JSON body>
--- (a replay repeats an earlier line of the same file: same key, same body). The API key comes
--- from the environment (WRK_API_KEY), the files from WRK_REQUESTS_PREFIX .. thread number.
--- At the end it prints one JSON line: status counts, replays, latency percentiles (µs).
+-- (a replay repeats an earlier line of the same file: same key, same body) to WRK_PATH
+-- (default /v1/orders); without it, every request is a GET of WRK_PATH (default /health).
+-- The API key comes from WRK_API_KEY. At the end it prints one JSON line: status counts,
+-- replays, whether a file ran out, latency percentiles (µs).
 
 local threads = {}
 local counter = 0
@@ -14,21 +16,27 @@ function setup(thread)
 end
 
 function init(args)
-  lines = {}
-  local path = os.getenv("WRK_REQUESTS_PREFIX") .. id
-  for line in io.lines(path) do
-    local tab = string.find(line, "\t", 1, true)
-    table.insert(lines, {string.sub(line, 1, tab - 1), string.sub(line, tab + 1)})
-  end
-  n = 0
   statuses = {}
   replayed = 0
   exhausted = 0
-  auth = "Bearer " .. os.getenv("WRK_API_KEY")
-  path_ = os.getenv("WRK_PATH") or "/v1/orders"
+  n = 0
+  lines = nil
+  local prefix = os.getenv("WRK_REQUESTS_PREFIX")
+  if prefix then
+    lines = {}
+    for line in io.lines(prefix .. id) do
+      local tab = string.find(line, "\t", 1, true)
+      table.insert(lines, {string.sub(line, 1, tab - 1), string.sub(line, tab + 1)})
+    end
+  end
+  auth = "Bearer " .. (os.getenv("WRK_API_KEY") or "")
+  path_ = os.getenv("WRK_PATH") or (lines and "/v1/orders" or "/health")
 end
 
 function request()
+  if not lines then
+    return wrk.format("GET", path_, {["Authorization"] = auth})
+  end
   n = n + 1
   if n > #lines then
     exhausted = 1
@@ -50,8 +58,7 @@ function done(summary, latency, requests)
   local counts = {}
   local total_replayed, total_exhausted = 0, 0
   for _, thread in ipairs(threads) do
-    local st = thread:get("statuses")
-    for code, k in pairs(st) do
+    for code, k in pairs(thread:get("statuses")) do
       counts[code] = (counts[code] or 0) + k
     end
     total_replayed = total_replayed + thread:get("replayed")
