@@ -35,20 +35,21 @@ verify: setup
 # Every benchmark of BENCHMARKS.md at a size that fits in about 10 minutes on 2 cores; results go
 # to $(BENCH_OUT), not over the full-size results in benchmarks/results/ (full commands: BENCHMARKS.md).
 BENCH_OUT ?= bench-out
+BENCH_FLAGS ?=  # e.g. --force: publish from a busy machine (benchmarks/loadgate.py)
 bench: setup
 	mkdir -p $(BENCH_OUT)
-	$(PY) benchmarks/engine_events.py --quick --out $(BENCH_OUT)/engine_events.json --md $(BENCH_OUT)/engine_events.md \
+	$(PY) benchmarks/engine_events.py $(BENCH_FLAGS) --quick --out $(BENCH_OUT)/engine_events.json --md $(BENCH_OUT)/engine_events.md \
 	    --profile-out $(BENCH_OUT)/engine_events_profile.txt
-	$(PY) benchmarks/api_wrk.py --db sqlite,postgresql --modes sync,threads8 --clients 8,64 --runs 1 --duration 5 \
+	$(PY) benchmarks/api_wrk.py $(BENCH_FLAGS) --db sqlite,postgresql --modes sync,threads8 --clients 8,64 --runs 1 --duration 5 \
 	    --per-thread 20000 --out $(BENCH_OUT)/api_wrk.json --md $(BENCH_OUT)/api_wrk.md
-	$(PY) benchmarks/api_orders.py --workers 2 --clients 8,64 --orders 50 --out $(BENCH_OUT)/api_orders_sqlite.json
-	$(PY) benchmarks/liabilities_close.py --quick --out $(BENCH_OUT)/liabilities_close.json --md $(BENCH_OUT)/liabilities_close.md
-	$(PY) benchmarks/close_day.py --sizes 1000,10000,100000 --days 3 --out $(BENCH_OUT)/close_day.json
-	$(PY) benchmarks/verify_bench.py --quick --out $(BENCH_OUT)/verify_bench.json
-	$(PY) benchmarks/fava_load.py --members 5000 --merchants 50 --orders-per-day 500 --days 5 \
+	$(PY) benchmarks/api_orders.py $(BENCH_FLAGS) --workers 2 --clients 8,64 --orders 50 --out $(BENCH_OUT)/api_orders_sqlite.json
+	$(PY) benchmarks/liabilities_close.py $(BENCH_FLAGS) --quick --out $(BENCH_OUT)/liabilities_close.json --md $(BENCH_OUT)/liabilities_close.md
+	$(PY) benchmarks/close_day.py $(BENCH_FLAGS) --sizes 1000,10000,100000 --days 3 --out $(BENCH_OUT)/close_day.json
+	$(PY) benchmarks/verify_bench.py $(BENCH_FLAGS) --quick --out $(BENCH_OUT)/verify_bench.json
+	$(PY) benchmarks/fava_load.py $(BENCH_FLAGS) --members 5000 --merchants 50 --orders-per-day 500 --days 5 \
 	    --out $(BENCH_OUT)/fava_load.json --md $(BENCH_OUT)/fava_load.md
-	$(PY) benchmarks/proofs.py --sizes 1000,10000,100000 --runs 3 --out $(BENCH_OUT)/proofs.json --md $(BENCH_OUT)/proofs.md
-	$(PY) benchmarks/demo_scale.py --members 20000 --merchants 200 --orders-per-day 2000 --days 2 --remove \
+	$(PY) benchmarks/proofs.py $(BENCH_FLAGS) --sizes 1000,10000,100000 --runs 3 --out $(BENCH_OUT)/proofs.json --md $(BENCH_OUT)/proofs.md
+	$(PY) benchmarks/demo_scale.py $(BENCH_FLAGS) --members 20000 --merchants 200 --orders-per-day 2000 --days 2 --remove \
 	    --books $(BENCH_OUT)/demo-books --out $(BENCH_OUT)/demo_scale.json --md $(BENCH_OUT)/demo_scale.md
 
 clean-books:

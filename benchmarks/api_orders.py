@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import loadgate
 import requests
 
 CLI = [sys.executable, "-m", "ledger_service.cli"]
@@ -89,7 +90,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200, help="orders per client")
     parser.add_argument("--db", default=None, help="SQLAlchemy URL (default SQLite in the books)")
     parser.add_argument("--out", type=Path, default=None)
+    loadgate.add_arguments(parser)
     args = parser.parse_args()
+    gate = loadgate.Gate.from_args(args).start()
 
     books = Path(tempfile.mkdtemp(prefix="bench-api-"))
     shutil.rmtree(books)
@@ -144,10 +147,13 @@ def main() -> None:
     verify = subprocess.run(CLI + ["verify", "--books", str(books)] + db, capture_output=True, text=True)
     results["verify_exit_code"] = verify.returncode
     print(f"verify after the load: exit {verify.returncode}")
-    if args.out:
+    published = gate.allow(results)
+    if args.out and published:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
     shutil.rmtree(books, ignore_errors=True)
+    if not published:
+        raise SystemExit(3)
 
 
 if __name__ == "__main__":

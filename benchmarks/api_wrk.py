@@ -68,7 +68,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
+import loadgate  # noqa: E402
 import seeding  # noqa: E402
+from loadgate import OthersCpu, load1  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SCRIPT = str(HERE / "wrk" / "load.lua")
@@ -77,68 +79,6 @@ PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:
 
 def log(msg: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
-
-
-def load1() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy (all CPUs: /proc/stat, idle and iowait excluded)."""
-    with open("/proc/stat", encoding="ascii") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
-
-
-def our_seconds() -> float:
-    """CPU seconds used by this script and every process it started (the servers, wrk), and by the
-    PostgreSQL server's processes (the database under test: command `postgres`)."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    database: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text(encoding="ascii")
-        except OSError:
-            continue
-        rest = stat[stat.rindex(")") + 2:].split()
-        parents[int(entry.name)] = int(rest[1])
-        if stat[stat.index("(") + 1:stat.rindex(")")] == "postgres":
-            database.add(int(entry.name))
-        # utime, stime, and those of its children it has reaped (gunicorn's workers, by the master)
-        cpu[int(entry.name)] = sum(int(x) for x in rest[11:15]) / CLOCK_TICKS
-    me = os.getpid()
-    mine = os.times()  # this script and the children it reaped (every wrk run)
-    total = mine.user + mine.system + mine.children_user + mine.children_system
-    for pid in cpu:
-        if pid == me:
-            continue
-        walk = pid
-        while walk > 1 and walk != me:
-            walk = parents.get(walk, 1)
-        if walk == me or pid in database:
-            total += cpu[pid]
-    return total
-
-
-class OthersCpu:
-    """The CPU others used on the machine while a measurement ran (cores, averaged): the machine's
-    busy time minus this script's and its children's. The 1-minute load average cannot tell: the
-    servers and wrk load both cores themselves."""
-
-    def __enter__(self) -> OthersCpu:
-        self.t0, self.busy0, self.ours0 = time.monotonic(), busy_seconds(), our_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        seconds = time.monotonic() - self.t0
-        others = (busy_seconds() - self.busy0) - (our_seconds() - self.ours0)
-        self.cores = round(max(0.0, others) / seconds, 2) if seconds > 0 else 0.0
 
 
 def free_port() -> int:
@@ -405,10 +345,7 @@ def arguments(argv: list[str] | None) -> Namespace:
     p.add_argument("--seed-orders", type=int, default=2_000)
     p.add_argument("--refused", type=float, default=0.05)
     p.add_argument("--replays", type=float, default=0.02)
-    p.add_argument("--max-load", type=float, default=1.5, help="the 1-minute load before the runs")
-    p.add_argument("--max-others", type=float, default=0.3,
-                   help="CPU cores other processes may use during a measurement (averaged over it)")
-    p.add_argument("--force", action="store_true")
+    loadgate.add_arguments(p)  # --max-others here applies to each measurement (averaged over it)
     p.add_argument("--quick", action="store_true", help="1 run of 4 s each, smaller books")
     p.add_argument("--out", type=Path)
     p.add_argument("--md", type=Path)
@@ -422,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     binary = ensure_wrk()
     waited = 0
-    while load1() > args.max_load and waited < 300:  # a run of our own may have just ended: let it decay
+    while load1() > args.max_load and waited < args.wait:  # a run of our own may have just ended: let it decay
         log(f"1-minute load {load1()} > {args.max_load}: waiting")
         time.sleep(15)
         waited += 15

@@ -49,6 +49,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import loadgate
 from sqlalchemy import bindparam, select, update
 
 from ledger_service import accounts as A
@@ -388,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="after the largest size, close days alternately on it and on fresh books of this many "
                          "holders (same machine load for both); 0 to skip")
     ap.add_argument("--keep", action="store_true", help="keep the books after the run")
+    loadgate.add_arguments(ap)
     args = ap.parse_args(argv)
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
@@ -407,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         "start": START.isoformat(), "today": today.isoformat(), "results": [],
     }
     log(f"books under {work}; clock today = {today}")
+    gate = loadgate.Gate.from_args(args).start()
+    partial = out_path.with_name(out_path.stem + ".partial.json")  # after every size; the result file only at the end
     t_all = time.perf_counter()
     try:
         engine = None
@@ -424,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             have = size
             doc["results"].append(result)
             doc["elapsed_s"] = round(time.perf_counter() - t_all, 1)
-            out_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")  # after every size
+            partial.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         if args.control and args.control < sizes[-1]:
             log(f"control: fresh books of {args.control:,} holders, closes alternating with the {sizes[-1]:,} books")
             control = Engine.init(work / "control", params, start=START, clock=lambda: today)
@@ -443,15 +447,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"books kept under {work}")
     doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    out_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    partial.unlink(missing_ok=True)
+    published = gate.allow(doc)
+    if published:
+        out_path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(table(doc["results"]))
     if "interleaved" in doc:
         r = doc["interleaved"]
         print(f"\ninterleaved closes, {r['big_size']:,} vs {r['control_size']:,} holders: median {r['big_ms_median']:.1f} vs "
               f"{r['control_ms_median']:.1f} ms (ratio {r['ratio_median']:.2f}), min {r['big_ms_min']:.1f} vs "
               f"{r['control_ms_min']:.1f} ms (ratio {r['ratio_min']:.2f})")
-    print(f"\n{doc['mode']} books, {args.days} timed closes per size, total {doc['elapsed_s']:.0f} s; JSON: {out_path}")
-    return 0
+    print(f"\n{doc['mode']} books, {args.days} timed closes per size, total {doc['elapsed_s']:.0f} s; "
+          f"JSON: {out_path if published else 'not written (busy machine)'}")
+    return 0 if published else 3
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
+import loadgate  # noqa: E402
 import seeding  # noqa: E402  (the machine facts, shared)
+
 FULL = {"members": 1_000_000, "merchants": 10_000, "orders_per_day": 50_000, "days": 7}
 QUICK = {"members": 100_000, "merchants": 1_000, "orders_per_day": 5_000, "days": 2}
 MIB = 1024 * 1024
@@ -204,6 +206,7 @@ def main() -> None:
     parser.add_argument("--note", default="", help="recorded with the results (e.g. which source tree ran)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--md", type=Path)
+    loadgate.add_arguments(parser)
     args = parser.parse_args()
     size = dict(QUICK if args.quick else FULL)
     for key in size:
@@ -220,10 +223,11 @@ def main() -> None:
     stats_file = books.parent / "demo_stats.json"
     stats_file.unlink(missing_ok=True)
     cli = [sys.executable, "-m", "ledger_service.cli"]
+    gate = loadgate.Gate.from_args(args).start()
     result = {
         "command": shlex.join(["python", "benchmarks/demo_scale.py", *_without_note(sys.argv[1:])]), "size": size,
         "machine": machine(), "commit": commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_before": os.getloadavg()[0], "books": str(books), "note": args.note,
+        "load_before": gate.load_before, "books": str(books), "note": args.note,
     }
     log(f"demo at {size}; books {books}")
     demo_argv = [*cli, "demo", "--books", str(books), "--members", str(size["members"]), "--merchants",
@@ -251,12 +255,18 @@ def main() -> None:
         except (OSError, ValueError) as exc:
             result["verify"]["report_error"] = str(exc)
     result["load_after"] = os.getloadavg()[0]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    md.write_text(markdown(result))
-    log(f"written {out} and {md}")
+    published = gate.allow(result)
+    if published:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        md.write_text(markdown(result))
+        log(f"written {out} and {md}")
+    else:
+        print(markdown(result))
     if args.remove:
         shutil.rmtree(books, ignore_errors=True)
+    if not published:
+        sys.exit(3)
     sys.exit(0 if result["demo"]["exit"] == 0 and result["verify"]["exit"] in (0, None) else 1)
 
 

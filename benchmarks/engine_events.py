@@ -57,6 +57,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import loadgate  # noqa: E402
 from seeding import Seeder, log, machine, peak_rss_mib  # noqa: E402
 
 DEFAULT_BATCHES = "1,100,1000,10000"
@@ -380,6 +381,7 @@ def main() -> None:
     parser.add_argument("--profile-out", type=Path, default=REPO / "benchmarks/results/engine_events_profile.txt")
     parser.add_argument("--md-only", action="store_true", help="rewrite --md from the JSON at --out, measuring nothing")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    loadgate.add_arguments(parser)
     args = parser.parse_args()
 
     if args.child:
@@ -412,6 +414,8 @@ def main() -> None:
                                    cwd=REPO).stdout.strip()
     result["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "ledger_service"], capture_output=True,
                                               text=True, cwd=REPO).stdout.strip())
+    gate = loadgate.Gate.from_args(args).start()
+    result["load_1m_before"] = gate.load_before
     temp = Path(tempfile.mkdtemp(prefix="engine-events-"))
     pg = None
     try:
@@ -451,7 +455,6 @@ def main() -> None:
                             f"({out['events_per_cpu_s']:,.0f} per CPU-s), "
                             f"commit median {out['commit_ms_median']:.1f} ms, peak RSS {out['peak_rss_mib']:.0f} MiB, "
                             f"load {out['loadavg_1m']}")
-                        write(args, result)
         result["fsync_baseline"].append(fsync_baseline(temp / "books-fsync", args.fsyncs))
         log(f"fsync baseline (after): {result['fsync_baseline'][1]['fsyncs_per_s']:,.0f} fsyncs/s")
         counts: list[dict] = []
@@ -481,8 +484,10 @@ def main() -> None:
                         row["pg_wal_syncs_per_commit"] = round(out["pg_wal_syncs_total"] / (commits + out["closes"]), 2)
                     counts.append(row)
                     log(f"  {row}")
-                    write(args, result)
         result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if not gate.allow(result):
+            print(markdown(result))
+            raise SystemExit(3)
         write(args, result)
         log(f"written {args.out} and {args.md}")
     finally:

@@ -42,6 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgate  # noqa: E402
 from seeding import START, Seeder, log, machine, peak_rss_mib  # noqa: E402  (shared with engine_events.py)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -325,6 +326,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--journal-full", action="store_true",
                         help="on the flat journal too: time a reload and the background work")
+    loadgate.add_arguments(parser)
     args = parser.parse_args()
 
     if args.measure:
@@ -333,6 +335,7 @@ def main() -> None:
 
     result = {"benchmark": "fava_load", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+    gate = loadgate.Gate.from_args(args).start()
     temp = None
     root = args.books
     if root is None:
@@ -358,6 +361,9 @@ def main() -> None:
             result["fava"]["journal"] = run_measure(journal_wrapper(root), args.holder, day, args.timeout,
                                                     full=args.journal_full)
         result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if not gate.allow(result):
+            print(markdown(result))
+            raise SystemExit(3)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         args.md.write_text(markdown(result))

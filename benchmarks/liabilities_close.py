@@ -44,9 +44,10 @@
    `YYYY-MM-DD.liabilities.json`). SQLite files are measured after their WAL is checkpointed
    into them.
 
-The 1-minute load average is recorded before, between the runs and after. A run whose load
-went above `--max-load` (default 1.5) is not written to `--out`/`--md` (exit 3) unless
-`--force`: figures from a machine others are using are not published. `--quick` (10³ + 2·10³
+The 1-minute load average is recorded before, between the runs and after. Publication follows
+`benchmarks/loadgate.py`: a run that started above `--max-load` (default 1.5), or during which
+other processes used more than `--max-others` cores (default 0.3), is not written to
+`--out`/`--md` (exit 3) unless `--force`. `--quick` (10³ + 2·10³
 vs 10⁵ holders, 2,000 touched, 10,000 events, 2 runs) writes to `results/liabilities_close_quick.*`.
 
     python benchmarks/liabilities_close.py --out benchmarks/results/liabilities_close.json
@@ -87,6 +88,7 @@ from ledger_service.views.liabilities import LEAVES, NODES, POSITION, Tree
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
+import loadgate  # noqa: E402
 import seeding  # noqa: E402  (the machine facts, shared)
 
 VERIFIER = REPO / "verifier" / "ledger_verify.py"
@@ -495,8 +497,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--proof-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--quick", action="store_true", help="3,000 vs 100,000 holders, 2,000 touched, 2 runs")
-    parser.add_argument("--max-load", type=float, default=1.5, help="refuse to publish above this 1-min load")
-    parser.add_argument("--force", action="store_true", help="publish even from a loaded machine")
+    loadgate.add_arguments(parser)
     parser.add_argument("--dir", type=Path, default=None, help="books folder (default: a temporary one, removed)")
     parser.add_argument("--out", type=Path, default=None, help="JSON (default results/liabilities_close.json)")
     parser.add_argument("--md", type=Path, default=None, help="markdown table (default: --out with .md)")
@@ -575,11 +576,8 @@ def run(args: argparse.Namespace, work: Path, report: dict, loads: list[float]) 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
-    start_load = load1()
-    if start_load > args.max_load and not args.force:
-        print(f"refused: the 1-minute load average is {start_load} > {args.max_load}; other work is running. "
-              "Wait for an idle machine, or pass --force (the figures are then not comparable).", file=sys.stderr)
-        return 3
+    gate = loadgate.Gate.from_args(args).start()
+    start_load = gate.load_before
     temp = args.dir is None
     work = Path(tempfile.mkdtemp(prefix="liabilities-bench-")) if temp else args.dir
     if not temp and work.exists():
@@ -607,11 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     text = table(report)
     print(text)
     print(f"wall {report['wall_s']:,.1f} s, CPU {report['cpu_s']:,.1f} s, peak RSS {report['peak_rss_mib']:,.0f} MiB")
-    if report["loadavg_max_1m"] > args.max_load and not args.force:
-        print(f"not published: the 1-minute load reached {report['loadavg_max_1m']} > {args.max_load} "
-              "(rerun on an idle machine, or pass --force)", file=sys.stderr)
+    if not gate.allow(report):
         return 3
-    report["forced"] = bool(args.force and report["loadavg_max_1m"] > args.max_load)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     args.md.write_text(text, encoding="utf-8")

@@ -69,6 +69,7 @@ from ledger_service.views.event_log import CHECKPOINTS, Checkpoint, Store
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
+import loadgate  # noqa: E402
 import seeding  # noqa: E402  (the machine facts, shared)
 
 VERIFIER = REPO / "verifier" / "ledger_verify.py"
@@ -319,7 +320,7 @@ def measure(root: Path, chain: Chain, lv: ModuleType, samples: int, runs: int, r
             produce.append(time_produce_inclusion(store, indices, n))
             verify_m.append(timed(verify_merkle_inclusion, proofs))
             verify_s.append(timed(lambda p: verify_standalone_inclusion(lv, p), proofs))
-            verify_cmd.append(timed(lambda f: lv.cmd_inclusion(argparse.Namespace(file=str(f), checkpoint=None))
+            verify_cmd.append(timed(lambda f: lv.cmd_inclusion(argparse.Namespace(file=str(f), checkpoint=None, key=None))
                                     .startswith("event "), files))
         canonical = [len(p["canonical"].encode("utf-8")) for p in proofs]
         out["inclusion"] = {
@@ -360,7 +361,7 @@ def measure(root: Path, chain: Chain, lv: ModuleType, samples: int, runs: int, r
                 p["from"]["log_size"], p["to"]["log_size"], bytes.fromhex(p["from"]["log_root"]),
                 bytes.fromhex(p["to"]["log_root"]), [bytes.fromhex(h) for h in p["path"]]), cproofs))
             cverify_s.append(timed(lambda p: verify_standalone_consistency(lv, p), cproofs))
-            cverify_cmd.append(timed(lambda f: lv.cmd_consistency(argparse.Namespace(file=str(f), trusted_from=None))
+            cverify_cmd.append(timed(lambda f: lv.cmd_consistency(argparse.Namespace(file=str(f), trusted_from=None, key=None))
                                      .startswith("the log"), cfiles))
         out["consistency"] = {
             "samples": len(ms), "path_hashes_median": statistics.median(len(p["path"]) for p in cproofs),
@@ -457,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="books folder (default: a temporary one, removed)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "proofs.json")
     parser.add_argument("--md", type=Path, default=None, help="markdown table (default: --out with .md)")
+    loadgate.add_arguments(parser)
     args = parser.parse_args(argv)
     sizes = [1000, 10000] if args.quick else [int(s) for s in args.sizes.split(",")]
     if sizes != sorted(set(sizes)) or sizes[0] < 2:
@@ -472,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     work = root / "proofs"
     work.mkdir()
     chain = Chain()
+    gate = loadgate.Gate.from_args(args).start()
     report: dict[str, Any] = {"script": "benchmarks/proofs.py", "argv": sys.argv[1:], "started": datetime.now()
                               .isoformat(timespec="seconds"), "machine": machine(), "git": git_state(),
                               "loadavg_start": os.getloadavg(), "day_size": args.day_size, "samples": args.samples,
@@ -512,9 +515,6 @@ def main(argv: list[str] | None = None) -> int:
             report["results"].append(result)
             report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
             report["loadavg_end"] = os.getloadavg()
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-            md.write_text(table(report["results"], args.day_size), encoding="utf-8")
             i = result["inclusion"]
             log(f"{size:,}: inclusion {i['bytes_median']:.0f}/{i['bytes_max']} B, produce "
                 f"{i['produce']['median_us']:.0f} µs, verify {i['verify_merkle']['median_us']:.0f} µs; "
@@ -523,6 +523,11 @@ def main(argv: list[str] | None = None) -> int:
         if temp:
             shutil.rmtree(root, ignore_errors=True)
     print(table(report["results"], args.day_size))
+    if not gate.allow(report):
+        return 3
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    md.write_text(table(report["results"], args.day_size), encoding="utf-8")
     return 0
 
 

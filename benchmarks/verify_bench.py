@@ -52,6 +52,8 @@ if (HERE / "seeding.py").exists():  # the simulator may move out of fava_load.py
 else:
     import fava_load as _seeding  # type: ignore[no-redef]
 
+import loadgate  # noqa: E402
+
 Seeder, machine, log = _seeding.Seeder, _seeding.machine, _seeding.log
 BIN = Path(sys.executable).parent
 
@@ -333,6 +335,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--label", default="", help="a note kept in the results (e.g. 'before the fix')")
     parser.add_argument("--render", type=Path, help="only write the Markdown of an existing results JSON")
+    loadgate.add_arguments(parser)
     args = parser.parse_args()
     if args.render:
         args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
@@ -354,6 +357,8 @@ def main() -> None:
               "commit": commit + (" + uncommitted changes under ledger_service/" if dirty else ""),
               "load_start": round(os.getloadavg()[0], 2), "label": args.label,
               "pythonpath": os.environ.get("PYTHONPATH", "")}
+    gate = loadgate.Gate.from_args(args).start()
+    result["load_start"] = gate.load_before
     t_start = time.perf_counter()
 
     if not args.no_main:
@@ -396,6 +401,9 @@ def main() -> None:
                                                 [r["verify_peak_rss_mib"] for r in rows]), 2)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     result["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if not gate.allow(result):
+        print(markdown(result))
+        raise SystemExit(3)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result))
