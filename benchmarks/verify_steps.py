@@ -124,20 +124,36 @@ def _instrument(worker_stats: str) -> None:
 
     def worker_with_stats(*args, **kwargs):
         _stats.clear()
+        _gc[:2] = [0.0, 0]
         c0, w0 = _clock(), _wall()
         try:
             return worker(*args, **kwargs)
         finally:
             total = [_clock() - c0, _wall() - w0]
             with open(f"{worker_stats}.{os.getpid()}", "w") as out:
-                json.dump({"total": total, "steps": dict(_stats)}, out)
+                json.dump({"total": total, "steps": dict(_stats), "gc": _gc[:2]}, out)
 
     stream._worker = worker_with_stats
 
 
+_gc = [0.0, 0, 0.0]  # CPU seconds in the collector, collections, start of the current one
+
+
+def _gc_callback(phase: str, _info: dict) -> None:
+    if phase == "start":
+        _gc[2] = _clock()
+    else:
+        _gc[0] += _clock() - _gc[2]
+        _gc[1] += 1
+
+
 def child(books: str, jobs: int | None, worker_stats: str, out: str) -> None:
+    import gc
+
     c0, w0 = _clock(), _wall()
     _instrument(worker_stats)
+    gc.callbacks.append(_gc_callback)
+    import ledger_service
     imports = [_clock() - c0, _wall() - w0]
     from ledger_service.cli import main
 
@@ -157,7 +173,8 @@ def child(books: str, jobs: int | None, worker_stats: str, out: str) -> None:
     Path(out).write_text(json.dumps({
         "imports": imports, "run": run, "steps": dict(_stats),
         "main_cpu_s": usage.ru_utime + usage.ru_stime, "children_cpu_s": children.ru_utime + children.ru_stime,
-        "wall_s": _wall() - w0, "peak_rss_mib": usage.ru_maxrss / 1024}))
+        "wall_s": _wall() - w0, "peak_rss_mib": usage.ru_maxrss / 1024, "gc": _gc[:2],
+        "package": str(Path(ledger_service.__file__).parent)}))
 
 
 # -- the parent: runs and tables ----------------------------------------------------------------------
@@ -198,8 +215,10 @@ def render(result: dict, runs: list[dict], command: str, books: Path) -> str:
                  imports[1], 1))
     accounted = sum(r[1] for r in rows)
     rows.append(("the rest (cli, JSON output, unattributed)", main_cpu - accounted, float("nan"), 1))
+    package = Path(result["package"])
     out = [f"# `verify --no-db` step by step: {command}",
-           f"# {datetime.now(UTC):%Y-%m-%dT%H:%M} UTC, books {books}, commit {_commit()}",
+           f"# {datetime.now(UTC):%Y-%m-%dT%H:%M} UTC, books {books}, ledger_service from {package} "
+           f"(commit {_commit(package.parent)})",
            f"# runs: {len(runs)}; main-process CPU s of each: "
            + ", ".join(f"{r['main_cpu_s']:.2f}" for r in runs)
            + "; workers' CPU s: " + ", ".join(f"{r['children_cpu_s']:.2f}" for r in runs)
@@ -208,18 +227,22 @@ def render(result: dict, runs: list[dict], command: str, books: Path) -> str:
            "under it",
            ""]
     out += table(f"main process: {main_cpu:.2f} s CPU, {result['wall_s']:.2f} s wall", main_cpu, rows)
+    out.append(f"(of which the garbage collector, inside the steps above: {result['gc'][0]:.3f} s CPU, "
+               f"{100 * result['gc'][0] / main_cpu:.1f}%, in {result['gc'][1]:,} collections)")
     for number, worker in enumerate(result["workers"]):
         wcpu = worker["total"][0]
         wrows = [(label, cpu, wall, int(calls)) for label, (cpu, wall, calls) in worker["steps"].items()]
         accounted = sum(r[1] for r in wrows)
         wrows.append(("the rest (marshal, pipe, loop, unattributed)", wcpu - accounted, float("nan"), 1))
         out += ["", *table(f"parse worker {number}: {wcpu:.2f} s CPU, {worker['total'][1]:.2f} s wall", wcpu, wrows)]
+        out.append(f"(of which the garbage collector, inside the steps above: {worker['gc'][0]:.3f} s CPU, "
+                   f"in {worker['gc'][1]:,} collections)")
     return "\n".join(out) + "\n"
 
 
-def _commit() -> str:
+def _commit(repo: Path = REPO) -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip()
 
     dirty = git("status", "--porcelain", "ledger_service")
     return git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
