@@ -147,11 +147,12 @@ def _gc_callback(phase: str, _info: dict) -> None:
         _gc[1] += 1
 
 
-def child(books: str, jobs: int | None, worker_stats: str, out: str) -> None:
+def child(books: str, jobs: int | None, worker_stats: str, out: str, plain: bool = False) -> None:
     import gc
 
     c0, w0 = _clock(), _wall()
-    _instrument(worker_stats)
+    if not plain:
+        _instrument(worker_stats)
     gc.callbacks.append(_gc_callback)
     import ledger_service
     imports = [_clock() - c0, _wall() - w0]
@@ -180,11 +181,12 @@ def child(books: str, jobs: int | None, worker_stats: str, out: str) -> None:
 # -- the parent: runs and tables ----------------------------------------------------------------------
 
 
-def one_run(books: Path, jobs: int | None) -> dict:
+def one_run(books: Path, jobs: int | None, plain: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "main.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(books), "--child-out", str(out),
-               "--worker-stats", str(Path(tmp) / "worker"), *([] if jobs is None else ["--jobs", str(jobs)])]
+               "--worker-stats", str(Path(tmp) / "worker"), *([] if jobs is None else ["--jobs", str(jobs)]),
+               *(["--plain"] if plain else [])]
         subprocess.run(cmd, check=True, cwd="/tmp")
         result = json.loads(out.read_text())
         result["workers"] = [json.loads(p.read_text()) for p in sorted(Path(tmp).glob("worker.*"))]
@@ -205,7 +207,7 @@ def table(title: str, total_cpu: float, rows: list[tuple[str, float, float, int]
     return lines
 
 
-def render(result: dict, runs: list[dict], command: str, books: Path) -> str:
+def render(result: dict, runs: list[dict], command: str, books: Path, plain: bool = False) -> str:
     main_cpu = result["main_cpu_s"]
     steps = result["steps"]
     rows = [(label, cpu, wall, int(calls)) for label, (cpu, wall, calls) in steps.items() if not label.startswith(
@@ -226,6 +228,10 @@ def render(result: dict, runs: list[dict], command: str, books: Path) -> str:
            "# the median run by main-process CPU below; CPU: the process's own, exclusive of the steps listed "
            "under it",
            ""]
+    if plain:  # (no timers: the CPU of each run and the collector's)
+        cpus = sorted(r["main_cpu_s"] for r in runs)
+        return "\n".join([*out[:3], f"# main-process CPU s: median {cpus[len(cpus) // 2]:.2f}, min {cpus[0]:.2f}; "
+                          "collector in the main process, s: " + ", ".join(f"{r['gc'][0]:.3f}" for r in runs)]) + "\n"
     out += table(f"main process: {main_cpu:.2f} s CPU, {result['wall_s']:.2f} s wall", main_cpu, rows)
     out.append(f"(of which the garbage collector, inside the steps above: {result['gc'][0]:.3f} s CPU, "
                f"{100 * result['gc'][0] / main_cpu:.1f}%, in {result['gc'][1]:,} collections)")
@@ -255,13 +261,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="verify --jobs (default: verify's)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pyinstrument", action="store_true", help="also pyinstrument's tree of one run")
+    parser.add_argument("--plain", action="store_true",
+                        help="no timers: only each run's CPU seconds (main process, workers) and the collector's")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     parser.add_argument("--worker-stats", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.jobs, args.worker_stats, args.child_out)
+        child(args.child, args.jobs, args.worker_stats, args.child_out, args.plain)
         return
     books = args.books
     if books is None:
@@ -272,8 +280,8 @@ def main() -> None:
 
         books, _seed = verify_bench.books_for(Path("/tmp/verify-bench"), **verify_bench.plan(True)["main"])
     command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    runs = [one_run(books, args.jobs) for _ in range(args.repeat)]
-    text = render(merge(runs), runs, command, books)
+    runs = [one_run(books, args.jobs, args.plain) for _ in range(args.repeat)]
+    text = render(merge(runs), runs, command, books, args.plain)
     if args.pyinstrument:
         jobs = [] if args.jobs is None else ["--jobs", str(args.jobs)]
         profile = subprocess.run([sys.executable, "-m", "pyinstrument", "-r", "text", "--", str(BIN / "ledger-service"),
