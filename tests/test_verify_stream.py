@@ -19,13 +19,14 @@ from ledger_books import copy_books, demo_books
 from ledger_service.audit import stream
 from ledger_service.audit.replay import whole_faults
 from ledger_service.audit.stream import LOOKAHEAD, DayStream, read_day, unpack_day
-from ledger_service.audit.verify import verify
+from ledger_service.audit.verify import _ledger_day, verify
 from ledger_service.entries import Price, Transaction, entry_hash, from_beancount
-from ledger_service.journal import Books, parse_file, relative
+from ledger_service.journal import Books, day_of, parse_file, relative
 from ledger_service.merkle import leaf_hash
 from ledger_service.rules.events import EVENT_TYPES
 from ledger_service.rules.events import parse as parse_event
 from ledger_service.state import event_rows, holders_of, row_digest_line
+from ledger_service.views.ledger_tier import DayAggregator, LedgerRebuild
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -88,6 +89,32 @@ def test_a_day_file_reads_back_field_for_field(books: Path):
                                                                directive.meta["lineno"]))
             else:
                 assert isinstance(want, Price) and str(entry.number) == str(directive.amount.number)
+
+
+def test_a_day_files_sums_and_chain_are_the_checks_own(books: Path, tampered: Path):
+    """The ledger tier's sums a worker adds up (`stream.day_sums`, rebuilt by `verify._ledger_day`)
+    are what its `DayAggregator` adds up entry by entry; each entry's `chain` is its metadata."""
+    for root in (books, tampered):
+        for path in Books(root).journal_files():
+            faults, items, sums = read_day(path, relative(root, path))
+            _faults, triples = unpack_day(path, faults, items, sums)
+            given, fed = LedgerRebuild(root), LedgerRebuild(root)
+            _ledger_day(given, path, sums, triples)
+            for directive, entry, _digest in triples:
+                fed.feed(path, directive, entry)
+                if entry is not None:
+                    assert directive.chain == tuple(entry.get(key) for key in stream.CHAIN_KEYS)
+            want = fed.days.get(path)
+            got = given.days[path]
+            if want is None:  # a file without directives: the check's fresh aggregator
+                want = DayAggregator(relative(root, path), day_of(path))
+            assert vars(got) == vars(want), path
+            for agg in (got, want):  # in the same order, the same digits
+                agg.sums = [(kind, [(key, str(total)) for key, total in totals.items()])  # type: ignore[assignment]
+                            for kind, totals in agg.sums.items()]
+                agg.counts = list(agg.counts.items())  # type: ignore[assignment]
+            assert vars(got) == vars(want), path
+            assert (given.genesis is None) == (fed.genesis is None) and given.genesis == fed.genesis
 
 
 def test_parse_faults_cross_the_pipe(tampered: Path):

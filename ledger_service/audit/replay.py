@@ -102,20 +102,24 @@ class Replay:
         self.entries += 1
         self._digest = ""
         self._event = None
-        chain_ok = self._check_chain(directive, entry, digest)
+        # (seq, prev, hash, kind, event) of its metadata: from verify's parse worker, when there
+        chain = getattr(directive, "chain", None) or (entry.get("seq"), entry.get("prev"), entry.get("hash"),
+                                                     entry.get("kind"), entry.get("event"))
+        chain_ok = self._check_chain(directive, entry, digest, chain)
         self._check_whole(directive, entry)
         if self.state is None:
             self._genesis(directive, entry)
         elif self.rules_ok:
-            self._check_rules(directive, entry)
-        recorded = entry.get("hash")
+            self._check_rules(directive, entry, chain)
+        recorded = chain[2]
         if recorded:
             self.prev = recorded
         if chain_ok is not None:
             self.seq = chain_ok
 
-    def _check_chain(self, directive: Any, entry: Entry, digest: str = "") -> int | None:
-        seq_text = entry.get("seq")
+    def _check_chain(self, directive: Any, entry: Entry, digest: str = "",
+                     chain: tuple[str | None, ...] | None = None) -> int | None:
+        seq_text, prev, recorded = chain[:3] if chain else (entry.get("seq"), entry.get("prev"), entry.get("hash"))
         try:
             seq = int(seq_text) if seq_text is not None else None
         except ValueError:
@@ -125,12 +129,10 @@ class Replay:
         elif seq != self.seq + 1:
             what = "missing or reordered entries" if seq > self.seq + 1 else "an entry repeated or reordered"
             self.fault(directive, entry, "chain.seq", f"sequence {seq} follows {self.seq}: {what}")
-        prev = entry.get("prev")
         if prev != self.prev:
             self.fault(directive, entry, "chain.prev",
                        f"prev {prev} is not the hash of the entry before ({self.prev}): an entry was removed, "
                        "inserted or moved")
-        recorded = entry.get("hash")
         computed = self._digest = digest or entry_hash(entry, prev or "")
         if recorded != computed:
             self.fault(directive, entry, "chain.hash",
@@ -166,7 +168,7 @@ class Replay:
         self._compare(directive, entry, expected)
         self._apply(directive, entry)
 
-    def _check_rules(self, directive: Any, entry: Entry) -> None:
+    def _check_rules(self, directive: Any, entry: Entry, chain: tuple[str | None, ...] | None = None) -> None:
         state, params = self.state, self.params
         if state is None or params is None:  # no position before genesis (`feed` checks)
             return
@@ -178,13 +180,13 @@ class Replay:
                 self.fault(directive, entry, "price.date", f"price dated {entry.date}, expected {expected_day}")
             expected: Entry | None = rules.price(g, entry.date, seq, params)
         else:
-            kind = entry.kind
+            kind = (chain[3] if chain else entry.get("kind")) or ""  # (entry.kind)
             if entry.date < g.open_day:
                 self.fault(directive, entry, "day.closed",
                            f"dated {entry.date}, but {g.open_day - timedelta(days=1)} is closed")
             elif entry.date > g.open_day and kind != EventKind.RELEASE:
                 self.fault(directive, entry, "day.order", f"dated {entry.date} while {g.open_day} is not closed")
-            ctx = rules.Ctx(entry.get("event") or "", seq, entry.date, params)
+            ctx = rules.Ctx((chain[4] if chain else entry.get("event")) or "", seq, entry.date, params)
             try:
                 if kind == EventKind.RELEASE:
                     expected = rules.release(g, ctx)

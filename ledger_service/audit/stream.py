@@ -3,11 +3,13 @@ worker processes (`verify --jobs N`).
 
 A day file is independent of the others to parse: `read_day(path)` runs Beancount's parser on
 it and turns what it finds into plain data — the faults of the parse (syntax errors and what a
-journal file may not hold: `journal.file_faults`), and for each directive in file order its
-line, date and, for an entry of the chain, the entry (`entries.from_beancount`) and the SHA-256
-of its canonical form. `unpack_day` turns that back into (stand-in directive, entry, digest)
-triples, the entry rebuilt field for field (numbers through their exact text, so `5.0000` stays
-`5.0000`).
+journal file may not hold: `journal.file_faults`), for each directive in file order its line,
+date and, for an entry of the chain, the entry (`entries.from_beancount`), the SHA-256 of its
+canonical form and what the checks compute from the entry alone (`Directive`), and the file's
+sums for the ledger tier's check (`day_sums`). `unpack_day` turns that back into (stand-in
+directive, entry, digest) triples, the entry rebuilt field for field (numbers through their
+exact text, so `5.0000` stays `5.0000`). What needs no position is done there, in the worker:
+the caller's process, which replays in order, is verify's critical path.
 
 `day_stream(books, jobs)` yields the days in journal order. With `jobs` = 0 it reads each file
 in this process when it is reached. With `jobs` = N ≥ 1, N worker processes parse upcoming
@@ -25,20 +27,23 @@ SIGINT themselves and exit when their pipe closes or their parent is gone).
 from __future__ import annotations
 
 import contextlib
+import gc
 import marshal
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from ..amounts import EXACT_CONTEXT, ZERO
 from ..entries import Entry, Posting, Price, Transaction, entry_hash, from_beancount
 from ..journal import Books, Foreign, file_faults, parse_file, relative
 from ..merkle import hex_leaf
-from ..rules.events import EVENT_TYPES, Event
+from ..rules.events import EVENT_TYPES, Event, EventKind
 from ..rules.events import parse as parse_event
 from ..state import event_rows, holders_of, row_digest_line
 from .replay import whole_faults
@@ -49,6 +54,43 @@ LOOKAHEAD = 2
 POLL_SECONDS = 0.5
 # The marshal format's version (`marshal.dumps`): the workers run this same interpreter.
 _MARSHAL_VERSION = 4
+# Container objects allocated, net of those freed, between two collections of the youngest
+# generation while verify runs, in its process and its workers. Python's default, 700, made the
+# collector about 15 % of the main process (each day file's entries, alive while it is replayed,
+# were traversed again and again; 50,000: 6 %, 200,000: under 1 % on the quick books). Memory is
+# unaffected: acyclic garbage is freed at once, and the replay makes next to no cycles.
+GC_THRESHOLD = 200_000
+
+
+_gc_lock = threading.Lock()
+_gc_runs: list[tuple[tuple[int, ...], bool]] = []  # verifications running: the first one's saved settings
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """While verify runs: the youngest generation collected every GC_THRESHOLD allocations, and the
+    objects that existed before (imports, a server's own) left out of the collections (`gc.freeze`,
+    unless something froze objects already). The settings are restored when the last of the
+    verifications running in this process (Fava's Audit page runs it in a thread) ends."""
+    with _gc_lock:
+        if not _gc_runs:
+            saved = gc.get_threshold()
+            freeze = gc.get_freeze_count() == 0
+            if freeze:
+                gc.freeze()
+            gc.set_threshold(max(saved[0], GC_THRESHOLD), *saved[1:])
+            _gc_runs.append((saved, freeze))
+        else:
+            _gc_runs.append(_gc_runs[0])
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            first, frozen = _gc_runs.pop()
+            if not _gc_runs:
+                gc.set_threshold(*first)
+                if frozen:
+                    gc.unfreeze()
 
 
 class Directive:
@@ -57,15 +99,18 @@ class Directive:
     `holders` (`state.holders_of`), `index_lines` (the holder index's row digest lines,
     `state.row_digest_line` of each of `state.event_rows`), `leaf` (the event log's leaf
     hash, None when the entry's `hash` is not 64 lowercase hex digits), `whole` (the replay's
-    `replay.whole_faults`) and `event` (the entry's event as the replay's rules check parses it,
-    None when it does not parse). The replay and the checks read them with
-    getattr(directive, name, None) and compute them themselves when they are absent."""
+    `replay.whole_faults`), `event` (the entry's event as the replay's rules check parses it,
+    None when it does not parse) and `chain` (the entry's `seq`, `prev`, `hash`, `kind` and
+    `event` metadata values, each None when absent: what the replay's chain check and its
+    fault labels read, without searching the metadata). The replay and the checks read them
+    with getattr(directive, name, None) and compute them themselves when they are absent."""
 
-    __slots__ = ("date", "event", "holders", "index_lines", "leaf", "meta", "whole")
+    __slots__ = ("chain", "date", "event", "holders", "index_lines", "leaf", "meta", "whole")
 
     def __init__(self, day: date | None, meta: dict[str, Any], holders: tuple[str, ...] | None = None,
                  index_lines: bytes | None = None, leaf: bytes | None = None,
-                 whole: list[tuple[str, str]] | None = None, event: Event | None = None) -> None:
+                 whole: list[tuple[str, str]] | None = None, event: Event | None = None,
+                 chain: tuple[str | None, ...] | None = None) -> None:
         self.date = day
         self.meta = meta
         self.holders = holders
@@ -73,6 +118,21 @@ class Directive:
         self.leaf = leaf
         self.whole = whole
         self.event = event
+        self.chain = chain
+
+
+# The metadata `Directive.chain` holds, in order.
+CHAIN_KEYS = ("seq", "prev", "hash", "kind", "event")
+_CHAIN_SET = frozenset(CHAIN_KEYS)
+
+
+def chain_of(meta: tuple[tuple[str, str], ...]) -> tuple[str | None, ...]:
+    """The values of CHAIN_KEYS in an entry's metadata (`Entry.get` of each), in one pass."""
+    found: dict[str, str] = {}
+    for key, value in meta:
+        if key in _CHAIN_SET and key not in found:  # the first, as `meta_get`
+            found[key] = value
+    return tuple(found.get(key) for key in CHAIN_KEYS)
 
 
 def _event_of(entry: Transaction) -> tuple | None:
@@ -108,17 +168,61 @@ def _event_from(data: tuple | None) -> Event | None:
 # -- one day file, as plain data ---------------------------------------------------------------------
 
 
+def day_sums(entries: list[Entry | None]) -> tuple:
+    """What the ledger tier's check adds up of one day file (`views.ledger_tier.DayAggregator`,
+    fed each entry with `feed_entry`), as plain data: (first entry's date ordinal or None, counts
+    ((kind, events), ...) in order of first appearance, sums ((kind, ((account, currency, total
+    text), ...)), ...), the indices in `entries` of its prices, of its genesis entry (-1: none),
+    the last entry's kind or None, the last entry's hash, entries). `verify` rebuilds the
+    aggregator from it (`audit.verify._ledger_day`): the worker adds up, the main process does not."""
+    counts: dict[str, int] = {}
+    sums: dict[str, dict[tuple[str, str], Decimal]] = {}
+    prices: list[int] = []
+    first: int | None = None
+    genesis = -1
+    last_kind: str | None = None
+    last_hash = ""
+    fed = 0
+    add = EXACT_CONTEXT.add
+    for index, entry in enumerate(entries):
+        if entry is None:
+            continue
+        fed += 1
+        if first is None:
+            first = entry.date.toordinal()
+        last_hash = entry.get("hash") or ""
+        if isinstance(entry, Price):
+            prices.append(index)
+            last_kind = "price"
+            continue
+        kind = entry.kind or "unknown"
+        if kind == EventKind.GENESIS and genesis < 0:
+            genesis = index
+        last_kind = kind
+        counts[kind] = counts.get(kind, 0) + 1
+        kind_sums = sums.setdefault(kind, {})
+        for p in entry.postings:
+            if not p.number.is_finite():  # an elided amount: verify reports it
+                continue
+            key = (p.account, p.currency)
+            kind_sums[key] = add(kind_sums.get(key, ZERO), p.number)
+    return (first, tuple(counts.items()),
+            tuple((kind, tuple((account, currency, str(total)) for (account, currency), total in totals.items()))
+                  for kind, totals in sums.items()),
+            tuple(prices), genesis, last_kind, last_hash, fed)
+
+
 def read_day(path: Path | str, journal: str) -> tuple:
-    """(faults, items) of one journal file, plain tuples only (what `marshal` carries).
+    """(faults, items, sums) of one journal file, plain tuples only (what `marshal` carries).
 
     faults: (filename, lineno, rule, message) per parse error or foreign directive, in the
     order `journal.journal_directives` gives them; items: per directive in file order,
     ("T", lineno, date ordinal, payee, narration, meta, postings, flag, tags, links, digest,
-    holders, index lines, leaf, whole faults, event), ("P", lineno, date ordinal, number text,
-    meta, digest, leaf)
-    or ("N", lineno, date ordinal) for a directive that is not an entry of the chain (its
-    fault is in faults), postings as (account, number text, currency, meta). `journal`: the
-    file's path relative to the books (what the holder index's rows name).
+    holders, index lines, leaf, whole faults, event, chain), ("P", lineno, date ordinal, number
+    text, meta, digest, leaf, chain) or ("N", lineno, date ordinal) for a directive that is not an
+    entry of the chain (its fault is in faults), postings as (account, number text, currency, meta). `journal`: the
+    file's path relative to the books (what the holder index's rows name). sums: `day_sums` of
+    its directives' entries (indices: of items).
     """
     directives, errors, options = parse_file(path, display=False)
     faults = []
@@ -128,29 +232,36 @@ def read_day(path: Path | str, journal: str) -> tuple:
         faults.append((str(source.get("filename", path)), int(source.get("lineno", 0) or 0), rule,
                        str(getattr(error, "message", error)).strip()))
     items: list[tuple] = []
+    entries: list[Entry | None] = []
     for directive in directives:
         lineno = directive.meta.get("lineno", 0)
         day = directive.date.toordinal() if isinstance(getattr(directive, "date", None), date) else None
         entry = from_beancount(directive)
+        entries.append(entry if day is not None else None)  # (`unpack_day`: no date, no entry of the chain)
         if isinstance(entry, Transaction):
+            chain = chain_of(entry.meta)
             holders = holders_of(entry)
             lines = b"".join(row_digest_line(row) for row in event_rows(entry, entry.date, journal, int(lineno),
                                                                         holders))
             items.append(("T", lineno, day, entry.payee, entry.narration, entry.meta,
                           tuple((p.account, str(p.number), p.currency, p.meta) for p in entry.postings),
-                          entry.flag, entry.tags, entry.links, entry_hash(entry, entry.get("prev") or ""),
-                          tuple(holders), lines, hex_leaf(entry.get("hash") or ""), whole_faults(entry),
-                          _event_of(entry)))
+                          entry.flag, entry.tags, entry.links, entry_hash(entry, chain[1] or ""),
+                          tuple(holders), lines, hex_leaf(chain[2] or ""), whole_faults(entry),
+                          _event_of(entry), chain))
         elif isinstance(entry, Price):
-            items.append(("P", lineno, day, str(entry.number), entry.meta, entry_hash(entry, entry.get("prev") or ""),
-                          hex_leaf(entry.get("hash") or "")))
+            chain = chain_of(entry.meta)
+            items.append(("P", lineno, day, str(entry.number), entry.meta, entry_hash(entry, chain[1] or ""),
+                          hex_leaf(chain[2] or ""), chain))
         else:
             items.append(("N", lineno, day))
-    return faults, items
+            entries[-1] = None
+    return faults, items, day_sums(entries)
 
 
-def unpack_day(path: Path, faults: list, items: list) -> tuple[list, list[tuple[Directive, Entry | None, str]]]:
-    """`read_day`'s result as (faults, [(directive stand-in, entry or None, digest or "")])."""
+def unpack_day(path: Path, faults: list, items: list,
+               sums: tuple | None = None) -> tuple[list, list[tuple[Directive, Entry | None, str]]]:
+    """`read_day`'s result as (faults, [(directive stand-in, entry or None, digest or "")]) (`sums`
+    stays as it is: see `DayStream`)."""
     filename = str(path)
     days: dict[int, date] = {}
     out: list[tuple[Directive, Entry | None, str]] = []
@@ -165,10 +276,12 @@ def unpack_day(path: Path, faults: list, items: list) -> tuple[list, list[tuple[
         elif tag == "T":
             postings = tuple(Posting(account, Decimal(number), currency, pmeta)
                              for account, number, currency, pmeta in item[6])
-            out.append((Directive(day, meta, item[11], item[12], item[13], item[14], _event_from(item[15])),
+            out.append((Directive(day, meta, item[11], item[12], item[13], item[14], _event_from(item[15]),
+                                  item[16]),
                         Transaction(day, item[3], item[4], item[5], postings, item[7], item[8], item[9]), item[10]))
         else:
-            out.append((Directive(day, meta, (), b"", item[6], []), Price(day, Decimal(item[3]), item[4]), item[5]))
+            out.append((Directive(day, meta, (), b"", item[6], [], None, item[7]),
+                        Price(day, Decimal(item[3]), item[4]), item[5]))
     return list(faults), out
 
 
@@ -178,6 +291,10 @@ def unpack_day(path: Path, faults: list, items: list) -> tuple[list, list[tuple[
 def _worker(requests, results, parent_ends, parent_pid: int) -> None:
     """Parse the files asked for, in order, until asked to stop, the pipe closes or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # What the worker inherited is never garbage it made: left out of every collection, and the
+    # youngest generation collected less often (`fewer_collections`; the worker ends with verify).
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     for end in parent_ends:  # the parent's ends, inherited by fork: closed, so EOF means the parent closed
         end.close()
     try:
@@ -237,12 +354,12 @@ class _Worker:
                 raise WorkerFailed(f"worker {self.number} answered file {got_index} for file {index}")
             if status != "ok":
                 raise WorkerFailed(f"worker {self.number}: {payload}")
-            faults, items = payload
+            faults, items, sums = payload
         except (EOFError, OSError, ValueError, TypeError) as exc:  # (a broken pipe, a torn or odd answer)
             raise WorkerFailed(f"worker {self.number}: {type(exc).__name__}: {exc}") from exc
-        if not (isinstance(faults, list) and isinstance(items, list)):
+        if not (isinstance(faults, list) and isinstance(items, list) and isinstance(sums, tuple)):
             raise WorkerFailed(f"worker {self.number} answered something else than a day file")
-        return faults, items
+        return faults, items, sums
 
     def stop(self) -> None:
         for end in (self.requests, self.results):
@@ -270,7 +387,8 @@ class DayStream:
     """The journal's files in order, each as (file, its faults, its (directive, entry, digest)
     triples); `progress(file)` after each file has been consumed. The workers (`jobs` > 0) start
     here, at once; `close()` stops them (iterating to the end does too). `warnings` receives a
-    line when a worker fails (its files are then read in this process)."""
+    line when a worker fails (its files are then read in this process). `sums`: while a file is
+    being consumed, its `day_sums` (the ledger tier's sums; indices: of its triples)."""
 
     def __init__(self, books: Books, jobs: int = 0, progress: Callable[[Path], None] | None = None,
                  warnings: list[str] | None = None, files: list[Path] | None = None) -> None:
@@ -280,6 +398,7 @@ class DayStream:
         self.warnings = warnings
         self.workers: list[_Worker | None] = []
         self.asked = 0
+        self.sums: tuple | None = None
         if jobs > 0 and len(self.paths) > 1:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             context = multiprocessing.get_context(method)
@@ -334,8 +453,10 @@ class DayStream:
                 if raw is None:
                     raw = read_day(path, self.journal(index))
                 faults, triples = unpack_day(path, *raw)
+                self.sums = raw[2]
                 del raw
                 yield path, faults, triples
+                self.sums = None
                 if self.progress is not None:
                     self.progress(path)
         finally:

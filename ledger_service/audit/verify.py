@@ -25,15 +25,16 @@ from .. import reports, views
 from ..amounts import ZERO, fmt
 from ..entries import Price, Transaction
 from ..faults import Fault
-from ..journal import Books, day_of, main_text
+from ..journal import Books, day_of, main_text, relative
 from ..rules.events import EventKind
 from ..store.db import NoDatabase, database_url, make_engine, safe_url, sessions
 from ..store.models import Base
 from ..subledger import balance
 from ..text import plural
+from ..views.ledger_tier import DayAggregator, Genesis, LedgerRebuild
 from .caches import pickle_cache_warnings
 from .replay import Replay
-from .stream import DayStream
+from .stream import DayStream, fewer_collections
 
 # What every tool says when a verification finds no fault (the CLI, the demo platform, Fava's
 # Audit page): one sentence, the same everywhere (issue 14).
@@ -87,36 +88,41 @@ def verify(books_dir: Path | str, db_url: str | None = None, use_db: bool = True
     days.progress, days.warnings = progress, report.warnings
     report.files = len(days.paths)
     db = None
-    try:
-        db = _open_database(books, db_url, report) if use_db else None
-        checks = views.checkers(books.root)
-        _replay(days, replay, checks, db, report)
-        report.faults += replay.faults
-        for check in checks:
-            report.faults += check.finish()
-        report.entries = replay.entries
-        state = replay.state
-        params = replay.params
-        if state is None or params is None:
-            return report
-        g = state.g
-        report.head_seq, report.head_hash, report.open_day = g.seq, g.head, g.open_day.isoformat()
-        report.holders = len(state.holders)
-        report.supply = reports.supply_report(g, params)
-        report.residue = _residue(state, report)
-        _check_main(books, g.genesis_day, report)
-        if db is not None:
-            db.check_position(replay)
-    finally:
-        days.close()  # stops the workers (also on an exception or Ctrl-C)
-        if db is not None:
-            db.close()
+    with fewer_collections():  # (verify allocates millions of short-lived objects)
+        try:
+            db = _open_database(books, db_url, report) if use_db else None
+            checks = views.checkers(books.root)
+            _replay(days, replay, checks, db, report)
+            report.faults += replay.faults
+            for check in checks:
+                report.faults += check.finish()
+            report.entries = replay.entries
+            state = replay.state
+            params = replay.params
+            if state is None or params is None:
+                return report
+            g = state.g
+            report.head_seq, report.head_hash, report.open_day = g.seq, g.head, g.open_day.isoformat()
+            report.holders = len(state.holders)
+            report.supply = reports.supply_report(g, params)
+            report.residue = _residue(state, report)
+            _check_main(books, g.genesis_day, report)
+            if db is not None:
+                db.check_position(replay)
+        finally:
+            days.close()  # stops the workers (also on an exception or Ctrl-C)
+            if db is not None:
+                db.close()
     return report
 
 
 def _replay(days: DayStream, replay: Replay, checks: list, db: _Database | None, report: Report) -> None:
     """Every journal file in order: its parse faults, then each directive replayed and fed to
-    every check (and compared with the database)."""
+    every check (and compared with the database). The ledger tier's check is given each file's
+    sums as the parse worker added them up (`DayStream.sums`) instead of its entries."""
+    rebuild = next((c for c in checks if isinstance(c, LedgerRebuild)), None)
+    feeds = [check.feed for check in checks if check is not rebuild]
+    feed = replay.feed
     for path, faults, triples in days:
         for filename, lineno, rule, message in faults:
             report.faults.append(Fault(filename, lineno, "-", rule, message))
@@ -131,12 +137,38 @@ def _replay(days: DayStream, replay: Replay, checks: list, db: _Database | None,
                 report.faults.append(Fault(str(meta.get("filename")), int(meta.get("lineno", 0)), "-", "file.date",
                                            f"entry dated {day} in the journal file of {stem}"))
             before = replay.entries
-            replay.feed(directive, entry, digest)
+            feed(directive, entry, digest)
             fed = replay.entries != before
-            for check in checks:
-                check.feed(path, directive, replay.entry if fed else None, replay.state)
+            fed_entry, state = replay.entry if fed else None, replay.state
+            for check_feed in feeds:
+                check_feed(path, directive, fed_entry, state)
             if fed and db is not None:
                 db.check_entry(directive, replay)
+        if rebuild is not None:
+            _ledger_day(rebuild, path, days.sums, triples)
+
+
+def _ledger_day(rebuild: LedgerRebuild, path: Path, sums: tuple | None, triples: list) -> None:
+    """The ledger tier's check given one day file: the sums its parse worker added up
+    (`stream.day_sums`, what `DayAggregator.feed_entry` of each entry gives), else its entries."""
+    if sums is None:
+        for directive, entry, _digest in triples:
+            rebuild.feed(path, directive, entry)
+        return
+    first, counts, totals, prices, genesis, last_kind, last_hash, fed = sums
+    journal = relative(rebuild.root, path)
+    day = DayAggregator(journal, day_of(journal))
+    if day.day is None and first is not None:
+        day.day = date.fromordinal(first)
+    day.counts = dict(counts)
+    day.sums = {kind: {(account, currency): Decimal(total) for account, currency, total in rows}
+                for kind, rows in totals}
+    day.prices = [triples[index][1] for index in prices]
+    day.genesis = triples[genesis][1] if genesis >= 0 else None
+    day.last_kind, day.last_hash, day.entries = last_kind, last_hash, fed
+    rebuild.days[Path(path)] = day  # (what `LedgerRebuild.feed` builds entry by entry)
+    if rebuild.genesis is None and day.genesis is not None:
+        rebuild.genesis = Genesis.of(day.genesis, journal)
 
 
 def _check_main(books: Books, genesis_day: date, report: Report) -> None:
