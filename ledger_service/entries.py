@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -219,6 +219,86 @@ def render(entry: Entry) -> str:
                 append("    " + k + ": " + _string(v))
     append("\n")
     return "\n".join(out)
+
+
+def _posting_lines(postings: tuple[Posting, ...], add_canon: Callable[[str], None],
+                   add_text: Callable[[str], None]) -> None:
+    """The postings' lines of the canonical form and of the text (`chain_entry`)."""
+    json_ = _json
+    string = _string
+    ignored = _IGNORED_META
+    for posting in postings:
+        account = posting.account
+        amount = _fmt(posting.number) + " " + posting.currency
+        add_canon("posting:" + account + " " + amount)
+        add_text("  " + account + "  " + amount)
+        pmeta = posting.meta
+        if pmeta:
+            for k, v in pmeta:
+                add_text("    " + k + ": " + string(v))
+            if len(pmeta) > 1:
+                pmeta = tuple(sorted(pmeta))
+            for k, v in pmeta:
+                if k not in ignored:
+                    add_canon("pmeta:" + k + "=" + json_(v))
+
+
+def chain_entry(entry: Entry, prev: str) -> tuple[str, Entry, str]:
+    """(digest, full, text) for chaining `entry` after `prev`, in one pass over the entry:
+
+        digest = entry_hash(entry, prev)
+        full = with_meta(entry, [("prev", prev), ("hash", digest)])
+        text = render(full)
+
+    the same strings as those three (the canonical form and the text share the date and the
+    numbers, each formatted once)."""
+    day = entry.date.isoformat()
+    json_ = _json
+    string = _string
+    ignored = _IGNORED_META
+    if isinstance(entry, Transaction):
+        canon = [
+            "ledger-entry-v1",
+            "prev:" + prev,
+            "type:transaction",
+            "date:" + day,
+            "flag:" + entry.flag,
+            "payee:" + json_(entry.payee),
+            "narration:" + json_(entry.narration),
+            "tags:" + ",".join(sorted(entry.tags)),
+            "links:" + ",".join(sorted(entry.links)),
+        ]
+        marks = ""
+        if entry.tags or entry.links:
+            marks = "".join(f" #{t}" for t in entry.tags) + "".join(f" ^{link}" for link in entry.links)
+        head = [day + " " + entry.flag + " " + string(entry.payee) + " " + string(entry.narration) + marks]
+    else:
+        number = _fmt(entry.number)
+        canon = ["ledger-entry-v1", "prev:" + prev, "type:price", "date:" + day, "price:SP " + number + " CNY"]
+        head = [day + " price SP " + number + " CNY"]
+    add_canon = canon.append
+    add_head = head.append
+    meta = entry.meta
+    for k, v in sorted(meta):
+        if k not in ignored:
+            add_canon("meta:" + k + "=" + json_(v))
+    for k, v in meta:
+        add_head("  " + k + ": " + string(v))
+    add_head("  prev: " + string(prev))
+    hash_at = len(head)
+    add_head("")  # the hash's line, once known
+    if isinstance(entry, Transaction):
+        _posting_lines(entry.postings, add_canon, add_head)
+    digest = hashlib.sha256("\n".join(canon).encode("utf-8")).hexdigest()
+    head[hash_at] = '  hash: "' + digest + '"'
+    add_head("\n")
+    full_meta = meta + (("prev", prev), ("hash", digest))
+    if isinstance(entry, Transaction):
+        full: Entry = Transaction(entry.date, entry.payee, entry.narration, full_meta, entry.postings, entry.flag,
+                                  entry.tags, entry.links)
+    else:
+        full = Price(entry.date, entry.number, full_meta)
+    return digest, full, "\n".join(head)
 
 
 def with_meta(entry: Entry, extra: Iterable[tuple[str, str]]) -> Entry:
