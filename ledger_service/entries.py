@@ -135,17 +135,24 @@ _CHECKED_KEYS: set[str] = set()
 def meta_tuple(items: Iterable[tuple[str, Any]]) -> Meta:
     """Metadata as an ordered tuple of string pairs, dropping empty values."""
     out: list[tuple[str, str]] = []
+    append = out.append
+    checked = _CHECKED_KEYS
     for key, value in items:
         if value is None:
             continue
-        if key not in _CHECKED_KEYS:
+        if key not in checked:
             assert META_KEY_RE.match(key), key
-            if len(_CHECKED_KEYS) < 1024:
-                _CHECKED_KEYS.add(key)
-        text = _fmt(value) if isinstance(value, Decimal) else str(value)
+            if len(checked) < 1024:
+                checked.add(key)
+        if value.__class__ is str:  # the usual case (ids, legs)
+            text = value
+        elif isinstance(value, Decimal):
+            text = _fmt(value)
+        else:
+            text = str(value)
         if not text.isprintable():  # (printable text holds none of the forbidden characters)
             assert not _FORBIDDEN_TEXT.search(text), (key, text)
-        out.append((key, text))
+        append((key, text))
     return tuple(out)
 
 

@@ -44,3 +44,11 @@ def test_chain_entry_of_a_booked_kind():
                                  (("holder", "s1"), ("leg", "deduct"))),
                          Posting("Equity:SP:Burned", Decimal("-0.0100"), "SP", (("leg", "burn"), ("merchant", "s1")))))
     assert chain_entry(entry, "0" * 64) == expected(entry, "0" * 64)
+
+
+def test_refused_characters_are_not_printable():
+    """The fast paths of `entries` and `rules.events.parse` skip the refused-character search for
+    printable text: that holds only if no refused character is printable."""
+    from ledger_service.text import REFUSED_RANGES
+
+    assert not [hex(c) for lo, hi in REFUSED_RANGES for c in range(lo, hi + 1) if chr(c).isprintable()]

@@ -46,10 +46,13 @@ class Builder:
         `aggregate` (the daily release moves the control totals, not a holder)."""
         if number == 0:
             return
-        assert account in COMMODITY_OF, account
+        currency = COMMODITY_OF.get(account)
+        assert currency is not None, account
         assert (holder is not None) == (account in HOLDER_ACCOUNTS and not aggregate), (account, holder)
-        meta = meta_tuple([("holder", holder), ("leg", leg), *extra.items()])
-        self.postings.append(Posting(account, number, COMMODITY_OF[account], meta))
+        items = [("holder", holder), ("leg", leg)]
+        if extra:
+            items += extra.items()
+        self.postings.append(Posting(account, number, currency, meta_tuple(items)))
 
     def build(self) -> Transaction:
         sums: dict[str, Decimal] = {}
