@@ -12,7 +12,7 @@ from ..config import Params
 from ..entries import Posting, Transaction, meta_tuple
 from ..errors import Conflict, NotFound
 from ..state import MEMBER, MERCHANT, Holder, State
-from ..subledger import balance
+from ..subledger import spendable_sp
 from .events import Event, EventKind
 
 
@@ -103,6 +103,6 @@ def require_value(state: State, field: str) -> Decimal:
 
 
 def require_sp(state: State, holder: Holder, sp: Decimal, field: str, rule: str) -> None:
-    held = balance(holder, state.g, state).sp
+    held = spendable_sp(holder, state.g, state)
     if held < sp:
         raise Conflict(rule, f"{field}: {holder.id} holds {fmt(held)} SP, {fmt(sp)} SP needed", field)
