@@ -174,7 +174,7 @@ class Event:
     FIELDS: ClassVar[dict[str, tuple[str, str, bool]]] = {}
 
     def to_meta(self) -> list[tuple[str, str]]:
-        out = []
+        out: list[tuple[str, str]] = []
         append = out.append
         for name, (key, _kind, _required) in self.FIELDS.items():
             value = getattr(self, name)
