@@ -185,13 +185,13 @@ def canonical(entry: Entry, prev: str) -> str:
     append = lines.append
     for k, v in sorted(entry.meta):
         if k not in _IGNORED_META:
-            append("meta:" + k + "=" + _json(v))
+            append(f"meta:{k}={_json(v)}")
     if isinstance(entry, Transaction):
         for posting in entry.postings:
             append(f"posting:{posting.account} {_fmt(posting.number)} {posting.currency}")
             for k, v in sorted(posting.meta):
                 if k not in _IGNORED_META:
-                    append("pmeta:" + k + "=" + _json(v))
+                    append(f"pmeta:{k}={_json(v)}")
     return "\n".join(lines)
 
 
@@ -218,12 +218,12 @@ def render(entry: Entry) -> str:
         out.append(f"{entry.date.isoformat()} price SP {_fmt(entry.number)} CNY")
     append = out.append
     for k, v in entry.meta:
-        append("  " + k + ": " + _string(v))
+        append(f"  {k}: {_string(v)}")
     if isinstance(entry, Transaction):
         for posting in entry.postings:
             append(f"  {posting.account}  {_fmt(posting.number)} {posting.currency}")
             for k, v in posting.meta:
-                append("    " + k + ": " + _string(v))
+                append(f"    {k}: {_string(v)}")
     append("\n")
     return "\n".join(out)
 
@@ -236,18 +236,18 @@ def _posting_lines(postings: tuple[Posting, ...], add_canon: Callable[[str], Non
     ignored = _IGNORED_META
     for posting in postings:
         account = posting.account
-        amount = _fmt(posting.number) + " " + posting.currency
-        add_canon("posting:" + account + " " + amount)
-        add_text("  " + account + "  " + amount)
+        amount = f"{_fmt(posting.number)} {posting.currency}"
+        add_canon(f"posting:{account} {amount}")
+        add_text(f"  {account}  {amount}")
         pmeta = posting.meta
         if pmeta:
             for k, v in pmeta:
-                add_text("    " + k + ": " + string(v))
+                add_text(f"    {k}: {string(v)}")
             if len(pmeta) > 1:
                 pmeta = tuple(sorted(pmeta))
             for k, v in pmeta:
                 if k not in ignored:
-                    add_canon("pmeta:" + k + "=" + json_(v))
+                    add_canon(f"pmeta:{k}={json_(v)}")
 
 
 def chain_entry(entry: Entry, prev: str) -> tuple[str, Entry, str]:
@@ -288,9 +288,9 @@ def chain_entry(entry: Entry, prev: str) -> tuple[str, Entry, str]:
     meta = entry.meta
     for k, v in sorted(meta):
         if k not in ignored:
-            add_canon("meta:" + k + "=" + json_(v))
+            add_canon(f"meta:{k}={json_(v)}")
     for k, v in meta:
-        add_head("  " + k + ": " + string(v))
+        add_head(f"  {k}: {string(v)}")
     add_head("  prev: " + string(prev))
     hash_at = len(head)
     add_head("")  # the hash's line, once known
