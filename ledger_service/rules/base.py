@@ -9,7 +9,7 @@ from decimal import Decimal
 from ..accounts import COMMODITY_OF, HOLDER_ACCOUNTS
 from ..amounts import ZERO, fmt
 from ..config import Params
-from ..entries import Posting, Transaction, meta_tuple
+from ..entries import META_KEY_RE, Meta, Posting, Transaction, meta_tuple
 from ..errors import Conflict, NotFound
 from ..state import MEMBER, MERCHANT, Holder, State
 from ..subledger import spendable_sp
@@ -24,6 +24,9 @@ class Ctx:
     seq: int
     day: date
     params: Params
+
+
+assert META_KEY_RE.match("holder") and META_KEY_RE.match("leg")  # (Builder.post's fast path)
 
 
 class Builder:
@@ -49,10 +52,15 @@ class Builder:
         currency = COMMODITY_OF.get(account)
         assert currency is not None, account
         assert (holder is not None) == (account in HOLDER_ACCOUNTS and not aggregate), (account, holder)
-        items = [("holder", holder), ("leg", leg)]
-        if extra:
-            items += extra.items()
-        self.postings.append(Posting(account, number, currency, meta_tuple(items)))
+        if (not extra and holder.__class__ is str and leg.__class__ is str and holder.isprintable()
+                and leg.isprintable()):  # the usual case: meta_tuple's result, without its loop
+            meta: Meta = (("holder", holder), ("leg", leg))
+        else:
+            items = [("holder", holder), ("leg", leg)]
+            if extra:
+                items += extra.items()
+            meta = meta_tuple(items)
+        self.postings.append(Posting(account, number, currency, meta))
 
     def build(self) -> Transaction:
         sums: dict[str, Decimal] = {}
