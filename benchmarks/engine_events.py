@@ -229,6 +229,7 @@ CATEGORIES = [
     ("  entries.meta_tuple (building metadata)", "ledger_service/entries.py", ("meta_tuple",)),
     ("  hashing: canonical form + SHA-256 (entry_hash)", "ledger_service/entries.py", ("entry_hash",)),
     ("  render: the journal text", "ledger_service/entries.py", ("render",)),
+    ("  chain_entry: hash + text in one pass (the engine's)", "ledger_service/entries.py", ("chain_entry",)),
     ("  apply_entry: the position (incl. its parse)", "ledger_service/apply.py", ("apply_entry",)),
     ("Engine._persist: rows, SQL statements (all)", "ledger_service/engine.py", ("_persist",)),
     ("Engine._repair + _open_day (per commit)", "ledger_service/engine.py", ("_repair", "_open_day")),

@@ -12,7 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from . import accounts as A
-from .amounts import ZERO, exact_add, sub
+from .amounts import EXACT_CONTEXT, ZERO, exact_add, sub
 from .entries import Entry, Price, Transaction
 from .rules.events import (
     BuyPack,
@@ -34,6 +34,8 @@ from .rules.events import (
 from .rules.orders import OPENING_SP
 from .state import MEMBER, MERCHANT, EventRecord, Holder, Indices, Payout, State
 from .subledger import after_release, grant_active, settle, take_sp
+
+_exact_add = EXACT_CONTEXT.add  # amounts.exact_add, without its call
 
 
 def apply_entry(state: State, entry: Entry, event: Event | None = None) -> None:
@@ -146,11 +148,17 @@ def _update(state: State, holder_id: str, **changes) -> None:
 
 def _apply_postings(state: State, entry: Transaction) -> None:
     g = state.g
+    balances = g.balances
+    holder_accounts = A.HOLDER_ACCOUNTS
     touched: dict[str, Holder] = {}
     for posting in entry.postings:
-        g.balances[posting.account] = exact_add(g.balance(posting.account), posting.number)
+        account = posting.account
+        number = posting.number
+        balances[account] = _exact_add(balances.get(account, ZERO), number)  # g.balance(account) + number
+        if account not in holder_accounts:
+            continue
         holder_id = posting.holder
-        if holder_id is None or posting.account not in A.HOLDER_ACCOUNTS:
+        if holder_id is None:
             continue
         holder = touched.get(holder_id)
         if holder is None:
@@ -158,15 +166,15 @@ def _apply_postings(state: State, entry: Transaction) -> None:
             assert holder is not None, holder_id
             settle(holder, g, state)
             touched[holder_id] = holder
-        if posting.account == A.HOLDERS_SV_LOCKED:
-            holder.sv_locked = sub(holder.sv_locked, posting.number)
+        if account == A.HOLDERS_SV_LOCKED:
+            holder.sv_locked = sub(holder.sv_locked, number)
             assert holder.sv_locked >= 0, holder
-        elif posting.account == A.HOLDERS_SV_ACTIVE:
-            grant_active(holder, g, -posting.number)
-        elif posting.number > 0:
-            take_sp(holder, posting.number)
+        elif account == A.HOLDERS_SV_ACTIVE:
+            grant_active(holder, g, -number)
+        elif number > 0:
+            take_sp(holder, number)
         else:
-            holder.sp_exact = sub(holder.sp_exact, posting.number)
+            holder.sp_exact = sub(holder.sp_exact, number)
     for holder in touched.values():
         state.put_holder(holder)
 

@@ -38,7 +38,7 @@ from . import reports, rules, signing, views
 from .amounts import fmt
 from .apply import apply_entry
 from .config import Params, load_service
-from .entries import GENESIS_PREV, Entry, Price, Transaction, entry_hash, render, with_meta
+from .entries import GENESIS_PREV, Entry, Price, Transaction, chain_entry, entry_hash
 from .errors import Conflict, Invalid, JournalFault, JournalUnavailable, Refusal
 from .group_commit import GroupCommit, Request
 from .journal import DIR_MODE, Books, day_file, make_private_dirs
@@ -487,7 +487,8 @@ class Engine:
             booked += self._close(overlay)
         seq = overlay.g.seq + 1
         ctx = rules.Ctx(event_id_for(seq), seq, day, self.params)
-        booked.append(_chain(overlay, rules.book(overlay, event, ctx), self.params))
+        # the entry's metadata holds the event's fields as to_meta wrote them: the same event parses from it
+        booked.append(_chain(overlay, rules.book(overlay, event, ctx), self.params, event))
         return booked
 
     def quote(self, event: Event, day: date | None = None) -> Booked:
@@ -910,12 +911,12 @@ def _today(params: Params) -> date:
     return datetime.now(params.timezone).date()
 
 
-def _chain(state: State, entry: Entry, params: Params) -> Booked:
-    """Give `entry` its place in the chain and apply it to `state`."""
+def _chain(state: State, entry: Entry, params: Params, event: Event | None = None) -> Booked:
+    """Give `entry` its place in the chain and apply it to `state`. `event`: the entry's event, parsed
+    as `apply_entry` would parse it from the entry (the event the rules booked it from), or None."""
     prev = state.g.head
-    digest = entry_hash(entry, prev)
-    full = with_meta(entry, [("prev", prev), ("hash", digest)])
-    apply_entry(state, full)
+    digest, full, text = chain_entry(entry, prev)  # entry_hash, with_meta and render, in one pass
+    apply_entry(state, full, event)
     kind = "price" if isinstance(full, Price) else full.kind
     event_id = full.get("event") if isinstance(full, Transaction) else None
     file = _DAY_FILES.get(full.date)
@@ -925,7 +926,7 @@ def _chain(state: State, entry: Entry, params: Params) -> Booked:
         file = _DAY_FILES[full.date] = day_file(full.date)
     seq = full.get("seq")
     assert seq is not None, full
-    return Booked(int(seq), event_id, kind, full.date, digest, prev, full, render(full), file)
+    return Booked(int(seq), event_id, kind, full.date, digest, prev, full, text, file)
 
 
 _DAY_FILES: dict[date, str] = {}  # journal.day_file, remembered (strftime is slow)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -135,17 +135,24 @@ _CHECKED_KEYS: set[str] = set()
 def meta_tuple(items: Iterable[tuple[str, Any]]) -> Meta:
     """Metadata as an ordered tuple of string pairs, dropping empty values."""
     out: list[tuple[str, str]] = []
+    append = out.append
+    checked = _CHECKED_KEYS
     for key, value in items:
         if value is None:
             continue
-        if key not in _CHECKED_KEYS:
+        if key not in checked:
             assert META_KEY_RE.match(key), key
-            if len(_CHECKED_KEYS) < 1024:
-                _CHECKED_KEYS.add(key)
-        text = _fmt(value) if isinstance(value, Decimal) else str(value)
+            if len(checked) < 1024:
+                checked.add(key)
+        if value.__class__ is str:  # the usual case (ids, legs)
+            text = value
+        elif isinstance(value, Decimal):
+            text = _fmt(value)
+        else:
+            text = str(value)
         if not text.isprintable():  # (printable text holds none of the forbidden characters)
             assert not _FORBIDDEN_TEXT.search(text), (key, text)
-        out.append((key, text))
+        append((key, text))
     return tuple(out)
 
 
@@ -178,13 +185,13 @@ def canonical(entry: Entry, prev: str) -> str:
     append = lines.append
     for k, v in sorted(entry.meta):
         if k not in _IGNORED_META:
-            append("meta:" + k + "=" + _json(v))
+            append(f"meta:{k}={_json(v)}")
     if isinstance(entry, Transaction):
         for posting in entry.postings:
             append(f"posting:{posting.account} {_fmt(posting.number)} {posting.currency}")
             for k, v in sorted(posting.meta):
                 if k not in _IGNORED_META:
-                    append("pmeta:" + k + "=" + _json(v))
+                    append(f"pmeta:{k}={_json(v)}")
     return "\n".join(lines)
 
 
@@ -211,14 +218,94 @@ def render(entry: Entry) -> str:
         out.append(f"{entry.date.isoformat()} price SP {_fmt(entry.number)} CNY")
     append = out.append
     for k, v in entry.meta:
-        append("  " + k + ": " + _string(v))
+        append(f"  {k}: {_string(v)}")
     if isinstance(entry, Transaction):
         for posting in entry.postings:
             append(f"  {posting.account}  {_fmt(posting.number)} {posting.currency}")
             for k, v in posting.meta:
-                append("    " + k + ": " + _string(v))
+                append(f"    {k}: {_string(v)}")
     append("\n")
     return "\n".join(out)
+
+
+def _posting_lines(postings: tuple[Posting, ...], add_canon: Callable[[str], None],
+                   add_text: Callable[[str], None]) -> None:
+    """The postings' lines of the canonical form and of the text (`chain_entry`)."""
+    json_ = _json
+    string = _string
+    ignored = _IGNORED_META
+    for posting in postings:
+        account = posting.account
+        amount = f"{_fmt(posting.number)} {posting.currency}"
+        add_canon(f"posting:{account} {amount}")
+        add_text(f"  {account}  {amount}")
+        pmeta = posting.meta
+        if pmeta:
+            for k, v in pmeta:
+                add_text(f"    {k}: {string(v)}")
+            if len(pmeta) > 1:
+                pmeta = tuple(sorted(pmeta))
+            for k, v in pmeta:
+                if k not in ignored:
+                    add_canon(f"pmeta:{k}={json_(v)}")
+
+
+def chain_entry(entry: Entry, prev: str) -> tuple[str, Entry, str]:
+    """(digest, full, text) for chaining `entry` after `prev`, in one pass over the entry:
+
+        digest = entry_hash(entry, prev)
+        full = with_meta(entry, [("prev", prev), ("hash", digest)])
+        text = render(full)
+
+    the same strings as those three (the canonical form and the text share the date and the
+    numbers, each formatted once)."""
+    day = entry.date.isoformat()
+    json_ = _json
+    string = _string
+    ignored = _IGNORED_META
+    if isinstance(entry, Transaction):
+        canon = [
+            "ledger-entry-v1",
+            "prev:" + prev,
+            "type:transaction",
+            "date:" + day,
+            "flag:" + entry.flag,
+            "payee:" + json_(entry.payee),
+            "narration:" + json_(entry.narration),
+            "tags:" + ",".join(sorted(entry.tags)),
+            "links:" + ",".join(sorted(entry.links)),
+        ]
+        marks = ""
+        if entry.tags or entry.links:
+            marks = "".join(f" #{t}" for t in entry.tags) + "".join(f" ^{link}" for link in entry.links)
+        head = [day + " " + entry.flag + " " + string(entry.payee) + " " + string(entry.narration) + marks]
+    else:
+        number = _fmt(entry.number)
+        canon = ["ledger-entry-v1", "prev:" + prev, "type:price", "date:" + day, "price:SP " + number + " CNY"]
+        head = [day + " price SP " + number + " CNY"]
+    add_canon = canon.append
+    add_head = head.append
+    meta = entry.meta
+    for k, v in sorted(meta):
+        if k not in ignored:
+            add_canon(f"meta:{k}={json_(v)}")
+    for k, v in meta:
+        add_head(f"  {k}: {string(v)}")
+    add_head("  prev: " + string(prev))
+    hash_at = len(head)
+    add_head("")  # the hash's line, once known
+    if isinstance(entry, Transaction):
+        _posting_lines(entry.postings, add_canon, add_head)
+    digest = hashlib.sha256("\n".join(canon).encode("utf-8")).hexdigest()
+    head[hash_at] = '  hash: "' + digest + '"'
+    add_head("\n")
+    full_meta = meta + (("prev", prev), ("hash", digest))
+    if isinstance(entry, Transaction):
+        full: Entry = Transaction(entry.date, entry.payee, entry.narration, full_meta, entry.postings, entry.flag,
+                                  entry.tags, entry.links)
+    else:
+        full = Price(entry.date, entry.number, full_meta)
+    return digest, full, "\n".join(head)
 
 
 def with_meta(entry: Entry, extra: Iterable[tuple[str, str]]) -> Entry:

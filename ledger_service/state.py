@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import accounts
 from .amounts import ZERO, exact_add
@@ -286,6 +286,9 @@ class MemoryState:
         return iter(self.holders.values())
 
 
+_UNSEEN: Any = object()  # Overlay.holder: an id it has not looked up yet
+
+
 class Overlay:
     """A scratch copy-on-write layer over a state: quotes and refused events leave no trace."""
 
@@ -351,12 +354,14 @@ class Overlay:
         self._closed_days.append(closed)
 
     def holder(self, holder_id: str) -> Holder | None:
-        if holder_id not in self._holders:
-            found = self.base.holder(holder_id)
-            self._holders[holder_id] = found.copy() if found is not None else None
-            if found is None:
-                self._new_holders.add(holder_id)
-        return self._holders[holder_id]
+        mine = self._holders.get(holder_id, _UNSEEN)  # (one lookup: read for every holder an event names)
+        if mine is not _UNSEEN:
+            return mine
+        found = self.base.holder(holder_id)
+        self._holders[holder_id] = found = found.copy() if found is not None else None
+        if found is None:
+            self._new_holders.add(holder_id)
+        return found
 
     def put_holder(self, holder: Holder) -> None:
         if holder.id not in self._holders and self.base.holder(holder.id) is None:

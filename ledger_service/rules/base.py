@@ -9,10 +9,10 @@ from decimal import Decimal
 from ..accounts import COMMODITY_OF, HOLDER_ACCOUNTS
 from ..amounts import ZERO, fmt
 from ..config import Params
-from ..entries import Posting, Transaction, meta_tuple
+from ..entries import META_KEY_RE, Meta, Posting, Transaction, meta_tuple
 from ..errors import Conflict, NotFound
 from ..state import MEMBER, MERCHANT, Holder, State
-from ..subledger import balance
+from ..subledger import spendable_sp
 from .events import Event, EventKind
 
 
@@ -24,6 +24,9 @@ class Ctx:
     seq: int
     day: date
     params: Params
+
+
+assert META_KEY_RE.match("holder") and META_KEY_RE.match("leg")  # (Builder.post's fast path)
 
 
 class Builder:
@@ -46,10 +49,18 @@ class Builder:
         `aggregate` (the daily release moves the control totals, not a holder)."""
         if number == 0:
             return
-        assert account in COMMODITY_OF, account
+        currency = COMMODITY_OF.get(account)
+        assert currency is not None, account
         assert (holder is not None) == (account in HOLDER_ACCOUNTS and not aggregate), (account, holder)
-        meta = meta_tuple([("holder", holder), ("leg", leg), *extra.items()])
-        self.postings.append(Posting(account, number, COMMODITY_OF[account], meta))
+        if (not extra and holder.__class__ is str and leg.__class__ is str and holder.isprintable()
+                and leg.isprintable()):  # the usual case: meta_tuple's result, without its loop
+            meta: Meta = (("holder", holder), ("leg", leg))
+        else:
+            items = [("holder", holder), ("leg", leg)]
+            if extra:
+                items += extra.items()
+            meta = meta_tuple(items)
+        self.postings.append(Posting(account, number, currency, meta))
 
     def build(self) -> Transaction:
         sums: dict[str, Decimal] = {}
@@ -100,6 +111,6 @@ def require_value(state: State, field: str) -> Decimal:
 
 
 def require_sp(state: State, holder: Holder, sp: Decimal, field: str, rule: str) -> None:
-    held = balance(holder, state.g, state).sp
+    held = spendable_sp(holder, state.g, state)
     if held < sp:
         raise Conflict(rule, f"{field}: {holder.id} holds {fmt(held)} SP, {fmt(sp)} SP needed", field)

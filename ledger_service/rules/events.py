@@ -60,8 +60,16 @@ class EventKind(StrEnum):
 
 
 # Field types: how a field is parsed from text and written back.
+def id_ok(value: str) -> bool:
+    """`ID_RE.match(value)`, without the regex: 1 to 64 ASCII letters, digits, "_" and "-"."""
+    if not 0 < len(value) <= 64 or not value.isascii():
+        return False
+    rest = value.replace("_", "").replace("-", "")
+    return not rest or rest.isalnum()  # (isalnum on ASCII text: A-Z a-z 0-9)
+
+
 def _id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not isinstance(value, str) or not id_ok(value):
         raise Invalid("input.bad_id", f"{field}: ids are 1 to 64 characters of A-Z a-z 0-9 _ -, got {value!r}", field)
     return value
 
@@ -174,16 +182,20 @@ class Event:
     FIELDS: ClassVar[dict[str, tuple[str, str, bool]]] = {}
 
     def to_meta(self) -> list[tuple[str, str]]:
-        out = []
+        out: list[tuple[str, str]] = []
+        append = out.append
         for name, (key, _kind, _required) in self.FIELDS.items():
             value = getattr(self, name)
             if value is None or value is False:
+                continue
+            if value.__class__ is str:  # the usual case (ids, regions, choices, texts)
+                append((key, value))
                 continue
             if value is True:
                 value = "true"
             if isinstance(value, float):  # a float has already lost the exact amount
                 raise Invalid("input.bad_amount", f"{key}: amounts are decimal strings, not floats", key)
-            out.append((key, fmt(value) if isinstance(value, Decimal) else str(value)))
+            append((key, fmt(value) if isinstance(value, Decimal) else str(value)))
         return out
 
 
@@ -422,19 +434,34 @@ def parse(kind: str, fields: Mapping[str, Any], *, by_meta_key: bool = False) ->
     cls = EVENT_TYPES.get(kind)
     if cls is None:
         raise Invalid("input.unknown_kind", f"kind: unknown event kind {kind!r}", "kind")
-    values: dict[str, Any] = {}
-    for name, (key, ftype, required) in cls.FIELDS.items():
+    values: list[Any] = []
+    append = values.append
+    get = fields.get
+    for name, key, parser, required, flag in _PLANS[kind]:
         source = key if by_meta_key else name
-        raw = fields.get(source)
+        raw = get(source)
         if isinstance(raw, str):  # every string, whatever its type: the one text rule (ledger_service.text)
-            check_text(raw, source)
-        if raw is None or (raw == "" and ftype != "flag"):
+            if not raw.isprintable():  # (printable text holds none of the refused characters)
+                check_text(raw, source)
+            if raw == "" and not flag:
+                raw = None
+        if raw is None:
             if required:
                 raise Invalid("input.missing_field", f"{source}: required", source)
-            values[name] = False if ftype == "flag" else None
+            append(False if flag else None)
             continue
-        values[name] = _PARSERS[ftype](raw, source)
-    return cls(**values)
+        append(parser(raw, source))
+    return cls(*values)  # FIELDS are in the order of the dataclass's fields (checked below)
+
+
+# Per kind, what `parse` reads: (field name, meta key, parser, required, is a flag), in FIELDS order.
+_PLANS: dict[str, tuple[tuple[str, str, Any, bool, bool], ...]] = {
+    kind: tuple((name, key, _PARSERS[ftype], required, ftype == "flag") for name, (key, ftype, required)
+                in cls.FIELDS.items())
+    for kind, cls in EVENT_TYPES.items()
+}
+assert all(list(cls.FIELDS) == [f.name for f in dataclasses.fields(cls)] for cls in EVENT_TYPES.values()), \
+    "an event's FIELDS must list its dataclass fields, in order"
 
 
 def field_names(kind: str) -> list[str]:

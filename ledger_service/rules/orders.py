@@ -24,11 +24,11 @@ from decimal import ROUND_CEILING, Decimal
 
 from .. import accounts as A
 from ..amounts import CNY, QUANTUM, SP, SV, ZERO, div, exact_mul, floor, fmt, quantize
-from ..config import DEPOSIT_CASH_PAID, DEPOSIT_SP_HELD, Params
+from ..config import DEPOSIT_CASH_PAID, DEPOSIT_SP_HELD, ROLES, Params
 from ..entries import Transaction
 from ..errors import Conflict
 from ..state import Holder, State
-from ..subledger import balance
+from ..subledger import spendable_sp
 from .base import Builder, Ctx, inputs_of, member, merchant, require_value
 from .events import Order
 from .partner_regions import partner_region, require_known
@@ -128,9 +128,22 @@ def partner_qualifies(partner: Holder, day, params: Params) -> bool:
     return (day - partner.last_purchase).days <= params.region_repurchase_days
 
 
+# The team rates of the Params last used (`Params.team_rate` by role, `Params.top_team_rate`): a
+# Params is frozen, so its rates are read once rather than at every ancestor of every order.
+_team_rates: tuple[Params, dict[str, Decimal], Decimal] | None = None
+
+
+def _rates_of(params: Params) -> tuple[dict[str, Decimal], Decimal]:
+    global _team_rates
+    cached = _team_rates
+    if cached is None or cached[0] is not params:
+        cached = _team_rates = (params, {role: params.team_rate(role) for role in ROLES}, params.top_team_rate)
+    return cached[1], cached[2]
+
+
 def team_rewards(state: State, first: str | None, gain_sv: Decimal, params: Params) -> list[tuple[str, Decimal]]:
     """The differential walk: each active ancestor whose rate beats the highest paid below."""
-    top = params.top_team_rate
+    rates, top = _rates_of(params)
     highest = ZERO
     paid: list[tuple[str, Decimal]] = []
     node = first
@@ -139,7 +152,9 @@ def team_rewards(state: State, first: str | None, gain_sv: Decimal, params: Para
             break
         ancestor = state.holder(node)
         assert ancestor is not None, node  # referrers are checked to exist at registration
-        rate = params.team_rate(ancestor.role)
+        rate = rates.get(ancestor.role)
+        if rate is None:  # (a role outside ROLES: as Params.team_rate reads it)
+            rate = params.team_rate(ancestor.role)
         if ancestor.active and rate > highest:
             paid.append((ancestor.id, quantize((rate - highest) * gain_sv, SV)))
             highest = rate
@@ -154,7 +169,7 @@ def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
     buyer = member(state, ev.buyer, "buyer")
     store = merchant(state, ev.merchant, "merchant")
     require_known(ev.ship_region, "ship_region", p)
-    held_sp = balance(store, state.g, state).sp
+    held_sp = spendable_sp(store, state.g, state)
     gate = opening(store, held_sp, state.g.value, p)
     if not gate.can_take_orders:
         raise _refuse_closed(store, held_sp, state.g.value, gate, p)
