@@ -463,7 +463,8 @@ class Engine:
     def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[dict]:
         """The booked entries' rows, written with the overlay's changes (and the days it closed)."""
         rows = _rows(booked, self.books, {})
-        persist(session, overlay.changes(), rows)
+        reader = overlay.base
+        persist(session, overlay.changes(), rows, reader.stored if isinstance(reader, DbReader) else None)
         return rows
 
     def _plan(self, session, events) -> tuple[Overlay, list[Booked]]:
