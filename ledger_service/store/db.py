@@ -13,7 +13,7 @@ from operator import attrgetter, is_, itemgetter
 from pathlib import Path
 
 from beancount.parser import parser
-from sqlalchemy import Boolean, Date, Table, bindparam, create_engine, delete, event, insert, select, update
+from sqlalchemy import Boolean, Date, Integer, Table, bindparam, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,8 +74,7 @@ _PAYOUT_BY_ID = select(*_PAYOUT_COLUMNS).where(_PAYOUTS.c.id == bindparam("id"))
 _PAYOUTS_BY_IDS = select(*_PAYOUT_COLUMNS).where(_PAYOUTS.c.id.in_(bindparam("ids", expanding=True)))
 _PAYOUT_IDS_IN = select(_PAYOUTS.c.id).where(_PAYOUTS.c.id.in_(bindparam("ids", expanding=True)))
 _ORDER_EVENT = select(_EVENTS.c.id).where(_EVENTS.c.order_id == bindparam("order_id"))
-_ORDER_EVENTS_IN = select(_EVENTS.c.order_id, _EVENTS.c.id).where(
-    _EVENTS.c.order_id.in_(bindparam("order_ids", expanding=True)))
+_ORDER_EVENTS = "SELECT order_id, id FROM events"  # `_rows_in`
 _INSERT_PAYOUTS = insert(_PAYOUTS)
 _UPDATE_PAYOUTS = update(_PAYOUTS).where(_PAYOUTS.c.id == bindparam("b_id")).values(
     {name: bindparam(name) for name in _PAYOUT_FIELDS if name != "id"})
@@ -126,13 +125,9 @@ class _HolderRows:
 
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
-        mark = "?" if self.sqlite else "%s"
-        self.mark = mark
-        columns = ", ".join(f'"{name}"' for name in _HOLDER_FIELDS)
-        self.select_in = f'SELECT {columns} FROM holders WHERE id IN ({{}})'
-        self.insert = f'INSERT INTO holders ({columns}) VALUES ({", ".join([mark] * len(_HOLDER_FIELDS))})'
-        self.update = (f'UPDATE holders SET {", ".join(f"{chr(34)}{n}{chr(34)} = {mark}" for n in _HOLDER_FIELDS[1:])}'
-                       f' WHERE id = {mark}')
+        self.dialect = dialect
+        self.writer = _RowWriter(dialect, _HOLDER_TABLE, _HOLDER_FIELDS)
+        self.select = f"SELECT {', '.join(_quoted(_HOLDER_FIELDS))} FROM holders"
         to_holder: list[tuple[int, object]] = []
         to_row: list[tuple[int, object]] = []
         for i, name in enumerate(_HOLDER_FIELDS):
@@ -160,8 +155,9 @@ class _HolderRows:
                 values[i] = convert(value)  # type: ignore[operator]
         return tuple(values)
 
-    def params(self, holder: Holder) -> tuple:
-        values = list(self.values_of(holder))
+    def params(self, holder: Holder, values: tuple | None = None) -> tuple:
+        """The row of a Holder as it would be stored (`values`: its field values, when at hand)."""
+        values = list(values if values is not None else self.values_of(holder))
         for i, convert in self.to_row:
             value = values[i]
             if value is not None:
@@ -169,7 +165,62 @@ class _HolderRows:
         return tuple(values)
 
     def fetch(self, cursor, ids: list[str]) -> list:
-        return cursor.execute(self.select_in.format(", ".join([self.mark] * len(ids))), ids).fetchall()
+        return _rows_in(cursor, self.dialect, self.select, "id", ids)
+
+
+def _quoted(names) -> list[str]:
+    return [f'"{name}"' for name in names]
+
+
+def _rows_in(cursor, dialect: str, select_sql: str, column: str, values: list) -> list:
+    """The rows of `select_sql` (no WHERE) whose `column` is one of `values`: `IN (?, ...)` on
+    SQLite, `= ANY(%s)` on PostgreSQL (one array parameter: the same statement text each time)."""
+    if dialect == "sqlite":
+        return cursor.execute(f"{select_sql} WHERE {column} IN ({', '.join('?' * len(values))})", values).fetchall()
+    return cursor.execute(f"{select_sql} WHERE {column} = ANY(%s)", (list(values),)).fetchall()
+
+
+def _pg_type(column_type) -> str:
+    if isinstance(column_type, Boolean):
+        return "boolean"
+    if isinstance(column_type, Date):
+        return "date"
+    if isinstance(column_type, Integer):
+        return "integer"
+    return "text"  # strings, and Decimals as their text (`DecimalText`)
+
+
+class _RowWriter:
+    """Rows inserted or updated (by their first column) through a DBAPI cursor, all in one call: on
+    SQLite an `executemany`; on PostgreSQL one statement over `unnest` of one array per column
+    (psycopg's `executemany` sends a statement per row)."""
+
+    def __init__(self, dialect: str, table: Table, columns) -> None:
+        self.sqlite = dialect == "sqlite"
+        names = _quoted(columns)
+        key, rest = names[0], names[1:]
+        if self.sqlite:
+            self.insert_sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            self.update_sql = f"UPDATE {table.name} SET {', '.join(f'{n} = ?' for n in rest)} WHERE {key} = ?"
+        else:
+            arrays = ", ".join(f"%b::{_pg_type(table.c[name].type)}[]" for name in columns)
+            self.insert_sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
+            self.update_sql = (f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in rest)} "
+                               f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE t.{key} = v.{key}")
+
+    def insert(self, cursor, rows: list[tuple]) -> None:
+        if rows:
+            if self.sqlite:
+                cursor.executemany(self.insert_sql, rows)
+            else:
+                cursor.execute(self.insert_sql, [list(column) for column in zip(*rows, strict=True)])
+
+    def update(self, cursor, rows: list[tuple]) -> None:
+        if rows:
+            if self.sqlite:
+                cursor.executemany(self.update_sql, [(*row[1:], row[0]) for row in rows])
+            else:
+                cursor.execute(self.update_sql, [list(column) for column in zip(*rows, strict=True)])
 
 
 _HOLDER_ROWS = {dialect: _HolderRows(dialect) for dialect in ("sqlite", "postgresql")}
@@ -177,10 +228,7 @@ _HOLDER_ROWS = {dialect: _HolderRows(dialect) for dialect in ("sqlite", "postgre
 _EVENT_COLUMNS = tuple(column.name for column in _EVENTS.columns)
 _EVENT_VALUES = itemgetter(*_EVENT_COLUMNS)
 _EVENT_DAY = _EVENT_COLUMNS.index("day")
-_INSERT_EVENT_ROWS = {
-    dialect: (f'INSERT INTO events ({", ".join(f"{chr(34)}{name}{chr(34)}" for name in _EVENT_COLUMNS)}) '
-              f'VALUES ({", ".join([mark] * len(_EVENT_COLUMNS))})')
-    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))}
+_EVENT_WRITERS = {dialect: _RowWriter(dialect, _EVENTS, _EVENT_COLUMNS) for dialect in ("sqlite", "postgresql")}
 
 
 def _cursor(connection):
@@ -381,11 +429,16 @@ class DbReader:
             step = self._fetch_holders(connection, frontier)
             frontier = {h.referrer for h in step.values() if h is not None and h.referrer}
         self._fetch_holders(connection, wanted - self._holders.keys())
-        for chunk in _chunks(sorted(order_ids)):
-            known: dict[str, str] = {row.order_id: row.id
-                                     for row in connection.execute(_ORDER_EVENTS_IN, {"order_ids": chunk})}
-            for order_id in chunk:
-                self._orders[order_id] = known.get(order_id)
+        if order_ids:
+            cursor = _cursor(connection)
+            try:
+                for chunk in _chunks(sorted(order_ids)):
+                    known: dict[str, str] = dict(_rows_in(cursor, self._holder_rows.dialect, _ORDER_EVENTS,
+                                                          "order_id", chunk))
+                    for order_id in chunk:
+                        self._orders[order_id] = known.get(order_id)
+            finally:
+                cursor.close()
         for chunk in _chunks(sorted(payout_ids)):
             rows = {row.id: Payout(**row._mapping) for row in connection.execute(_PAYOUTS_BY_IDS, {"ids": chunk})}
             for payout_id in chunk:
@@ -533,20 +586,23 @@ def _persist_holders(connection, changes: ChangeSet, stored: Mapping[str, tuple[
         if holder_id in new_ids:
             new_holders.append(rows.params(holder))
             continue
+        values = values_of(holder)
         read = stored.get(holder_id)
-        if read is not None and all(map(is_, values_of(holder), read[1])):
+        if read is None or values != read[1]:  # not read, or a field differs (as a number too)
+            params = rows.params(holder, values)
+        elif all(map(is_, values, read[1])):
             continue
-        params = rows.params(holder)
-        if read is None or read[0] != params:
-            changed_holders.append((*params[1:], params[0]))
+        else:  # equal numbers: the same text?
+            params = rows.params(holder, values)
+            if params == read[0]:
+                continue
+        changed_holders.append(params)
     if not new_holders and not changed_holders:
         return
     cursor = _cursor(connection)
     try:
-        if new_holders:
-            cursor.executemany(rows.insert, new_holders)
-        if changed_holders:
-            cursor.executemany(rows.update, changed_holders)
+        rows.writer.insert(cursor, new_holders)
+        rows.writer.update(cursor, changed_holders)
     finally:
         cursor.close()
 
@@ -569,7 +625,7 @@ def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> Non
             params = [(*p[:_EVENT_DAY], p[_EVENT_DAY].isoformat(), *p[_EVENT_DAY + 1:]) for p in params]
         cursor = _cursor(connection)
         try:
-            cursor.executemany(_INSERT_EVENT_ROWS[dialect], params)
+            _EVENT_WRITERS[dialect].insert(cursor, params)
         finally:
             cursor.close()
 
