@@ -157,12 +157,12 @@ class _HolderRows:
 
     def params(self, holder: Holder, values: tuple | None = None) -> tuple:
         """The row of a Holder as it would be stored (`values`: its field values, when at hand)."""
-        values = list(values if values is not None else self.values_of(holder))
+        row = list(values if values is not None else self.values_of(holder))
         for i, convert in self.to_row:
-            value = values[i]
+            value = row[i]
             if value is not None:
-                values[i] = convert(value)  # type: ignore[operator]
-        return tuple(values)
+                row[i] = convert(value)  # type: ignore[operator]
+        return tuple(row)
 
     def fetch(self, cursor, ids: list[str]) -> list:
         return _rows_in(cursor, self.dialect, self.select, "id", ids)
@@ -177,7 +177,7 @@ def _rows_in(cursor, dialect: str, select_sql: str, column: str, values: list) -
     SQLite, `= ANY(%s)` on PostgreSQL (one array parameter: the same statement text each time)."""
     if dialect == "sqlite":
         return cursor.execute(f"{select_sql} WHERE {column} IN ({', '.join('?' * len(values))})", values).fetchall()
-    return cursor.execute(f"{select_sql} WHERE {column} = ANY(%s)", (list(values),)).fetchall()
+    return cursor.execute(f"{select_sql} WHERE {column} = ANY(%b)", (list(values),)).fetchall()
 
 
 def _pg_type(column_type) -> str:
