@@ -422,13 +422,14 @@ class DbReader:
         # the referral chains the order rules walk, and the stores' referrers
         wanted = {h.store_referrer for h in found.values() if h is not None and h.store_referrer}
         frontier = {h.referrer for h in (found.get(b) for b in buyers) if h is not None and h.referrer}
+        held = self._holders  # (`set - dict.keys()` would iterate over every key held: filtered instead)
         for _ in range(_PREFETCH_ANCESTORS):
-            frontier -= self._holders.keys()
+            frontier = {h for h in frontier if h not in held}
             if not frontier:
                 break
             step = self._fetch_holders(connection, frontier)
             frontier = {h.referrer for h in step.values() if h is not None and h.referrer}
-        self._fetch_holders(connection, wanted - self._holders.keys())
+        self._fetch_holders(connection, {h for h in wanted if h not in held})
         if order_ids:
             cursor = _cursor(connection)
             try:
