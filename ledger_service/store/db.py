@@ -174,7 +174,7 @@ def _quoted(names) -> list[str]:
 
 def _rows_in(cursor, dialect: str, select_sql: str, column: str, values: list) -> list:
     """The rows of `select_sql` (no WHERE) whose `column` is one of `values`: `IN (?, ...)` on
-    SQLite, `= ANY(%s)` on PostgreSQL (one array parameter: the same statement text each time)."""
+    SQLite, `= ANY(%b)` on PostgreSQL (one binary array parameter: the same statement text each time)."""
     if dialect == "sqlite":
         return cursor.execute(f"{select_sql} WHERE {column} IN ({', '.join('?' * len(values))})", values).fetchall()
     return cursor.execute(f"{select_sql} WHERE {column} = ANY(%b)", (list(values),)).fetchall()
