@@ -26,13 +26,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, desc, inspect, select
+from sqlalchemy import bindparam, delete, desc, insert, inspect, select
 
 from . import reports, rules, signing, views
 from .amounts import fmt
@@ -134,9 +134,14 @@ class Idempotency:
     request_hash: str
     scope: str = "cli"
 
-    def check(self, session) -> None:
-        rows = session.connection().execute(_IDEMPOTENCY_BY_KEY,
-                                            {"key": self.key, "scopes": [self.scope, LEGACY_SCOPE]}).all()
+    def check(self, session, known: Mapping[str, list] | None = None) -> None:
+        """Raise IdempotentReplay (or Conflict) when this key was used. `known`: the rows of the
+        keys of a whole group commit, read at once (`idempotency_rows`)."""
+        if known is None:
+            rows = session.connection().execute(_IDEMPOTENCY_BY_KEY,
+                                                {"key": self.key, "scopes": [self.scope, LEGACY_SCOPE]}).all()
+        else:
+            rows = [row for row in known.get(self.key, ()) if row.api_key_id in (self.scope, LEGACY_SCOPE)]
         if not rows:
             return
         row = min(rows, key=lambda r: r.api_key_id == LEGACY_SCOPE)  # the key's own row first
@@ -162,6 +167,34 @@ _IDEMPOTENCY_BY_KEY = select(_IDEMPOTENCY.c.api_key_id, _IDEMPOTENCY.c.request_h
     _IDEMPOTENCY.c.key == bindparam("key"), _IDEMPOTENCY.c.api_key_id.in_(bindparam("scopes", expanding=True)))
 _EVENTS = EventRow.__table__
 _EVENT_BY_ID = select(_EVENTS).where(_EVENTS.c.id == bindparam("id"))
+_IDEMPOTENCY_BY_KEYS = select(_IDEMPOTENCY.c.key, _IDEMPOTENCY.c.api_key_id, _IDEMPOTENCY.c.request_hash,
+                              _IDEMPOTENCY.c.status, _IDEMPOTENCY.c.response, _IDEMPOTENCY.c.event_id).where(
+    _IDEMPOTENCY.c.key.in_(bindparam("keys", expanding=True)))
+_INSERT_IDEMPOTENCY = insert(IdempotencyRow)
+# Keys read per `IN (...)` query (well under SQLite's limit on bound parameters).
+_KEYS_CHUNK = 500
+
+
+def idempotency_rows(session, idempotencies: Iterable[Idempotency]) -> dict[str, list]:
+    """The stored rows of these keys (of any scope), by key: a group commit's checks in a few queries."""
+    keys = sorted({i.key for i in idempotencies})
+    found: dict[str, list] = {}
+    connection = session.connection()
+    for start in range(0, len(keys), _KEYS_CHUNK):
+        for row in connection.execute(_IDEMPOTENCY_BY_KEYS, {"keys": keys[start:start + _KEYS_CHUNK]}):
+            found.setdefault(row.key, []).append(row)
+    return found
+
+
+def store_idempotency(session, answered: list[tuple[Idempotency, str | None]]) -> None:
+    """Record the answers of a group commit's bookings (`Idempotency.store` with an event id), in one statement."""
+    if answered:
+        created = _utcnow()
+        session.connection().execute(_INSERT_IDEMPOTENCY, [
+            {"api_key_id": i.scope, "key": i.key, "request_hash": i.request_hash, "status": 201, "response": b"",
+             "created": created, "event_id": event_id} for i, event_id in answered])
+
+
 _PRUNE_IDEMPOTENCY = delete(IdempotencyRow).where(_IDEMPOTENCY.c.created < bindparam("before"))
 # The scope of idempotency rows written before keys were scoped (migration 0002).
 LEGACY_SCOPE = "legacy"
@@ -341,9 +374,8 @@ class Engine:
                     if not answered:
                         return retry
                     rows = self._persist(session, overlay, booked)
-                    for request, one in answered:
-                        if request.payload[2] is not None:
-                            request.payload[2].store(session, 201, {}, event_id=one.event_id)
+                    store_idempotency(session, [(request.payload[2], one.event_id) for request, one in answered
+                                                if request.payload[2] is not None])
                     pruned = self._prune_if_closed(session, booked)
                 self._log_closed(booked, pruned)
                 try:
@@ -367,6 +399,7 @@ class Engine:
         answered: list[tuple[Request, Booked]] = []
         retry: list[Request] = []
         keys: set[tuple[str, str]] = set()
+        known = idempotency_rows(session, [r.payload[2] for r in batch if r.payload[2] is not None])
         for request in batch:
             event, day, idempotency = request.payload
             if idempotency is not None:
@@ -378,7 +411,7 @@ class Engine:
             child = Overlay(overlay)
             try:
                 if idempotency is not None:
-                    idempotency.check(session)
+                    idempotency.check(session, known)
                 mine = self._plan_one(child, event, day or today)  # a day in the future is refused here
             except (Refusal, IdempotentReplay) as exc:
                 request.fail(exc)
@@ -463,7 +496,8 @@ class Engine:
     def _persist(self, session, overlay: Overlay, booked: list[Booked]) -> list[dict]:
         """The booked entries' rows, written with the overlay's changes (and the days it closed)."""
         rows = _rows(booked, self.books, {})
-        persist(session, overlay.changes(), rows)
+        reader = overlay.base
+        persist(session, overlay.changes(), rows, reader.stored if isinstance(reader, DbReader) else None)
         return rows
 
     def _plan(self, session, events) -> tuple[Overlay, list[Booked]]:

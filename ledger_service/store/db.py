@@ -9,14 +9,15 @@ from collections.abc import Mapping
 from dataclasses import fields
 from datetime import date, timedelta
 from decimal import Decimal
+from operator import attrgetter, is_, itemgetter
 from pathlib import Path
 
 from beancount.parser import parser
-from sqlalchemy import Table, bindparam, create_engine, delete, event, insert, select, update
+from sqlalchemy import Boolean, Date, Integer, Table, bindparam, create_engine, delete, event, insert, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..amounts import ZERO
+from ..amounts import ZERO, fmt
 from ..entries import Transaction, from_beancount
 from ..journal import make_private_dirs, private_file
 from ..rules.events import EVENT_TYPES, EventKind
@@ -36,6 +37,7 @@ from .models import (
     BalanceRow,
     Base,
     DayRow,
+    DecimalText,
     EpochRow,
     EventRow,
     GrantCampaignRow,
@@ -63,10 +65,7 @@ _PARTNERS = table_of(PartnerRow)
 _EPOCHS = table_of(EpochRow)
 
 # The statements of the booking path, built once (SQLAlchemy then reuses their compiled form
-# from its cache without rebuilding or re-keying them).
-_HOLDER_COLUMNS = [_HOLDER_TABLE.c[name] for name in _HOLDER_FIELDS]
-_HOLDER_BY_ID = select(*_HOLDER_COLUMNS).where(_HOLDER_TABLE.c.id == bindparam("id"))
-_HOLDERS_BY_IDS = select(*_HOLDER_COLUMNS).where(_HOLDER_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+# from its cache without rebuilding or re-keying them); the holders' rows: `_HolderRows`.
 _PARTNER_OF = select(_PARTNERS.c.holder).where(_PARTNERS.c.region == bindparam("region"))
 _EPOCH_BY_NUMBER = select(_EPOCHS.c.number, _EPOCHS.c.sp_index_end, _EPOCHS.c.factor).where(
     _EPOCHS.c.number == bindparam("number"))
@@ -75,15 +74,10 @@ _PAYOUT_BY_ID = select(*_PAYOUT_COLUMNS).where(_PAYOUTS.c.id == bindparam("id"))
 _PAYOUTS_BY_IDS = select(*_PAYOUT_COLUMNS).where(_PAYOUTS.c.id.in_(bindparam("ids", expanding=True)))
 _PAYOUT_IDS_IN = select(_PAYOUTS.c.id).where(_PAYOUTS.c.id.in_(bindparam("ids", expanding=True)))
 _ORDER_EVENT = select(_EVENTS.c.id).where(_EVENTS.c.order_id == bindparam("order_id"))
-_ORDER_EVENTS_IN = select(_EVENTS.c.order_id, _EVENTS.c.id).where(
-    _EVENTS.c.order_id.in_(bindparam("order_ids", expanding=True)))
-_INSERT_HOLDERS = insert(_HOLDER_TABLE)
-_UPDATE_HOLDERS = update(_HOLDER_TABLE).where(_HOLDER_TABLE.c.id == bindparam("b_id")).values(
-    {name: bindparam(name) for name in _HOLDER_FIELDS if name != "id"})
+_ORDER_EVENTS = "SELECT order_id, id FROM events"  # `_rows_in`
 _INSERT_PAYOUTS = insert(_PAYOUTS)
 _UPDATE_PAYOUTS = update(_PAYOUTS).where(_PAYOUTS.c.id == bindparam("b_id")).values(
     {name: bindparam(name) for name in _PAYOUT_FIELDS if name != "id"})
-_INSERT_EVENTS = insert(_EVENTS)
 _RELEASE_BEFORE = (select(_EVENTS.c.text).where(_EVENTS.c.kind == EventKind.RELEASE, _EVENTS.c.seq < bindparam("seq"))
                    .order_by(_EVENTS.c.seq.desc()).limit(1))
 _INSERT_PARTNERS = insert(_PARTNERS)
@@ -107,6 +101,139 @@ _HOLDER_REFS = {kind: refs for kind, refs in (
 # How far up the referral chains of an order's buyer holders are fetched ahead (the rules'
 # walk reads further ones one by one).
 _PREFETCH_ANCESTORS = 64
+
+
+def _decimal_text(value: Decimal) -> str:
+    """A Decimal as stored (`models.DecimalText.process_bind_param`)."""
+    assert isinstance(value, Decimal), value
+    return fmt(value)
+
+
+def _bool_of(value) -> bool:
+    return bool(value)
+
+
+class _HolderRows:
+    """The holders' rows read and written through the DBAPI cursor of the session's connection
+    (the same transaction), bypassing SQLAlchemy's per-row processing on the booking path.
+
+    A row is kept as the database gives it (`raw`); `params` turns a Holder into the values that
+    would be stored, in the same form, so that a holder whose row would not change is not written
+    (`persist`). The conversions are those of the column types (`models.HolderRow`): Decimals
+    as their exact text (`DecimalText`), dates as ISO text on SQLite (as SQLAlchemy's SQLite
+    `Date` stores them) and as dates on PostgreSQL, booleans as integers on SQLite."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        self.dialect = dialect
+        self.writer = _RowWriter(dialect, _HOLDER_TABLE, _HOLDER_FIELDS)
+        self.select = f"SELECT {', '.join(_quoted(_HOLDER_FIELDS))} FROM holders"
+        to_holder: list[tuple[int, object]] = []
+        to_row: list[tuple[int, object]] = []
+        for i, name in enumerate(_HOLDER_FIELDS):
+            column_type = _HOLDER_TABLE.c[name].type
+            if isinstance(column_type, DecimalText):
+                to_holder.append((i, Decimal))
+                to_row.append((i, _decimal_text))
+            elif isinstance(column_type, Date) and self.sqlite:
+                to_holder.append((i, date.fromisoformat))
+                to_row.append((i, date.isoformat))
+            elif isinstance(column_type, Boolean):
+                to_holder.append((i, _bool_of))
+                if self.sqlite:
+                    to_row.append((i, int))
+        self.to_holder = tuple(to_holder)
+        self.to_row = tuple(to_row)
+        self.values_of = attrgetter(*_HOLDER_FIELDS)
+
+    def values(self, raw) -> tuple:
+        """The field values of the Holder of a row."""
+        values = list(raw)
+        for i, convert in self.to_holder:
+            value = values[i]
+            if value is not None:
+                values[i] = convert(value)  # type: ignore[operator]
+        return tuple(values)
+
+    def params(self, holder: Holder, values: tuple | None = None) -> tuple:
+        """The row of a Holder as it would be stored (`values`: its field values, when at hand)."""
+        row = list(values if values is not None else self.values_of(holder))
+        for i, convert in self.to_row:
+            value = row[i]
+            if value is not None:
+                row[i] = convert(value)  # type: ignore[operator]
+        return tuple(row)
+
+    def fetch(self, cursor, ids: list[str]) -> list:
+        return _rows_in(cursor, self.dialect, self.select, "id", ids)
+
+
+def _quoted(names) -> list[str]:
+    return [f'"{name}"' for name in names]
+
+
+def _rows_in(cursor, dialect: str, select_sql: str, column: str, values: list) -> list:
+    """The rows of `select_sql` (no WHERE) whose `column` is one of `values`: `IN (?, ...)` on
+    SQLite, `= ANY(%b)` on PostgreSQL (one binary array parameter: the same statement text each time)."""
+    if dialect == "sqlite":
+        return cursor.execute(f"{select_sql} WHERE {column} IN ({', '.join('?' * len(values))})", values).fetchall()
+    return cursor.execute(f"{select_sql} WHERE {column} = ANY(%b)", (list(values),)).fetchall()
+
+
+def _pg_type(column_type) -> str:
+    if isinstance(column_type, Boolean):
+        return "boolean"
+    if isinstance(column_type, Date):
+        return "date"
+    if isinstance(column_type, Integer):
+        return "integer"
+    return "text"  # strings, and Decimals as their text (`DecimalText`)
+
+
+class _RowWriter:
+    """Rows inserted or updated (by their first column) through a DBAPI cursor, all in one call: on
+    SQLite an `executemany`; on PostgreSQL one statement over `unnest` of one array per column
+    (psycopg's `executemany` sends a statement per row)."""
+
+    def __init__(self, dialect: str, table: Table, columns) -> None:
+        self.sqlite = dialect == "sqlite"
+        names = _quoted(columns)
+        key, rest = names[0], names[1:]
+        if self.sqlite:
+            self.insert_sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            self.update_sql = f"UPDATE {table.name} SET {', '.join(f'{n} = ?' for n in rest)} WHERE {key} = ?"
+        else:
+            arrays = ", ".join(f"%b::{_pg_type(table.c[name].type)}[]" for name in columns)
+            self.insert_sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
+            self.update_sql = (f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in rest)} "
+                               f"FROM unnest({arrays}) AS v({', '.join(names)}) WHERE t.{key} = v.{key}")
+
+    def insert(self, cursor, rows: list[tuple]) -> None:
+        if rows:
+            if self.sqlite:
+                cursor.executemany(self.insert_sql, rows)
+            else:
+                cursor.execute(self.insert_sql, [list(column) for column in zip(*rows, strict=True)])
+
+    def update(self, cursor, rows: list[tuple]) -> None:
+        if rows:
+            if self.sqlite:
+                cursor.executemany(self.update_sql, [(*row[1:], row[0]) for row in rows])
+            else:
+                cursor.execute(self.update_sql, [list(column) for column in zip(*rows, strict=True)])
+
+
+_HOLDER_ROWS = {dialect: _HolderRows(dialect) for dialect in ("sqlite", "postgresql")}
+
+_EVENT_COLUMNS = tuple(column.name for column in _EVENTS.columns)
+_EVENT_VALUES = itemgetter(*_EVENT_COLUMNS)
+_EVENT_DAY = _EVENT_COLUMNS.index("day")
+_EVENT_WRITERS = {dialect: _RowWriter(dialect, _EVENTS, _EVENT_COLUMNS) for dialect in ("sqlite", "postgresql")}
+
+
+def _cursor(connection):
+    """A DBAPI cursor on the session's connection (its transaction)."""
+    return connection.connection.driver_connection.cursor()
 
 
 # A password in a URL written out as text: `scheme://user:PASSWORD@host` (user may be empty).
@@ -241,12 +368,17 @@ class DbReader:
     for it (the Overlay keeps its own copy after that), and any other lookup reads the
     database as before. Partners and closed epochs are remembered for the reader's life (one
     transaction, under the writer lock: nothing else writes them meanwhile).
+
+    `stored` keeps, for every holder read, its row as the database gave it and the field values
+    of the Holder made of it: `persist` writes only the holders whose row would change.
     """
 
     def __init__(self, session: Session, g: Globals) -> None:
         self.session = session
         self.g = g
         self._holders: dict[str, Holder | None] = {}
+        self.stored: dict[str, tuple[tuple, tuple]] = {}
+        self._holder_rows = _HOLDER_ROWS[session.connection().dialect.name]
         self._orders: dict[str, str | None] = {}
         self._payouts: dict[str, Payout | None] = {}
         self._partners: dict[str, str | None] = {}
@@ -255,8 +387,8 @@ class DbReader:
     def holder(self, holder_id: str) -> Holder | None:
         if holder_id in self._holders:
             return self._holders.pop(holder_id)
-        row = self.session.connection().execute(_HOLDER_BY_ID, {"id": holder_id}).first()
-        return Holder(**row._mapping) if row is not None else None
+        found = self._fetch_holders(self.session.connection(), (holder_id,))
+        return self._holders.pop(holder_id, found[holder_id])
 
     def partner_of(self, region: str) -> str | None:
         if region not in self._partners:
@@ -290,18 +422,24 @@ class DbReader:
         # the referral chains the order rules walk, and the stores' referrers
         wanted = {h.store_referrer for h in found.values() if h is not None and h.store_referrer}
         frontier = {h.referrer for h in (found.get(b) for b in buyers) if h is not None and h.referrer}
+        held = self._holders  # (`set - dict.keys()` would iterate over every key held: filtered instead)
         for _ in range(_PREFETCH_ANCESTORS):
-            frontier -= self._holders.keys()
+            frontier = {h for h in frontier if h not in held}
             if not frontier:
                 break
             step = self._fetch_holders(connection, frontier)
             frontier = {h.referrer for h in step.values() if h is not None and h.referrer}
-        self._fetch_holders(connection, wanted - self._holders.keys())
-        for chunk in _chunks(sorted(order_ids)):
-            known: dict[str, str] = {row.order_id: row.id
-                                     for row in connection.execute(_ORDER_EVENTS_IN, {"order_ids": chunk})}
-            for order_id in chunk:
-                self._orders[order_id] = known.get(order_id)
+        self._fetch_holders(connection, {h for h in wanted if h not in held})
+        if order_ids:
+            cursor = _cursor(connection)
+            try:
+                for chunk in _chunks(sorted(order_ids)):
+                    known: dict[str, str] = dict(_rows_in(cursor, self._holder_rows.dialect, _ORDER_EVENTS,
+                                                          "order_id", chunk))
+                    for order_id in chunk:
+                        self._orders[order_id] = known.get(order_id)
+            finally:
+                cursor.close()
         for chunk in _chunks(sorted(payout_ids)):
             rows = {row.id: Payout(**row._mapping) for row in connection.execute(_PAYOUTS_BY_IDS, {"ids": chunk})}
             for payout_id in chunk:
@@ -309,11 +447,20 @@ class DbReader:
 
     def _fetch_holders(self, connection, ids) -> dict[str, Holder | None]:
         out: dict[str, Holder | None] = {}
-        for chunk in _chunks(sorted(ids)):
-            for row in connection.execute(_HOLDERS_BY_IDS, {"ids": chunk}):
-                out[row.id] = Holder(**row._mapping)
-            for holder_id in chunk:
-                out.setdefault(holder_id, None)
+        if not ids:
+            return out
+        rows, stored = self._holder_rows, self.stored
+        cursor = _cursor(connection)
+        try:
+            for chunk in _chunks(sorted(ids)):
+                for raw in rows.fetch(cursor, chunk):
+                    values = rows.values(raw)
+                    stored[raw[0]] = (raw, values)
+                    out[raw[0]] = Holder(*values)
+                for holder_id in chunk:
+                    out.setdefault(holder_id, None)
+        finally:
+            cursor.close()
         self._holders.update(out)
         return out
 
@@ -395,9 +542,11 @@ def _chunks(items: list) -> list[list]:
     return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
-def persist(session: Session, changes: ChangeSet, new_rows: list[dict]) -> None:
+def persist(session: Session, changes: ChangeSet, new_rows: list[dict],
+            stored: Mapping[str, tuple[tuple, tuple]] | None = None) -> None:
     """Write a change set, the new event rows and the rows of the days it closed into the
-    session (not committed)."""
+    session (not committed). `stored`: the rows of holders as read in this transaction
+    (`DbReader.stored`); a holder whose row is the same is not written again."""
     g = changes.g
     connection = session.connection()
     connection.execute(_UPDATE_LEDGER, {name: getattr(g, name) for name in _POSITION})
@@ -406,7 +555,7 @@ def persist(session: Session, changes: ChangeSet, new_rows: list[dict]) -> None:
                                               for a, v in changes.changed_balances.items()])
     if changes.added_balances:
         connection.execute(_INSERT_BALANCES, [{"account": a, "amount": v} for a, v in changes.added_balances.items()])
-    _persist_holders(connection, changes)
+    _persist_holders(connection, changes, stored or {})
     if changes.partners:
         connection.execute(_INSERT_PARTNERS, [{"region": region, "holder": holder_id}
                                               for region, holder_id in changes.partners.items()])
@@ -421,22 +570,42 @@ def persist(session: Session, changes: ChangeSet, new_rows: list[dict]) -> None:
         _persist_days(session, changes.closed_days)
 
 
-def _persist_holders(connection, changes: ChangeSet) -> None:
+def _persist_holders(connection, changes: ChangeSet, stored: Mapping[str, tuple[tuple, tuple]]) -> None:
+    """The new holders inserted, the others updated where their row changed (all of them
+    when `stored` does not hold their row).
+
+    A holder whose every field is still the very object read (the Overlay's copies are
+    shallow) is unchanged; otherwise its row is compared as stored (exact text: 1.0 is not
+    1.00, as `audit.verify` compares it)."""
+    rows = _HOLDER_ROWS[connection.dialect.name]
+    values_of = rows.values_of
     new_holders, changed_holders = [], []
     new_ids = changes.new_holders
     for holder_id, holder in changes.holders.items():
         if holder is None:
             continue
         if holder_id in new_ids:
-            new_holders.append({name: getattr(holder, name) for name in _HOLDER_FIELDS})
-        else:
-            values = {name: getattr(holder, name) for name in _HOLDER_FIELDS}
-            values["b_id"] = values.pop("id")
-            changed_holders.append(values)
-    if new_holders:
-        connection.execute(_INSERT_HOLDERS, new_holders)
-    if changed_holders:
-        connection.execute(_UPDATE_HOLDERS, changed_holders)
+            new_holders.append(rows.params(holder))
+            continue
+        values = values_of(holder)
+        read = stored.get(holder_id)
+        if read is None or values != read[1]:  # not read, or a field differs (as a number too)
+            params = rows.params(holder, values)
+        elif all(map(is_, values, read[1])):
+            continue
+        else:  # equal numbers: the same text?
+            params = rows.params(holder, values)
+            if params == read[0]:
+                continue
+        changed_holders.append(params)
+    if not new_holders and not changed_holders:
+        return
+    cursor = _cursor(connection)
+    try:
+        rows.writer.insert(cursor, new_holders)
+        rows.writer.update(cursor, changed_holders)
+    finally:
+        cursor.close()
 
 
 def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> None:
@@ -450,8 +619,16 @@ def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> Non
             by_id[record.id]["reversed_by"] = record.reversed_by
         else:
             connection.execute(update(_EVENTS).where(_EVENTS.c.id == record.id).values(reversed_by=record.reversed_by))
-    if new_rows:
-        connection.execute(_INSERT_EVENTS, new_rows)
+    if new_rows:  # through the DBAPI cursor (as `_HolderRows`): a day as ISO text on SQLite
+        dialect = connection.dialect.name
+        params = [_EVENT_VALUES(row) for row in new_rows]
+        if dialect == "sqlite":
+            params = [(*p[:_EVENT_DAY], p[_EVENT_DAY].isoformat(), *p[_EVENT_DAY + 1:]) for p in params]
+        cursor = _cursor(connection)
+        try:
+            _EVENT_WRITERS[dialect].insert(cursor, params)
+        finally:
+            cursor.close()
 
 
 def _persist_grants(connection, changes: ChangeSet) -> None:
