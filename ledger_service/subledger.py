@@ -71,18 +71,6 @@ def balance(holder: Holder, g: Globals, epochs: Epochs) -> Balance:
     return Balance(floor(view.sv_locked, SV), spendable(sv_active(view, g), SV), spendable(view.sp_exact, SP))
 
 
-def spendable_sp(holder: Holder, g: Globals, epochs: Epochs) -> Decimal:
-    """`balance(holder, g, epochs).sp`, without the copy and the SV figures when the holder is in
-    the current epoch (the same arithmetic as `settle`'s last step, on local values)."""
-    if holder.epoch < g.epoch:
-        return balance(holder, g, epochs).sp
-    sp_exact = holder.sp_exact
-    if holder.shares and holder.sp_ckpt != g.sp_index:
-        sp_exact = add(sp_exact, mul(holder.shares, sub(g.sp_index, holder.sp_ckpt)))
-    assert holder.shares >= 0 and sp_exact >= 0, holder
-    return spendable(sp_exact, SP)
-
-
 def spendable(exact: Decimal, currency: str) -> Decimal:
     """What a holder may spend of an exact balance: to the grain, then rounded down."""
     return floor(exact.quantize(GRAIN, context=INDEX_CONTEXT), currency)

@@ -1,5 +1,5 @@
 """The booking path's fast paths equal what they replace: `entries.chain_entry` is `entry_hash`, `with_meta` and
-`render` in one pass (the same strings); the refused characters are not printable; `id_ok` is `ID_RE`."""
+`render` in one pass (the same strings); the refused characters are not printable;"""
 
 from __future__ import annotations
 
@@ -54,10 +54,3 @@ def test_refused_characters_are_not_printable():
 
     assert not [hex(c) for lo, hi in REFUSED_RANGES for c in range(lo, hi + 1) if chr(c).isprintable()]
 
-
-@settings(max_examples=2000, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("aZ09_-é\n \x00Ａ٣²")), max_size=70) | st.text(max_size=70))
-def test_id_ok_is_the_id_regex(text):
-    from ledger_service.rules.events import ID_RE, id_ok
-
-    assert id_ok(text) == bool(ID_RE.match(text))

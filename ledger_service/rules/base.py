@@ -12,7 +12,7 @@ from ..config import Params
 from ..entries import META_KEY_RE, Meta, Posting, Transaction, meta_tuple
 from ..errors import Conflict, NotFound
 from ..state import MEMBER, MERCHANT, Holder, State
-from ..subledger import spendable_sp
+from ..subledger import balance
 from .events import Event, EventKind
 
 
@@ -111,6 +111,6 @@ def require_value(state: State, field: str) -> Decimal:
 
 
 def require_sp(state: State, holder: Holder, sp: Decimal, field: str, rule: str) -> None:
-    held = spendable_sp(holder, state.g, state)
+    held = balance(holder, state.g, state).sp
     if held < sp:
         raise Conflict(rule, f"{field}: {holder.id} holds {fmt(held)} SP, {fmt(sp)} SP needed", field)

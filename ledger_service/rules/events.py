@@ -60,16 +60,8 @@ class EventKind(StrEnum):
 
 
 # Field types: how a field is parsed from text and written back.
-def id_ok(value: str) -> bool:
-    """`ID_RE.match(value)`, without the regex: 1 to 64 ASCII letters, digits, "_" and "-"."""
-    if not 0 < len(value) <= 64 or not value.isascii():
-        return False
-    rest = value.replace("_", "").replace("-", "")
-    return not rest or rest.isalnum()  # (isalnum on ASCII text: A-Z a-z 0-9)
-
-
 def _id(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not id_ok(value):
+    if not isinstance(value, str) or not ID_RE.match(value):
         raise Invalid("input.bad_id", f"{field}: ids are 1 to 64 characters of A-Z a-z 0-9 _ -, got {value!r}", field)
     return value
 

@@ -28,7 +28,7 @@ from ..config import DEPOSIT_CASH_PAID, DEPOSIT_SP_HELD, ROLES, Params
 from ..entries import Transaction
 from ..errors import Conflict
 from ..state import Holder, State
-from ..subledger import spendable_sp
+from ..subledger import balance
 from .base import Builder, Ctx, inputs_of, member, merchant, require_value
 from .events import Order
 from .partner_regions import partner_region, require_known
@@ -169,7 +169,7 @@ def order(state: State, ev: Order, ctx: Ctx) -> Transaction:
     buyer = member(state, ev.buyer, "buyer")
     store = merchant(state, ev.merchant, "merchant")
     require_known(ev.ship_region, "ship_region", p)
-    held_sp = spendable_sp(store, state.g, state)
+    held_sp = balance(store, state.g, state).sp
     gate = opening(store, held_sp, state.g.value, p)
     if not gate.can_take_orders:
         raise _refuse_closed(store, held_sp, state.g.value, gate, p)

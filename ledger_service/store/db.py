@@ -231,7 +231,7 @@ _EVENT_DAY = _EVENT_COLUMNS.index("day")
 _EVENT_WRITERS = {dialect: _RowWriter(dialect, _EVENTS, _EVENT_COLUMNS) for dialect in ("sqlite", "postgresql")}
 
 
-def _cursor(connection):
+def dbapi_cursor(connection):
     """A DBAPI cursor on the session's connection (its transaction)."""
     return connection.connection.driver_connection.cursor()
 
@@ -431,7 +431,7 @@ class DbReader:
             frontier = {h.referrer for h in step.values() if h is not None and h.referrer}
         self._fetch_holders(connection, {h for h in wanted if h not in held})
         if order_ids:
-            cursor = _cursor(connection)
+            cursor = dbapi_cursor(connection)
             try:
                 for chunk in _chunks(sorted(order_ids)):
                     known: dict[str, str] = dict(_rows_in(cursor, self._holder_rows.dialect, _ORDER_EVENTS,
@@ -450,7 +450,7 @@ class DbReader:
         if not ids:
             return out
         rows, stored = self._holder_rows, self.stored
-        cursor = _cursor(connection)
+        cursor = dbapi_cursor(connection)
         try:
             for chunk in _chunks(sorted(ids)):
                 for raw in rows.fetch(cursor, chunk):
@@ -600,7 +600,7 @@ def _persist_holders(connection, changes: ChangeSet, stored: Mapping[str, tuple[
         changed_holders.append(params)
     if not new_holders and not changed_holders:
         return
-    cursor = _cursor(connection)
+    cursor = dbapi_cursor(connection)
     try:
         rows.writer.insert(cursor, new_holders)
         rows.writer.update(cursor, changed_holders)
@@ -624,7 +624,7 @@ def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> Non
         params = [_EVENT_VALUES(row) for row in new_rows]
         if dialect == "sqlite":
             params = [(*p[:_EVENT_DAY], p[_EVENT_DAY].isoformat(), *p[_EVENT_DAY + 1:]) for p in params]
-        cursor = _cursor(connection)
+        cursor = dbapi_cursor(connection)
         try:
             _EVENT_WRITERS[dialect].insert(cursor, params)
         finally:

@@ -40,6 +40,7 @@ from ..faults import Fault
 from ..journal import Books, DayFile, journal_directives, make_private_dirs, relative, write_private
 from ..rules.events import EventKind
 from ..state import Holder
+from ..store.db import dbapi_cursor
 from ..store.models import DecimalText
 from ..subledger import settle
 from . import holder_index
@@ -166,7 +167,7 @@ class Tree:
 
     def _cursor(self) -> Any:
         assert self.connection is not None
-        return self.connection.connection.driver_connection.cursor()
+        return dbapi_cursor(self.connection)
 
     def _read_nodes(self, level: int, indices: Sequence[int]) -> None:
         """Cache the stored nodes (level, i) for i in `indices` (a few queries)."""
