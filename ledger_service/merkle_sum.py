@@ -18,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Context, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
 CTX = Context(prec=400)
 QUANTUM = Decimal("0.0001")
@@ -36,9 +35,9 @@ def text(number: Decimal) -> str:
     return format(number, "f")
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    """A node (or leaf) of the tree: its hash (hex) and its three sums."""
+class Node(NamedTuple):
+    """A node (or leaf) of the tree: its hash (hex) and its three sums. (A named tuple: a close at
+    10⁶ holders builds ~130,000 of them, and a tuple is built ~3× faster than a frozen dataclass.)"""
 
     hash: str
     base_sp: Decimal
