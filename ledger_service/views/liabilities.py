@@ -374,10 +374,11 @@ class _Update:
         if self.fold is not None and self.last_day is not None and day.day <= self.last_day:
             self._fold_only(day)
             return
-        for directive in day.directives():
-            entry = from_beancount(directive)
-            if entry is None:
-                continue
+        entries = [(e, holder_index.holders_of(e)) for e in (from_beancount(d) for d in day.directives())
+                   if e is not None]
+        if self.fold is None:  # the day's holders in a few statements (one query per holder otherwise)
+            self.state.prefetch(h for _e, holders in entries for h in holders)
+        for entry, holders in entries:
             if self.fold is not None:
                 state = self.fold.apply(entry)
                 if state is None:
@@ -390,7 +391,7 @@ class _Update:
                     apply_entry(state, entry)
                 except (AssertionError, KeyError, ValueError, TypeError, AttributeError) as exc:
                     raise LiabilitiesError(f"{day.relpath}: the entry cannot be applied ({exc})") from exc
-            obj = self.folder.entry(entry, state)
+            obj = self.folder.entry(entry, state, holders)
             if obj is not None:
                 self.tree.flush(obj_day := date.fromisoformat(obj["day"]))
                 self.added.append(obj)
