@@ -44,6 +44,7 @@ bench: setup
 	    --per-thread 20000 --out $(BENCH_OUT)/api_wrk.json --md $(BENCH_OUT)/api_wrk.md
 	$(PY) benchmarks/api_orders.py $(BENCH_FLAGS) --workers 2 --clients 8,64 --orders 50 --out $(BENCH_OUT)/api_orders_sqlite.json
 	$(PY) benchmarks/liabilities_close.py $(BENCH_FLAGS) --quick --out $(BENCH_OUT)/liabilities_close.json --md $(BENCH_OUT)/liabilities_close.md
+	$(PY) benchmarks/close_touched.py $(BENCH_FLAGS) --quick --out $(BENCH_OUT)/close_touched.json --md $(BENCH_OUT)/close_touched.md
 	$(PY) benchmarks/close_day.py $(BENCH_FLAGS) --sizes 1000,10000,100000 --days 3 --out $(BENCH_OUT)/close_day.json
 	$(PY) benchmarks/verify_bench.py $(BENCH_FLAGS) --quick --out $(BENCH_OUT)/verify_bench.json
 	$(PY) benchmarks/fava_load.py $(BENCH_FLAGS) --members 5000 --merchants 50 --orders-per-day 500 --days 5 \
