@@ -154,11 +154,16 @@ class Idempotency:
                 raise IdempotentReplay(row.status, json.dumps(booked_of_row(event).to_json()).encode("utf-8"))
         raise IdempotentReplay(row.status, row.response)
 
+    def row(self, status: int, body: dict | None, event_id: str | None, created: datetime) -> dict:
+        """The stored row of the answer: a booking's by its event id alone (`event_id`, or no `body`), another's
+        whole."""
+        response = b"" if event_id is not None or body is None else json.dumps(body).encode("utf-8")
+        return {"api_key_id": self.scope, "key": self.key, "request_hash": self.request_hash, "status": status,
+                "response": response, "created": created, "event_id": event_id}
+
     def store(self, session, status: int, body: dict, event_id: str | None = None) -> None:
-        """Record the answer: a booking's by its event id alone (`event_id`), another's whole."""
-        response = b"" if event_id is not None else json.dumps(body).encode("utf-8")
-        session.add(IdempotencyRow(api_key_id=self.scope, key=self.key, request_hash=self.request_hash, status=status,
-                                   response=response, created=_utcnow(), event_id=event_id))
+        """Record the answer (`row`) in the session."""
+        session.add(IdempotencyRow(**self.row(status, body, event_id, _utcnow())))
 
 
 _IDEMPOTENCY = IdempotencyRow.__table__
@@ -190,9 +195,8 @@ def store_idempotency(session, answered: list[tuple[Idempotency, str | None]]) -
     """Record the answers of a group commit's bookings (`Idempotency.store` with an event id), in one statement."""
     if answered:
         created = _utcnow()
-        session.connection().execute(_INSERT_IDEMPOTENCY, [
-            {"api_key_id": i.scope, "key": i.key, "request_hash": i.request_hash, "status": 201, "response": b"",
-             "created": created, "event_id": event_id} for i, event_id in answered])
+        session.connection().execute(_INSERT_IDEMPOTENCY, [i.row(201, None, event_id, created)
+                                                           for i, event_id in answered])
 
 
 _PRUNE_IDEMPOTENCY = delete(IdempotencyRow).where(_IDEMPOTENCY.c.created < bindparam("before"))
