@@ -123,6 +123,24 @@ def test_a_close_updates_only_touched_leaves(books, tmp_path):
     assert 0 < written <= len(touched) < checkpoint(root, CLOSED[-1])["holders"]
 
 
+def test_a_close_reads_the_days_holders_from_the_index_in_batches(books, tmp_path, monkeypatch):
+    """The update applies the day's entries to the holder index's position with every holder read
+    beforehand (`IndexState.prefetch`): no holder is looked up one query at a time."""
+    root = copy_books(books, tmp_path / "books")
+    last = [d for d in day_files(Books(root)) if d.day in CLOSED][-1]
+    one_by_one: list[str] = []
+    original = holder_index.IndexState.holder
+
+    def holder(self, holder_id):
+        if holder_id not in self._holders and holder_id not in self._absent:
+            one_by_one.append(holder_id)
+        return original(self, holder_id)
+
+    monkeypatch.setattr(holder_index.IndexState, "holder", holder)
+    assert _incremental_last_day(root, last) > 0
+    assert one_by_one == []
+
+
 def _incremental_last_day(root: Path, last) -> int:
     """Feed the last closed day to a liabilities update standing at the day before (the holder index
     rolled back to that day by a rebuild of a journal copy without it)."""
