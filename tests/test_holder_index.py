@@ -198,3 +198,45 @@ def test_the_audit_page_shows_the_recorded_verification_at_once(books: Path, tmp
     html = fava.poll("extension/AuditPage/", lambda h: 'data-ok="running"' not in h)
     assert 'data-ok="true"' in html and "by Fava&#39;s Audit page" in html.replace("&#x27;", "&#39;")
     assert record.read(copy)["fingerprint"] == record.fingerprint(copy)
+
+
+def test_holder_rows_through_the_cursor_are_what_sqlalchemy_writes_and_reads(tmp_path):
+    """`IndexState.flush` and `prefetch` go through the DBAPI cursor (`store.db.HolderRows` over the
+    index's table): the stored text of every column type and the Holder read back are SQLAlchemy's."""
+    from dataclasses import asdict
+
+    from sqlalchemy import insert, select
+
+    from ledger_service.state import Holder
+    from ledger_service.views.base import sqlite_engine
+
+    engine = sqlite_engine(tmp_path / "holders.sqlite", holder_index._meta)
+    full = Holder("m1", "member", date(2026, 1, 2), referrer="r0", region="110101", role="merchant", active=True,
+                  sv_locked=Decimal("300.0000"), shares=Decimal("1.2345678901234567890123456789012345E-7"),
+                  epoch=3, sp_ckpt=Decimal("0.000012300"), sp_exact=Decimal("42.10"),
+                  last_purchase=date(2026, 3, 4), owner="o1", channel="online", rebate_rate=Decimal("0.15"),
+                  store_referrer="s1", deposits_cny=Decimal("1000.00"), opened=date(2026, 2, 1))
+    bare = Holder("m2", "member", date(2026, 1, 3))
+    with engine.begin() as c:
+        c.execute(insert(holder_index.HOLDERS), [{**asdict(h), "id": "sa-" + h.id} for h in (full, bare)])
+        state = holder_index.IndexState(c, None)
+        for h in (full, bare):
+            state.put_holder(h)
+        state.flush()
+        event = ("m1", date(2026, 1, 2), "E000000042", "order", "journal/2026-01/02.beancount", 17)
+        c.execute(insert(holder_index.EVENTS), [dict(zip(("holder", "day", "event", "kind", "file", "line"), event,
+                                                         strict=True))])
+        holder_index.dbapi_cursor(c).executemany(holder_index._INSERT_EVENT, [(*event[:1], event[1].isoformat(),
+                                                                               *event[2:])])
+    with sqlite3.connect(tmp_path / "holders.sqlite") as raw:
+        rows = {r[0]: r[1:] for r in raw.execute("select * from holders")}
+        events = [r[1:] for r in raw.execute("select * from events order by id")]
+    assert rows["m1"] == rows["sa-m1"] and rows["m2"] == rows["sa-m2"]
+    assert len(events) == 2 and events[0] == events[1]  # the event row as the index writes it: SQLAlchemy's
+    with engine.connect() as c:
+        state = holder_index.IndexState(c, None)
+        state.prefetch(["m1", "m2", "absent"])
+        assert state.holder("m1") == full and state.holder("m2") == bare and state.holder("absent") is None
+        assert [Holder(**row._mapping) for row in c.execute(select(holder_index.HOLDERS).where(
+            holder_index.HOLDERS.c.id.in_(["m1", "m2"])).order_by(holder_index.HOLDERS.c.id))] == [full, bare]
+    engine.dispose()

@@ -65,7 +65,7 @@ _PARTNERS = table_of(PartnerRow)
 _EPOCHS = table_of(EpochRow)
 
 # The statements of the booking path, built once (SQLAlchemy then reuses their compiled form
-# from its cache without rebuilding or re-keying them); the holders' rows: `_HolderRows`.
+# from its cache without rebuilding or re-keying them); the holders' rows: `HolderRows`.
 _PARTNER_OF = select(_PARTNERS.c.holder).where(_PARTNERS.c.region == bindparam("region"))
 _EPOCH_BY_NUMBER = select(_EPOCHS.c.number, _EPOCHS.c.sp_index_end, _EPOCHS.c.factor).where(
     _EPOCHS.c.number == bindparam("number"))
@@ -113,7 +113,7 @@ def _bool_of(value) -> bool:
     return bool(value)
 
 
-class _HolderRows:
+class HolderRows:
     """The holders' rows read and written through the DBAPI cursor of the session's connection
     (the same transaction), bypassing SQLAlchemy's per-row processing on the booking path.
 
@@ -123,15 +123,17 @@ class _HolderRows:
     as their exact text (`DecimalText`), dates as ISO text on SQLite (as SQLAlchemy's SQLite
     `Date` stores them) and as dates on PostgreSQL, booleans as integers on SQLite."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, table: Table = _HOLDER_TABLE) -> None:
+        """`table`: the service database's holders (default), or a table of the same columns (the
+        holder index's, `views.holder_index.HOLDERS`)."""
         self.sqlite = dialect == "sqlite"
         self.dialect = dialect
-        self.writer = _RowWriter(dialect, _HOLDER_TABLE, _HOLDER_FIELDS)
-        self.select = f"SELECT {', '.join(_quoted(_HOLDER_FIELDS))} FROM holders"
+        self.writer = _RowWriter(dialect, table, _HOLDER_FIELDS)
+        self.select = f"SELECT {', '.join(_quoted(_HOLDER_FIELDS))} FROM {table.name}"
         to_holder: list[tuple[int, object]] = []
         to_row: list[tuple[int, object]] = []
         for i, name in enumerate(_HOLDER_FIELDS):
-            column_type = _HOLDER_TABLE.c[name].type
+            column_type = table.c[name].type
             if isinstance(column_type, DecimalText):
                 to_holder.append((i, Decimal))
                 to_row.append((i, _decimal_text))
@@ -223,7 +225,7 @@ class _RowWriter:
                 cursor.execute(self.update_sql, [list(column) for column in zip(*rows, strict=True)])
 
 
-_HOLDER_ROWS = {dialect: _HolderRows(dialect) for dialect in ("sqlite", "postgresql")}
+_HOLDER_ROWS = {dialect: HolderRows(dialect) for dialect in ("sqlite", "postgresql")}
 
 _EVENT_COLUMNS = tuple(column.name for column in _EVENTS.columns)
 _EVENT_VALUES = itemgetter(*_EVENT_COLUMNS)
@@ -619,7 +621,7 @@ def _persist_events(connection, changes: ChangeSet, new_rows: list[dict]) -> Non
             by_id[record.id]["reversed_by"] = record.reversed_by
         else:
             connection.execute(update(_EVENTS).where(_EVENTS.c.id == record.id).values(reversed_by=record.reversed_by))
-    if new_rows:  # through the DBAPI cursor (as `_HolderRows`): a day as ISO text on SQLite
+    if new_rows:  # through the DBAPI cursor (as `HolderRows`): a day as ISO text on SQLite
         dialect = connection.dialect.name
         params = [_EVENT_VALUES(row) for row in new_rows]
         if dialect == "sqlite":

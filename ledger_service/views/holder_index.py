@@ -80,6 +80,7 @@ from ..state import (
     holders_of,
     row_digest_line,
 )
+from ..store.db import HolderRows, dbapi_cursor
 from ..store.models import DecimalText
 from ..subledger import balance
 from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
@@ -118,6 +119,7 @@ HOLDERS = Table(
       Column(name, DecimalText if name in _DECIMALS else _HOLDER_TYPES.get(name, String(64)))
       for name in HOLDER_FIELDS),
 )
+_HOLDER_ROWS = HolderRows("sqlite", HOLDERS)  # the index is a SQLite file
 EPOCHS = Table(
     "epochs", _meta,
     Column("number", Integer, primary_key=True),
@@ -146,6 +148,7 @@ EVENTS = Table(
     Column("line", Integer, nullable=False),
     Index("events_by_holder", "holder", "id"),
 )
+_INSERT_EVENT = "INSERT INTO events (holder, day, event, kind, file, line) VALUES (?, ?, ?, ?, ?, ?)"
 
 
 _HOLDER_BY_ID = select(HOLDERS).where(HOLDERS.c.id == bindparam("id"))
@@ -225,14 +228,18 @@ class IndexState:
         return found
 
     def prefetch(self, holder_ids: Iterable[str]) -> None:
-        """Load these holders in a few statements (a day's holders, before its entries are applied)."""
+        """Load these holders in a few statements (a day's holders, before its entries are applied),
+        through the connection's DBAPI cursor (`HolderRows`: SQLAlchemy's per-row processing cost
+        more than the query)."""
         wanted = sorted({h for h in holder_ids if h not in self._holders})
+        cursor = dbapi_cursor(self.connection)
         for start in range(0, len(wanted), PREFETCH_BATCH):
             chunk = wanted[start:start + PREFETCH_BATCH]
             found = set()
-            for row in self.connection.execute(select(HOLDERS).where(HOLDERS.c.id.in_(chunk))):
-                self._holders[row.id] = Holder(**row._mapping)
-                found.add(row.id)
+            for raw in _HOLDER_ROWS.fetch(cursor, chunk):
+                holder = Holder(*_HOLDER_ROWS.values(raw))
+                self._holders[holder.id] = holder
+                found.add(holder.id)
             self._absent.update(h for h in chunk if h not in found)
 
     def epoch(self, number: int) -> Epoch:
@@ -307,12 +314,11 @@ class IndexState:
     def flush(self) -> None:
         """Write the changed holders, epochs and payouts (in the caller's transaction)."""
         c = self.connection
-        new = [_values(self._holders[i], HOLDER_FIELDS) for i in sorted(self._new)]
-        changed = [dict(_values(self._holders[i], HOLDER_FIELDS), b_id=i) for i in sorted(self._dirty - self._new)]
-        for chunk in _chunks(new):
-            c.execute(insert(HOLDERS), chunk)
-        for chunk in _chunks(changed):
-            c.execute(update(HOLDERS).where(HOLDERS.c.id == bindparam("b_id")), chunk)
+        cursor = dbapi_cursor(c)  # the holders' rows as `HolderRows` stores them (the column types' forms)
+        for chunk in _chunks(sorted(self._new)):
+            _HOLDER_ROWS.writer.insert(cursor, [_HOLDER_ROWS.params(self._holders[i]) for i in chunk])
+        for chunk in _chunks(sorted(self._dirty - self._new)):
+            _HOLDER_ROWS.writer.update(cursor, [_HOLDER_ROWS.params(self._holders[i]) for i in chunk])
         if self._new_epochs:
             c.execute(insert(EPOCHS), [{"number": e.number, "sp_index_end": e.sp_index_end, "factor": e.factor}
                                        for e in self._new_epochs])
@@ -415,14 +421,14 @@ class Writer:
         """Apply one closed day's entries (Beancount directives, in file order)."""
         rows: list[tuple] = []
         last_kind = None
-        pairs = [(d, e) for d, e in ((d, from_beancount(d)) for d in directives) if e is not None]
+        pairs = [(d, e, holders_of(e)) for d, e in ((d, from_beancount(d)) for d in directives) if e is not None]
         if self.state is None:
             first = pairs[0][1] if pairs else None
             if not (isinstance(first, Transaction) and first.kind == EventKind.GENESIS):
                 raise HolderIndexError(f"{journal}: the journal must open with the genesis entry")
             self.state = IndexState(self.connection, _genesis_globals(first))
-        self.state.prefetch(h for _d, e in pairs for h in holders_of(e))
-        for directive, entry in pairs:
+        self.state.prefetch(h for _d, _e, holders in pairs for h in holders)
+        for directive, entry, holders in pairs:
             seq = int(entry.get("seq") or 0)
             if seq != self.state.g.seq + 1:
                 raise HolderIndexError(f"{journal}: seq {seq} follows {self.state.g.seq}; the index is not "
@@ -432,15 +438,14 @@ class Writer:
             except (AssertionError, KeyError, ValueError, TypeError, AttributeError) as exc:
                 raise HolderIndexError(f"{journal}:{directive.meta.get('lineno', 0)}: the entry cannot be applied "
                                        f"({type(exc).__name__}: {exc})") from exc
-            rows += event_rows(entry, entry.date, journal, int(directive.meta.get("lineno", 0)))
+            rows += event_rows(entry, entry.date, journal, int(directive.meta.get("lineno", 0)), holders)
             last_kind = entry.kind if isinstance(entry, Transaction) else "price"
         if last_kind != EventKind.RELEASE:
             raise HolderIndexError(f"{journal}: the day is not closed (its last entry is not its release)")
         self.state.flush()
+        cursor = dbapi_cursor(self.connection)  # a day as ISO text, as SQLAlchemy's SQLite `Date` stores it
         for chunk in _chunks(rows):
-            self.connection.execute(insert(EVENTS), [dict(zip(("holder", "day", "event", "kind", "file", "line"), r,
-                                                              strict=True))
-                                                     for r in chunk])
+            cursor.executemany(_INSERT_EVENT, [(h, d.isoformat(), e, k, f, n) for h, d, e, k, f, n in chunk])
         values = _position_values(self.state.g, day, journal)
         if self.position is None:
             self.connection.execute(insert(POSITION), [values])
