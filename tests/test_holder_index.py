@@ -224,10 +224,9 @@ def test_holder_rows_through_the_cursor_are_what_sqlalchemy_writes_and_reads(tmp
             state.put_holder(h)
         state.flush()
         event = ("m1", date(2026, 1, 2), "E000000042", "order", "journal/2026-01/02.beancount", 17)
-        c.execute(insert(holder_index.EVENTS), [dict(zip(("holder", "day", "event", "kind", "file", "line"), event,
-                                                         strict=True))])
-        holder_index.dbapi_cursor(c).executemany(holder_index._INSERT_EVENT, [(*event[:1], event[1].isoformat(),
-                                                                               *event[2:])])
+        c.execute(insert(holder_index.EVENTS), [dict(zip(holder_index.EVENT_FIELDS, event, strict=True))])
+        holder_index._EVENT_WRITER.insert(holder_index.dbapi_cursor(c), [(*event[:1], event[1].isoformat(),
+                                                                          *event[2:])])
     with sqlite3.connect(tmp_path / "holders.sqlite") as raw:
         rows = {r[0]: r[1:] for r in raw.execute("select * from holders")}
         events = [r[1:] for r in raw.execute("select * from events order by id")]
@@ -237,6 +236,8 @@ def test_holder_rows_through_the_cursor_are_what_sqlalchemy_writes_and_reads(tmp
         state = holder_index.IndexState(c, None)
         state.prefetch(["m1", "m2", "absent"])
         assert state.holder("m1") == full and state.holder("m2") == bare and state.holder("absent") is None
+        alone = holder_index.IndexState(c, None)  # one holder read on its own (no prefetch)
+        assert alone.holder("m1") == full and alone.holder("absent") is None
         assert [Holder(**row._mapping) for row in c.execute(select(holder_index.HOLDERS).where(
             holder_index.HOLDERS.c.id.in_(["m1", "m2"])).order_by(holder_index.HOLDERS.c.id))] == [full, bare]
     engine.dispose()

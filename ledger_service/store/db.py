@@ -128,7 +128,7 @@ class HolderRows:
         holder index's, `views.holder_index.HOLDERS`)."""
         self.sqlite = dialect == "sqlite"
         self.dialect = dialect
-        self.writer = _RowWriter(dialect, table, _HOLDER_FIELDS)
+        self.writer = RowWriter(dialect, table, _HOLDER_FIELDS)
         self.select = f"SELECT {', '.join(_quoted(_HOLDER_FIELDS))} FROM {table.name}"
         to_holder: list[tuple[int, object]] = []
         to_row: list[tuple[int, object]] = []
@@ -192,7 +192,7 @@ def _pg_type(column_type) -> str:
     return "text"  # strings, and Decimals as their text (`DecimalText`)
 
 
-class _RowWriter:
+class RowWriter:
     """Rows inserted or updated (by their first column) through a DBAPI cursor, all in one call: on
     SQLite an `executemany`; on PostgreSQL one statement over `unnest` of one array per column
     (psycopg's `executemany` sends a statement per row)."""
@@ -230,7 +230,7 @@ _HOLDER_ROWS = {dialect: HolderRows(dialect) for dialect in ("sqlite", "postgres
 _EVENT_COLUMNS = tuple(column.name for column in _EVENTS.columns)
 _EVENT_VALUES = itemgetter(*_EVENT_COLUMNS)
 _EVENT_DAY = _EVENT_COLUMNS.index("day")
-_EVENT_WRITERS = {dialect: _RowWriter(dialect, _EVENTS, _EVENT_COLUMNS) for dialect in ("sqlite", "postgresql")}
+_EVENT_WRITERS = {dialect: RowWriter(dialect, _EVENTS, _EVENT_COLUMNS) for dialect in ("sqlite", "postgresql")}
 
 
 def dbapi_cursor(connection):

@@ -53,7 +53,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     func,
     insert,
     select,
@@ -80,7 +79,7 @@ from ..state import (
     holders_of,
     row_digest_line,
 )
-from ..store.db import HolderRows, dbapi_cursor
+from ..store.db import HolderRows, RowWriter, dbapi_cursor
 from ..store.models import DecimalText
 from ..subledger import balance
 from .base import LEDGER_DIR, Check, Update, ViewError, sqlite_engine
@@ -148,10 +147,8 @@ EVENTS = Table(
     Column("line", Integer, nullable=False),
     Index("events_by_holder", "holder", "id"),
 )
-_INSERT_EVENT = "INSERT INTO events (holder, day, event, kind, file, line) VALUES (?, ?, ?, ?, ?, ?)"
-
-
-_HOLDER_BY_ID = select(HOLDERS).where(HOLDERS.c.id == bindparam("id"))
+EVENT_FIELDS = ("holder", "day", "event", "kind", "file", "line")  # `state.event_rows`' tuples
+_EVENT_WRITER = RowWriter("sqlite", EVENTS, EVENT_FIELDS)
 
 
 class HolderIndexError(ViewError):
@@ -221,10 +218,10 @@ class IndexState:
         if found is None:
             if holder_id in self._absent:
                 return None
-            row = self.connection.execute(_HOLDER_BY_ID, {"id": holder_id}).first()
-            if row is None:
+            rows = _HOLDER_ROWS.fetch(dbapi_cursor(self.connection), [holder_id])
+            if not rows:
                 return None
-            found = self._holders[holder_id] = Holder(**row._mapping)
+            found = self._holders[holder_id] = Holder(*_HOLDER_ROWS.values(rows[0]))
         return found
 
     def prefetch(self, holder_ids: Iterable[str]) -> None:
@@ -445,7 +442,7 @@ class Writer:
         self.state.flush()
         cursor = dbapi_cursor(self.connection)  # a day as ISO text, as SQLAlchemy's SQLite `Date` stores it
         for chunk in _chunks(rows):
-            cursor.executemany(_INSERT_EVENT, [(h, d.isoformat(), e, k, f, n) for h, d, e, k, f, n in chunk])
+            _EVENT_WRITER.insert(cursor, [(h, d.isoformat(), e, k, f, n) for h, d, e, k, f, n in chunk])
         values = _position_values(self.state.g, day, journal)
         if self.position is None:
             self.connection.execute(insert(POSITION), [values])
